@@ -1,0 +1,46 @@
+# Two commands on a fresh machine:
+#   make run    set up, start Azurite + the local Functions host on http://127.0.0.1:7071/api
+#   make test   set up, run the whole test suite (it starts its own Azurite)
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+AZURITE_VERSION := 3.37.0
+AZURITE := .tools/node_modules/.bin/azurite
+
+.PHONY: run test lint format bench setup system-deps clean
+
+setup: system-deps $(BIN)/.installed $(AZURITE)
+
+# unixODBC for pyodbc and Debian's SQLite3 ODBC driver, so the pyodbc path is tested for real.
+system-deps:
+	@bash scripts/system-deps.sh
+
+$(BIN)/.installed: requirements.txt requirements-dev.txt
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $@
+
+$(AZURITE):
+	npm install --silent --no-audit --no-fund --prefix .tools azurite@$(AZURITE_VERSION)
+
+run: setup
+	$(BIN)/python -m shared.devhost --with-azurite
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(BIN)/.installed
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: setup
+	$(BIN)/python -m benchmarks
+
+clean:
+	rm -rf $(VENV) .tools .data .pytest_cache .ruff_cache

@@ -1,0 +1,220 @@
+"""Connections: the dialect and driver are chosen from the connection string.
+
+- `sqlite:///path/to/file.db` (or `sqlite:///:memory:`): embedded SQLite through `sqlite3`.
+- An ODBC string whose driver names SQLite (`Driver=SQLite3;Database=...`): SQLite
+  through pyodbc, so the pyodbc path runs for real on any machine.
+- Any other ODBC string (`Driver={ODBC Driver 18 for SQL Server};Server=...`): SQL Server.
+
+pyodbc needs unixODBC at import time, so it is imported only for ODBC strings.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from shared.db.dialects import MSSQL, SQLITE, Dialect
+
+BUSY_TIMEOUT_MS = 10_000
+
+
+class DatabaseError(RuntimeError):
+    """The database could not do what was asked; the message says why."""
+
+
+@dataclass(frozen=True)
+class ConnectionSpec:
+    driver: str  # "sqlite3" or "pyodbc"
+    dialect: Dialect
+    target: str  # file path for sqlite3, the ODBC string for pyodbc
+
+    @property
+    def redacted(self) -> str:
+        """The target with any password hidden, for logs and errors."""
+        return re.sub(r"(?i)(pwd|password)=[^;]*", r"\1=***", self.target)
+
+
+def parse_connection(value: str, base_dir: Path | None = None) -> ConnectionSpec:
+    value = value.strip()
+    if value.lower().startswith("sqlite:///"):
+        raw = value[len("sqlite:///") :]
+        if not raw:
+            raise DatabaseError("SQL_CONNECTION_STRING: sqlite:/// needs a file path")
+        if raw == ":memory:":
+            return ConnectionSpec("sqlite3", SQLITE, raw)
+        path = Path(raw)
+        if not path.is_absolute() and base_dir is not None:
+            path = base_dir / path
+        return ConnectionSpec("sqlite3", SQLITE, str(path))
+    if "=" not in value:
+        raise DatabaseError(
+            "SQL_CONNECTION_STRING: expected sqlite:///<path> or an ODBC connection string"
+        )
+    driver = re.search(r"(?i)(?:^|;)\s*driver\s*=\s*\{?([^;}]*)", value)
+    if driver and "sqlite" in driver.group(1).lower():
+        return ConnectionSpec("pyodbc", SQLITE, value)
+    return ConnectionSpec("pyodbc", MSSQL, value)
+
+
+def _connect_sqlite3(path: str) -> Any:
+    import sqlite3
+
+    if path != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(
+        path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
+    )
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute("PRAGMA foreign_keys = ON")
+    return conn
+
+
+def _connect_pyodbc(spec: ConnectionSpec) -> Any:
+    try:
+        import pyodbc
+    except ImportError as exc:  # unixODBC missing
+        raise DatabaseError(f"pyodbc cannot load (is unixODBC installed?): {exc}") from exc
+    target = spec.target
+    if spec.dialect is SQLITE:
+        # Debian's SQLite3 ODBC driver: busy timeout, foreign keys, WAL, as for sqlite3.
+        db = re.search(r"(?i)database=([^;]*)", target)
+        if db:
+            Path(db.group(1)).parent.mkdir(parents=True, exist_ok=True)
+        extras = {"Timeout": str(BUSY_TIMEOUT_MS), "FKSupport": "1", "JournalMode": "WAL"}
+        for key, val in extras.items():
+            if not re.search(rf"(?i)(^|;)\s*{key}\s*=", target):
+                target = target.rstrip(";") + f";{key}={val}"
+        return pyodbc.connect(target, autocommit=True)
+    return pyodbc.connect(target, autocommit=False)
+
+
+class Database:
+    """Thread-local connections and transactions over one connection string."""
+
+    def __init__(
+        self, spec: ConnectionSpec, on_connect: Sequence[Callable[[Any], None]] = ()
+    ) -> None:
+        """`on_connect` hooks run on each new sqlite3 connection (e.g. to register the
+        vector SQL functions); pyodbc connections cannot host Python functions."""
+        self.spec = spec
+        self._on_connect = tuple(on_connect)
+        self.dialect = spec.dialect
+        self._local = threading.local()
+        self._all: list[Any] = []
+        self._lock = threading.Lock()
+
+    # -- connections -----------------------------------------------------------------
+    def _connection(self) -> Any:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            try:
+                if self.spec.driver == "sqlite3":
+                    conn = _connect_sqlite3(self.spec.target)
+                    for hook in self._on_connect:
+                        hook(conn)
+                else:
+                    conn = _connect_pyodbc(self.spec)
+            except DatabaseError:
+                raise
+            except Exception as exc:
+                raise DatabaseError(f"cannot connect to {self.spec.redacted}: {exc}") from exc
+            self._local.conn = conn
+            self._local.depth = 0
+            with self._lock:
+                self._all.append(conn)
+        return conn
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._all:
+                with contextlib.suppress(Exception):  # closing; nothing to report
+                    conn.close()
+            self._all.clear()
+        self._local = threading.local()
+
+    @property
+    def explicit_begin(self) -> bool:
+        # SQLite (both drivers) runs in autocommit and takes the write lock up front
+        # with BEGIN IMMEDIATE, so two writers queue instead of failing on upgrade.
+        return self.dialect is SQLITE
+
+    @contextmanager
+    def transaction(self, *, readonly: bool = False) -> Iterator[Any]:
+        """A unit of work; nested calls join the outer transaction.
+
+        `readonly` on SQLite takes a deferred snapshot instead of the write lock.
+        """
+        conn = self._connection()
+        if self._local.depth > 0:
+            self._local.depth += 1
+            try:
+                yield conn
+            finally:
+                self._local.depth -= 1
+            return
+        if self.explicit_begin:
+            conn.execute("BEGIN" if readonly else "BEGIN IMMEDIATE")
+        self._local.depth = 1
+        try:
+            yield conn
+        except BaseException:
+            self._local.depth = 0
+            if self.explicit_begin:
+                conn.execute("ROLLBACK")
+            else:
+                conn.rollback()
+            raise
+        self._local.depth = 0
+        if self.explicit_begin:
+            conn.execute("COMMIT")
+        else:
+            conn.commit()
+
+    # -- statements ------------------------------------------------------------------
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run one statement; returns the affected row count."""
+        with self.transaction() as conn:
+            cur = conn.execute(sql, tuple(params))
+            return cur.rowcount
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        if not rows:
+            return
+        with self.transaction() as conn:
+            cur = conn.cursor()
+            if self.spec.driver == "pyodbc" and self.dialect is MSSQL:
+                cur.fast_executemany = True
+            cur.executemany(sql, [tuple(r) for r in rows])
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        conn = self._connection()
+        cur = conn.execute(sql, tuple(params))
+        names = [d[0] for d in cur.description]
+        rows = cur.fetchall()
+        if self.dialect is MSSQL and self._local.depth == 0:
+            conn.commit()  # end the implicit read transaction
+        return [dict(zip(names, row, strict=True)) for row in rows]
+
+    def query_one(self, sql: str, params: Sequence[Any] = ()) -> dict[str, Any] | None:
+        rows = self.query(sql, params)
+        return rows[0] if rows else None
+
+    def scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        row = self.query_one(sql, params)
+        return None if row is None else next(iter(row.values()))
+
+
+def open_database(
+    connection: str,
+    base_dir: Path | None = None,
+    on_connect: Sequence[Callable[[Any], None]] = (),
+) -> Database:
+    return Database(parse_connection(connection, base_dir), on_connect)

@@ -1,0 +1,147 @@
+"""The two SQL dialects. Statements are written once with `?` markers; only DDL,
+upserts and row limits differ, and those are generated here."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+# Logical column types -> (SQLite, SQL Server).
+_TYPES: dict[str, tuple[str, str]] = {
+    "serial": ("INTEGER PRIMARY KEY AUTOINCREMENT", "BIGINT IDENTITY(1,1) PRIMARY KEY"),
+    "key": ("TEXT", "NVARCHAR(64)"),
+    "name": ("TEXT", "NVARCHAR(256)"),
+    "text": ("TEXT", "NVARCHAR(MAX)"),
+    "json": ("TEXT", "NVARCHAR(MAX)"),
+    "int": ("INTEGER", "INT"),
+    "bigint": ("INTEGER", "BIGINT"),
+    "float": ("REAL", "FLOAT"),
+    "blob": ("BLOB", "VARBINARY(MAX)"),
+    "sha256": ("TEXT", "CHAR(64)"),
+    "ts": ("TEXT", "DATETIME2(3)"),
+}
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str
+    nullable: bool = True
+    default: str | None = None
+
+
+@dataclass(frozen=True)
+class ForeignKey:
+    columns: tuple[str, ...]
+    table: str
+    ref_columns: tuple[str, ...]
+    on_delete_cascade: bool = True
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    columns: tuple[Column, ...]
+    primary_key: tuple[str, ...] = ()
+    unique: tuple[tuple[str, ...], ...] = ()
+    foreign_keys: tuple[ForeignKey, ...] = ()
+
+
+@dataclass(frozen=True)
+class Index:
+    name: str
+    table: str
+    columns: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Dialect:
+    name: str  # "sqlite" or "mssql"
+
+    @property
+    def _slot(self) -> int:
+        return 0 if self.name == "sqlite" else 1
+
+    def column_type(self, logical: str) -> str:
+        return _TYPES[logical][self._slot]
+
+    def create_table(self, table: Table) -> str:
+        parts = []
+        for col in table.columns:
+            piece = f"{col.name} {self.column_type(col.type)}"
+            if col.type != "serial":
+                if not col.nullable:
+                    piece += " NOT NULL"
+                if col.default is not None:
+                    piece += f" DEFAULT {col.default}"
+            parts.append(piece)
+        if table.primary_key:
+            parts.append(f"PRIMARY KEY ({', '.join(table.primary_key)})")
+        for cols in table.unique:
+            parts.append(f"CONSTRAINT uq_{table.name}_{'_'.join(cols)} UNIQUE ({', '.join(cols)})")
+        for fk in table.foreign_keys:
+            clause = (
+                f"FOREIGN KEY ({', '.join(fk.columns)}) REFERENCES {fk.table} "
+                f"({', '.join(fk.ref_columns)})"
+            )
+            if fk.on_delete_cascade:
+                clause += " ON DELETE CASCADE"
+            parts.append(clause)
+        body = ",\n  ".join(parts)
+        if self.name == "sqlite":
+            return f"CREATE TABLE IF NOT EXISTS {table.name} (\n  {body}\n)"
+        return (
+            f"IF OBJECT_ID(N'dbo.{table.name}', N'U') IS NULL\n"
+            f"CREATE TABLE dbo.{table.name} (\n  {body}\n)"
+        )
+
+    def create_index(self, index: Index) -> str:
+        cols = ", ".join(index.columns)
+        if self.name == "sqlite":
+            return f"CREATE INDEX IF NOT EXISTS {index.name} ON {index.table} ({cols})"
+        return (
+            f"IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE name = N'{index.name}')\n"
+            f"CREATE INDEX {index.name} ON dbo.{index.table} ({cols})"
+        )
+
+    def upsert(
+        self,
+        table: str,
+        columns: Sequence[str],
+        key: Sequence[str],
+        update: Sequence[str] = (),
+    ) -> str:
+        """INSERT, or UPDATE `update` columns when a row with the same `key` exists.
+
+        With no `update` columns it is "insert if absent". Parameters follow `columns`.
+        """
+        cols = ", ".join(columns)
+        marks = ", ".join("?" for _ in columns)
+        if self.name == "sqlite":
+            conflict = ", ".join(key)
+            if update:
+                sets = ", ".join(f"{c} = excluded.{c}" for c in update)
+                action = f"DO UPDATE SET {sets}"
+            else:
+                action = "DO NOTHING"
+            return (
+                f"INSERT INTO {table} ({cols}) VALUES ({marks}) ON CONFLICT ({conflict}) {action}"
+            )
+        source = ", ".join(f"? AS {c}" for c in columns)
+        on = " AND ".join(f"target.{c} = src.{c}" for c in key)
+        sql = f"MERGE dbo.{table} WITH (HOLDLOCK) AS target USING (SELECT {source}) AS src ON {on}"
+        if update:
+            sets = ", ".join(f"target.{c} = src.{c}" for c in update)
+            sql += f" WHEN MATCHED THEN UPDATE SET {sets}"
+        values = ", ".join(f"src.{c}" for c in columns)
+        return sql + f" WHEN NOT MATCHED THEN INSERT ({cols}) VALUES ({values});"
+
+    def limit(self, select: str, order_by: str) -> str:
+        """Append ORDER BY and a row limit taken from one trailing `?` parameter."""
+        if self.name == "sqlite":
+            return f"{select} ORDER BY {order_by} LIMIT ?"
+        return f"{select} ORDER BY {order_by} OFFSET 0 ROWS FETCH NEXT ? ROWS ONLY"
+
+
+SQLITE = Dialect("sqlite")
+MSSQL = Dialect("mssql")

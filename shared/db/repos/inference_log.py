@@ -1,0 +1,83 @@
+"""One row per inference call, for analytics (latency, rows, confidence, outcome)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from shared.db.connection import Database
+from shared.db.timestamps import now, to_iso
+
+
+@dataclass(frozen=True)
+class InferenceRecord:
+    model_name: str
+    model_version: int | None
+    latency_ms: float
+    rows: int
+    outcome: str
+    confidence: float | None = None
+    model_id: str | None = None
+    error: str | None = None
+    created_at: str | None = None
+
+
+class InferenceLogRepository:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def add(self, rec: InferenceRecord) -> None:
+        self.db.execute(
+            "INSERT INTO inference_log (model_id, model_name, model_version, latency_ms, rows, "
+            "confidence, outcome, error, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                rec.model_id,
+                rec.model_name,
+                rec.model_version,
+                rec.latency_ms,
+                rec.rows,
+                rec.confidence,
+                rec.outcome,
+                rec.error,
+                rec.created_at or now(),
+            ),
+        )
+
+    def recent(self, model_name: str, limit: int = 100) -> list[InferenceRecord]:
+        sql = self.db.dialect.limit(
+            "SELECT model_id, model_name, model_version, latency_ms, rows, confidence, outcome, "
+            "error, created_at FROM inference_log WHERE model_name = ?",
+            "created_at DESC, id DESC",
+        )
+        return [
+            InferenceRecord(
+                model_name=r["model_name"],
+                model_version=r["model_version"],
+                latency_ms=float(r["latency_ms"]),
+                rows=int(r["rows"]),
+                outcome=r["outcome"],
+                confidence=r["confidence"],
+                model_id=r["model_id"],
+                error=r["error"],
+                created_at=to_iso(r["created_at"]),
+            )
+            for r in self.db.query(sql, (model_name, limit))
+        ]
+
+    def summary(self, model_name: str) -> dict[str, Any]:
+        row = self.db.query_one(
+            "SELECT COUNT(*) AS calls, SUM(rows) AS total_rows, AVG(latency_ms) AS mean_ms, "
+            "MAX(latency_ms) AS max_ms, AVG(confidence) AS mean_confidence, "
+            "SUM(CASE WHEN outcome = ? THEN 1 ELSE 0 END) AS failures "
+            "FROM inference_log WHERE model_name = ?",
+            ("failed", model_name),
+        )
+        assert row is not None
+        return {
+            "calls": int(row["calls"] or 0),
+            "rows": int(row["total_rows"] or 0),
+            "mean_latency_ms": row["mean_ms"],
+            "max_latency_ms": row["max_ms"],
+            "mean_confidence": row["mean_confidence"],
+            "failures": int(row["failures"] or 0),
+        }

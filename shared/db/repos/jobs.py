@@ -1,0 +1,122 @@
+"""Job status rows. Every job is keyed by its job_id, so a replayed message finds
+its row instead of making a second one (queues deliver at least once)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from shared.db.connection import Database
+from shared.db.timestamps import now, to_iso
+
+JOB_STATUSES = ("queued", "running", "succeeded", "failed")
+
+_COLUMNS = (
+    "id, kind, status, attempts, payload, result, error, created_at, started_at, "
+    "finished_at, updated_at"
+)
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    id: str
+    kind: str
+    status: str
+    attempts: int
+    payload: Any
+    result: Any
+    error: str | None
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+    updated_at: str
+
+
+def _job(row: dict[str, Any]) -> JobRecord:
+    return JobRecord(
+        id=row["id"],
+        kind=row["kind"],
+        status=row["status"],
+        attempts=int(row["attempts"]),
+        payload=json.loads(row["payload"]) if row["payload"] else None,
+        result=json.loads(row["result"]) if row["result"] else None,
+        error=row["error"],
+        created_at=to_iso(row["created_at"]) or "",
+        started_at=to_iso(row["started_at"]),
+        finished_at=to_iso(row["finished_at"]),
+        updated_at=to_iso(row["updated_at"]) or "",
+    )
+
+
+class JobRepository:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def create(self, job_id: str, kind: str, payload: Any) -> tuple[JobRecord, bool]:
+        """Insert a queued job unless one with this id exists. Returns (job, created)."""
+        ts = now()
+        sql = self.db.dialect.upsert(
+            "jobs",
+            ("id", "kind", "status", "attempts", "payload", "created_at", "updated_at"),
+            key=("id",),
+        )
+        created = self.db.execute(sql, (job_id, kind, "queued", 0, json.dumps(payload), ts, ts))
+        job = self.get(job_id)
+        assert job is not None
+        return job, created > 0
+
+    def get(self, job_id: str) -> JobRecord | None:
+        row = self.db.query_one(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", (job_id,))  # noqa: S608
+        return _job(row) if row else None
+
+    def list(
+        self, *, status: str | None = None, kind: str | None = None, limit: int = 100
+    ) -> list[JobRecord]:
+        sql = f"SELECT {_COLUMNS} FROM jobs WHERE 1 = 1"  # noqa: S608
+        params: list[Any] = []
+        if status is not None:
+            sql += " AND status = ?"
+            params.append(status)
+        if kind is not None:
+            sql += " AND kind = ?"
+            params.append(kind)
+        rows = self.db.query(self.db.dialect.limit(sql, "created_at DESC, id"), [*params, limit])
+        return [_job(r) for r in rows]
+
+    def start(self, job_id: str) -> JobRecord | None:
+        """Mark running and count the attempt; a finished job is left as it is."""
+        ts = now()
+        self.db.execute(
+            "UPDATE jobs SET status = ?, attempts = attempts + 1, started_at = ?, "
+            "finished_at = NULL, error = NULL, updated_at = ? "
+            "WHERE id = ? AND status IN (?, ?, ?)",
+            ("running", ts, ts, job_id, "queued", "running", "failed"),
+        )
+        return self.get(job_id)
+
+    def succeed(self, job_id: str, result: Any = None) -> None:
+        ts = now()
+        self.db.execute(
+            "UPDATE jobs SET status = ?, result = ?, error = NULL, finished_at = ?, "
+            "updated_at = ? WHERE id = ?",
+            ("succeeded", json.dumps(result), ts, ts, job_id),
+        )
+
+    def fail(self, job_id: str, error: str) -> None:
+        ts = now()
+        self.db.execute(
+            "UPDATE jobs SET status = ?, error = ?, finished_at = ?, updated_at = ? WHERE id = ?",
+            ("failed", error[:4000], ts, ts, job_id),
+        )
+
+    def requeue(self, job_id: str) -> bool:
+        """A failed job back to queued (for retry); other states are left alone."""
+        return (
+            self.db.execute(
+                "UPDATE jobs SET status = ?, error = NULL, finished_at = NULL, updated_at = ? "
+                "WHERE id = ? AND status = ?",
+                ("queued", now(), job_id, "failed"),
+            )
+            > 0
+        )

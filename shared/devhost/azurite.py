@@ -1,0 +1,125 @@
+"""Start and stop Azurite (the local Azure Storage emulator) for `make run` and the tests."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+# Azurite's well-known development account. Public by design, documented by Microsoft:
+# it only opens the local emulator, never a real storage account.
+DEV_ACCOUNT = "devstoreaccount1"
+DEV_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as s:
+        s.settimeout(0.2)
+        return s.connect_ex((host, port)) == 0
+
+
+def connection_string(blob_port: int, queue_port: int, table_port: int) -> str:
+    base = "http://127.0.0.1"
+    return (
+        f"DefaultEndpointsProtocol=http;AccountName={DEV_ACCOUNT};AccountKey={DEV_KEY};"
+        f"BlobEndpoint={base}:{blob_port}/{DEV_ACCOUNT};"
+        f"QueueEndpoint={base}:{queue_port}/{DEV_ACCOUNT};"
+        f"TableEndpoint={base}:{table_port}/{DEV_ACCOUNT};"
+    )
+
+
+def find_executable() -> str:
+    """The project's own Azurite (installed by `make setup`), else one on PATH."""
+    local = ROOT / ".tools" / "node_modules" / ".bin" / "azurite"
+    if local.exists():
+        return str(local)
+    found = shutil.which("azurite")
+    if found:
+        return found
+    raise FileNotFoundError("Azurite is not installed: run `make setup` (it installs it with npm)")
+
+
+@dataclass
+class Azurite:
+    """A running Azurite process on loopback."""
+
+    process: subprocess.Popen
+    blob_port: int
+    queue_port: int
+    table_port: int
+    location: Path
+
+    @property
+    def connection_string(self) -> str:
+        return connection_string(self.blob_port, self.queue_port, self.table_port)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start(
+    location: Path,
+    *,
+    blob_port: int | None = None,
+    queue_port: int | None = None,
+    table_port: int | None = None,
+    timeout: float = 30.0,
+    log_file: Path | None = None,
+) -> Azurite:
+    """Start Azurite with its data under `location`; ports default to free ones."""
+    location.mkdir(parents=True, exist_ok=True)
+    ports = [p or free_port() for p in (blob_port, queue_port, table_port)]
+    cmd = [
+        find_executable(),
+        "--silent",
+        "--disableTelemetry",
+        "--skipApiVersionCheck",
+        "--loose",
+        "--location",
+        str(location),
+        "--blobHost",
+        "127.0.0.1",
+        "--blobPort",
+        str(ports[0]),
+        "--queueHost",
+        "127.0.0.1",
+        "--queuePort",
+        str(ports[1]),
+        "--tableHost",
+        "127.0.0.1",
+        "--tablePort",
+        str(ports[2]),
+    ]
+    out = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115
+    proc = subprocess.Popen(
+        cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=os.environ.copy()
+    )
+    azurite = Azurite(proc, ports[0], ports[1], ports[2], location)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"Azurite exited with code {proc.returncode}; command: {cmd}")
+        if all(port_open(p) for p in ports):
+            return azurite
+        time.sleep(0.05)
+    azurite.stop()
+    raise TimeoutError(f"Azurite did not open ports {ports} within {timeout} s")

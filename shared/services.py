@@ -1,0 +1,56 @@
+"""Process-wide clients, created once and reused (port exhaustion under load otherwise).
+
+Everything is lazy: importing this module touches no network, database or disk, so
+`function_app.py` imports stay light and a broken setting shows up as a clear error
+on the route that needs it, not as "0 functions found".
+"""
+
+from __future__ import annotations
+
+import threading
+from functools import cache
+from typing import TYPE_CHECKING
+
+from shared.config import ROOT, get_settings
+
+if TYPE_CHECKING:
+    from azure.storage.blob import BlobServiceClient
+    from azure.storage.queue import QueueServiceClient
+
+    from shared.db.connection import Database
+
+_lock = threading.Lock()
+
+
+def _vector_sql_functions(conn: object) -> None:
+    from shared.vectors import sql_functions
+
+    sql_functions.register(conn)  # type: ignore[arg-type]
+
+
+@cache
+def database() -> Database:
+    """The app's database with its schema migrated (once per process)."""
+    from shared.db.connection import open_database
+    from shared.db.migrate import apply_migrations
+
+    with _lock:
+        db = open_database(
+            get_settings().sql_connection, base_dir=ROOT, on_connect=[_vector_sql_functions]
+        )
+        apply_migrations(db)
+        return db
+
+
+@cache
+def blob_service() -> BlobServiceClient:
+    from azure.storage.blob import BlobServiceClient
+
+    return BlobServiceClient.from_connection_string(get_settings().storage_connection)
+
+
+@cache
+def queue_service() -> QueueServiceClient:
+    from azure.storage.queue import QueueServiceClient
+
+    return QueueServiceClient.from_connection_string(get_settings().storage_connection)
