@@ -7,9 +7,9 @@ numpy kernels, storage clients) are imported inside the functions that need them
 
 import azure.functions as func
 
-from shared.api import health
+from shared.api import embeddings, health, openapi, search, vectors
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 
-for blueprint in (health.bp,):
+for blueprint in (health.bp, vectors.bp, embeddings.bp, search.bp, openapi.bp):
     app.register_functions(blueprint)

@@ -3,25 +3,54 @@
 from __future__ import annotations
 
 import azure.functions as func
+from pydantic import BaseModel
 
 from shared.api.responses import json_response
+from shared.api.routing import http_route
 
 bp = func.Blueprint()
 
 
-@bp.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+class HealthResponse(BaseModel):
+    status: str
+
+
+class ReadyResponse(BaseModel):
+    status: str
+    failed: list[str]
+    checks: dict[str, str]
+
+
+@http_route(
+    bp,
+    "health",
+    ["GET"],
+    summary="Liveness: the process answers.",
+    tags=("health",),
+    auth=func.AuthLevel.ANONYMOUS,
+    response=HealthResponse,
+    errors=(),
+)
 def health(req: func.HttpRequest) -> func.HttpResponse:
-    """Liveness: the process answers. Touches nothing else."""
+    """Liveness touches nothing else, so a slow database cannot fail it."""
     return json_response({"status": "ok"})
 
 
-@bp.route(route="ready", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+@http_route(
+    bp,
+    "ready",
+    ["GET"],
+    summary="Readiness: 200 when SQL and storage answer, else 503 naming what failed.",
+    tags=("health",),
+    auth=func.AuthLevel.ANONYMOUS,
+    response=ReadyResponse,
+    errors=(503,),
+)
 def ready(req: func.HttpRequest) -> func.HttpResponse:
-    """Readiness: 200 when SQL and storage answer, else 503 naming what failed."""
-    from shared import services
+    from shared import clients
     from shared.health import readiness
 
-    checks = readiness(services.database, services.blob_service, services.queue_service)
+    checks = readiness(clients.database, clients.blob_service, clients.queue_service)
     failed = [c.part for c in checks if not c.ok]
     body = {
         "status": "ok" if not failed else "unavailable",

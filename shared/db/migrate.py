@@ -71,7 +71,7 @@ def apply_migrations(db: Database, migrations: tuple[Migration, ...] = MIGRATION
 
 def main() -> None:
     """`python -m shared.db.migrate`: apply migrations to the configured database."""
-    from shared.services import database
+    from shared.clients import database
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     db = database()

@@ -222,6 +222,25 @@ class EmbeddingRepository:
             for r in rows
         ]
 
+    def set_versions(
+        self, model_id: str | None = None, embedding_type: str | None = None
+    ) -> list[tuple[str, str, int, int]]:
+        """(model_id, embedding_type, dimension, version) per set: the cheap staleness
+        check search runs before every query."""
+        sql = "SELECT model_id, embedding_type, dimension, version FROM embedding_sets WHERE 1 = 1"
+        params: list[Any] = []
+        if model_id is not None:
+            sql += " AND model_id = ?"
+            params.append(model_id)
+        if embedding_type is not None:
+            sql += " AND embedding_type = ?"
+            params.append(embedding_type)
+        rows = self.db.query(sql + " ORDER BY model_id, embedding_type", params)
+        return [
+            (r["model_id"], r["embedding_type"], int(r["dimension"]), int(r["version"]))
+            for r in rows
+        ]
+
     def set_version(self, model_id: str, embedding_type: str) -> int | None:
         v = self.db.scalar(
             "SELECT version FROM embedding_sets WHERE model_id = ? AND embedding_type = ?",

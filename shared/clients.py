@@ -54,3 +54,28 @@ def queue_service() -> QueueServiceClient:
     from azure.storage.queue import QueueServiceClient
 
     return QueueServiceClient.from_connection_string(get_settings().storage_connection)
+
+
+@cache
+def embedding_store():
+    """Embedding writes/reads with the configured limits."""
+    from shared.db.repos.embeddings import EmbeddingRepository
+    from shared.search.store import EmbeddingStore, Limits
+
+    s = get_settings()
+    return EmbeddingStore(
+        EmbeddingRepository(database()), Limits(s.max_vector_dim, s.max_batch_rows)
+    )
+
+
+@cache
+def search_service():
+    """Exact search over in-memory matrices kept coherent with SQL."""
+    from shared.db.repos.embeddings import EmbeddingRepository
+    from shared.search.index_cache import IndexCache
+    from shared.search.service import SearchService
+
+    s = get_settings()
+    return SearchService(
+        IndexCache(EmbeddingRepository(database())), max_dim=s.max_vector_dim, max_queries=1024
+    )

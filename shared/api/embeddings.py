@@ -1,0 +1,117 @@
+"""PUT/GET/DELETE /api/embeddings: vectors stored in SQL as float32 bytes."""
+
+from __future__ import annotations
+
+import azure.functions as func
+
+from shared.api.http import RequestError, handle_errors, read_json, read_query
+from shared.api.responses import json_response
+from shared.api.routing import http_route
+from shared.schemas.embeddings import (
+    EmbeddingDeleteResponse,
+    EmbeddingGetResponse,
+    EmbeddingOut,
+    EmbeddingQuery,
+    EmbeddingUpsertRequest,
+    EmbeddingUpsertResponse,
+)
+
+bp = func.Blueprint()
+
+
+@http_route(
+    bp,
+    "embeddings",
+    ["PUT"],
+    summary="Insert or replace vectors for one model and embedding type, in one transaction.",
+    tags=("embeddings",),
+    request=EmbeddingUpsertRequest,
+    response=EmbeddingUpsertResponse,
+    errors=(400, 409),
+)
+@handle_errors
+def upsert_embeddings(req: func.HttpRequest) -> func.HttpResponse:
+    """Insert or replace a batch of vectors in one transaction."""
+    from shared import clients
+
+    body = read_json(req, EmbeddingUpsertRequest)
+    dim, counts = clients.embedding_store().upsert(
+        body.model_id, body.embedding_type, [(i.entity_id, i.vector) for i in body.items]
+    )
+    out = EmbeddingUpsertResponse(
+        model_id=body.model_id,
+        embedding_type=body.embedding_type,
+        dimension=dim,
+        inserted=counts.inserted,
+        updated=counts.updated,
+    )
+    return json_response(out.model_dump())
+
+
+def _entity_id(req: func.HttpRequest) -> str:
+    entity_id = req.route_params.get("entity_id", "")
+    if not entity_id or len(entity_id) > 256:
+        raise RequestError(400, "invalid_request", "entity_id: 1 to 256 characters", "entity_id")
+    return entity_id
+
+
+@http_route(
+    bp,
+    "embeddings/{entity_id}",
+    ["GET"],
+    summary="An entity's stored vectors, optionally for one model and type.",
+    tags=("embeddings",),
+    query=EmbeddingQuery,
+    response=EmbeddingGetResponse,
+    errors=(400, 404),
+)
+@handle_errors
+def get_embeddings(req: func.HttpRequest) -> func.HttpResponse:
+    import numpy as np
+
+    from shared import clients
+    from shared.vectors import codec
+
+    entity_id = _entity_id(req)
+    q = read_query(req, EmbeddingQuery)
+    rows = clients.embedding_store().get(entity_id, q.model_id, q.embedding_type)
+    if not rows:
+        raise RequestError(404, "not_found", f"no embeddings for entity {entity_id!r}")
+    out = EmbeddingGetResponse(
+        entity_id=entity_id,
+        embeddings=[
+            EmbeddingOut(
+                entity_id=r.entity_id,
+                model_id=r.model_id,
+                embedding_type=r.embedding_type,
+                dimension=r.dimension,
+                vector=codec.encode_vector(np.frombuffer(r.vector, dtype="<f4"), q.format),
+                created_at=r.created_at,
+                updated_at=r.updated_at,
+            )
+            for r in rows
+        ],
+    )
+    return json_response(out.model_dump())
+
+
+@http_route(
+    bp,
+    "embeddings/{entity_id}",
+    ["DELETE"],
+    summary="Delete an entity's vectors, optionally only for one model and type.",
+    tags=("embeddings",),
+    query=EmbeddingQuery,
+    response=EmbeddingDeleteResponse,
+    errors=(400, 404),
+)
+@handle_errors
+def delete_embeddings(req: func.HttpRequest) -> func.HttpResponse:
+    from shared import clients
+
+    entity_id = _entity_id(req)
+    q = read_query(req, EmbeddingQuery)
+    deleted = clients.embedding_store().delete(entity_id, q.model_id, q.embedding_type)
+    if not deleted:
+        raise RequestError(404, "not_found", f"no embeddings for entity {entity_id!r}")
+    return json_response(EmbeddingDeleteResponse(entity_id=entity_id, deleted=deleted).model_dump())

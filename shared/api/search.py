@@ -1,0 +1,40 @@
+"""POST /api/search: exact top-k over stored embeddings."""
+
+from __future__ import annotations
+
+import azure.functions as func
+
+from shared.api.http import handle_errors, read_json
+from shared.api.responses import json_response
+from shared.api.routing import http_route
+from shared.schemas.search import SearchRequest, SearchResponse
+
+bp = func.Blueprint()
+
+
+@http_route(
+    bp,
+    "search",
+    ["POST"],
+    summary="Exact top-k search over stored embeddings (cosine, euclidean or dot).",
+    tags=("search",),
+    request=SearchRequest,
+    response=SearchResponse,
+)
+@handle_errors
+def search(req: func.HttpRequest) -> func.HttpResponse:
+    from shared import clients
+
+    body = read_json(req, SearchRequest)
+    service = clients.search_service()
+    queries, single = service.decode_queries(body.vector, body.vectors)
+    hits = service.search(
+        queries,
+        top_k=body.top_k,
+        metric=body.metric,
+        model_id=body.model_id,
+        embedding_type=body.embedding_type,
+        field="vector" if single else "vectors",
+    )
+    lists = [[h.as_dict() for h in q] for q in hits]
+    return json_response({"metric": body.metric, "results": lists[0] if single else lists})

@@ -1,0 +1,121 @@
+"""POST /api/vectors/{op} and /api/vectors/aggregate/{op}: the SIMD kernels over HTTP."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import azure.functions as func
+
+from shared.api.http import RequestError, handle_errors, read_json
+from shared.api.responses import json_response
+from shared.api.routing import http_route
+from shared.schemas.vectors import (
+    AGGREGATE_OPS,
+    VECTOR_OPS,
+    AggregateRequest,
+    AggregateResponse,
+    VectorOpRequest,
+    VectorOpResponse,
+)
+
+bp = func.Blueprint()
+
+
+def _op(req: func.HttpRequest, allowed: tuple[str, ...]) -> str:
+    op = req.route_params.get("op", "")
+    if op not in allowed:
+        raise RequestError(
+            404, "unknown_operation", f"op: {op!r} is not one of {', '.join(allowed)}", "op"
+        )
+    return op
+
+
+def _decode_any(value: Any, field: str, max_dim: int, max_rows: int) -> Any:
+    """A matrix when it looks like one (array of arrays, or b64 with a shape), else a vector."""
+    from shared.vectors import codec
+
+    is_matrix = (isinstance(value, list) and bool(value) and isinstance(value[0], list)) or (
+        isinstance(value, dict) and "shape" in value
+    )
+    if is_matrix:
+        return codec.decode_matrix(value, field, max_dim=max_dim, max_rows=max_rows)
+    return codec.decode_vector(value, field, max_dim=max_dim)
+
+
+def _encode(result: Any, fmt: str) -> Any:
+    import numpy as np
+
+    from shared.vectors import codec
+
+    if isinstance(result, np.ndarray):
+        if result.dtype.kind in "iu":
+            return result.tolist()
+        if result.ndim == 1:
+            return codec.encode_vector(result, fmt)
+        return codec.encode_matrix(result, fmt)
+    return result
+
+
+@http_route(
+    bp,
+    "vectors/{op}",
+    ["POST"],
+    summary="One vector operation: one-to-one, one-to-many, pairwise or cross.",
+    tags=("vectors",),
+    request=VectorOpRequest,
+    response=VectorOpResponse,
+    errors=(400, 404),
+    path_enums={"op": VECTOR_OPS},
+)
+@handle_errors
+def vector_op(req: func.HttpRequest) -> func.HttpResponse:
+    from shared import vector_ops
+    from shared.config import get_settings
+
+    op = _op(req, VECTOR_OPS)
+    body = read_json(req, VectorOpRequest)
+    s = get_settings()
+    a = _decode_any(body.a, "a", s.max_vector_dim, s.max_batch_rows)
+    b = None
+    if body.b is not None and op in vector_ops.NEEDS_B:
+        b = _decode_any(body.b, "b", s.max_vector_dim, s.max_batch_rows)
+    result = vector_ops.apply(op, a, b, scalar=body.scalar, t=body.t, mode=body.mode)
+    return json_response({"op": op, "result": _encode(result, body.format)})
+
+
+@http_route(
+    bp,
+    "vectors/aggregate/{op}",
+    ["POST"],
+    summary="Aggregate many vectors: centroid, mean_variance (Welford), geometric_median.",
+    tags=("vectors",),
+    request=AggregateRequest,
+    response=AggregateResponse,
+    errors=(400, 404),
+    path_enums={"op": AGGREGATE_OPS},
+)
+@handle_errors
+def vector_aggregate(req: func.HttpRequest) -> func.HttpResponse:
+    from shared import vector_ops
+    from shared.config import get_settings
+    from shared.vectors import codec
+
+    op = _op(req, AGGREGATE_OPS)
+    body = read_json(req, AggregateRequest)
+    s = get_settings()
+    m = codec.decode_matrix(
+        body.vectors, "vectors", max_dim=s.max_vector_dim, max_rows=s.max_batch_rows
+    )
+    result = vector_ops.aggregate(op, m)
+    if op == "mean_variance":
+        vector_ops.check_finite(result.mean)
+        vector_ops.check_finite(result.variance)
+        out: Any = {
+            "count": result.count,
+            "mean": _encode(result.mean.astype("float32"), body.format),
+            "variance": _encode(result.variance.astype("float32"), body.format),
+        }
+    else:
+        vector_ops.check_finite(result)
+        out = _encode(result, body.format)
+    return json_response({"op": op, "count": int(m.shape[0]), "result": out})

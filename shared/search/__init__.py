@@ -1,0 +1,1 @@
+"""Exact vector search over embeddings kept in SQL, scanned from memory."""

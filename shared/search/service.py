@@ -1,0 +1,105 @@
+"""Exact top-k search, as the original sp_ExactVectorSearch: query vector(s), top_k,
+metric, optional model id and embedding type -> entity ids with distance and similarity.
+
+Each (model, type) set is scanned from its in-memory matrix; hits from several sets
+(when no filter narrows to one) are merged by distance, smaller first.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from shared.search.index_cache import IndexCache
+from shared.vectors import codec
+from shared.vectors import search as core
+from shared.vectors.errors import DimensionMismatchError
+from shared.vectors.pool import BufferPool, default_pool
+
+
+@dataclass(frozen=True)
+class Hit:
+    entity_id: str
+    model_id: str
+    embedding_type: str
+    distance: float
+    similarity: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "entity_id": self.entity_id,
+            "model_id": self.model_id,
+            "embedding_type": self.embedding_type,
+            "distance": self.distance,
+            "similarity": self.similarity,
+        }
+
+
+class SearchService:
+    def __init__(
+        self,
+        cache: IndexCache,
+        *,
+        max_dim: int,
+        max_queries: int,
+        pool: BufferPool | None = None,
+    ) -> None:
+        self.cache = cache
+        self.pool = pool or default_pool()
+        self.max_dim = max_dim
+        self.max_queries = max_queries
+
+    def decode_queries(self, vector: Any, vectors: Any) -> tuple[np.ndarray, bool]:
+        if vector is not None:
+            q = codec.decode_vector(vector, "vector", max_dim=self.max_dim)
+            return q.reshape(1, -1), True
+        m = codec.decode_matrix(vectors, "vectors", max_dim=self.max_dim, max_rows=self.max_queries)
+        return m, False
+
+    def search(
+        self,
+        queries: np.ndarray,
+        *,
+        top_k: int,
+        metric: str,
+        model_id: str | None = None,
+        embedding_type: str | None = None,
+        field: str = "vector",
+    ) -> list[list[Hit]]:
+        """Top-k hits per query row, best first."""
+        dim = int(queries.shape[1])
+        sets, other_dims = self.cache.candidates(model_id, embedding_type, dim)
+        if not sets and other_dims:
+            dims = ", ".join(str(d) for d in sorted(set(other_dims)))
+            raise DimensionMismatchError(
+                field, f"dimension {dim} does not match the stored embeddings (dimension {dims})"
+            )
+        per_query: list[list[Hit]] = [[] for _ in range(queries.shape[0])]
+        for loaded in sets:
+            matrix = loaded.prepared(metric)
+            if queries.shape[0] == 1:
+                results = [core.search(matrix, queries[0], top_k, pool=self.pool)]
+            else:
+                results = core.search_batch(matrix, queries, top_k, pool=self.pool)
+            for qi, result in enumerate(results):
+                idx, dist, sim = result.indices, result.distances, result.similarities
+                per_query[qi].extend(
+                    Hit(
+                        loaded.ids[int(i)],
+                        loaded.model_id,
+                        loaded.embedding_type,
+                        float(d),
+                        float(s),
+                    )
+                    for i, d, s in zip(idx, dist, sim, strict=True)
+                    if i >= 0
+                )
+        if len(sets) > 1:
+            per_query = [
+                heapq.nsmallest(top_k, hits, key=lambda h: (h.distance, h.entity_id))
+                for hits in per_query
+            ]
+        return per_query

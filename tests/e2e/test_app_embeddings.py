@@ -1,0 +1,70 @@
+"""PUT/GET/DELETE /api/embeddings through the local host."""
+
+import base64
+
+import numpy as np
+
+from tests.e2e.conftest import AppHost
+
+
+def test_upsert_get_delete_round_trip(app_host: AppHost) -> None:
+    body = {
+        "model_id": "m-rt",
+        "embedding_type": "text",
+        "items": [
+            {"entity_id": "doc-1", "vector": [0.5, 1.5, -2.0]},
+            {
+                "entity_id": "doc-2",
+                "vector": {"b64": base64.b64encode(np.float32([1, 2, 3]).tobytes()).decode()},
+            },
+        ],
+    }
+    reply = app_host.call("PUT", "/embeddings", body)
+    assert reply.status == 200, reply.body
+    assert reply.json() == {
+        "model_id": "m-rt",
+        "embedding_type": "text",
+        "dimension": 3,
+        "inserted": 2,
+        "updated": 0,
+    }
+    body["items"] = body["items"][:1]
+    body["items"][0]["vector"] = [9, 9, 9]
+    assert app_host.call("PUT", "/embeddings", body).json()["updated"] == 1
+
+    got = app_host.call("GET", "/embeddings/doc-1?model_id=m-rt").json()
+    assert got["entity_id"] == "doc-1"
+    assert [e["vector"] for e in got["embeddings"]] == [[9, 9, 9]]
+    got = app_host.call("GET", "/embeddings/doc-2?model_id=m-rt&format=b64").json()
+    raw = base64.b64decode(got["embeddings"][0]["vector"]["b64"])
+    assert np.frombuffer(raw, dtype="<f4").tolist() == [1, 2, 3]
+
+    assert app_host.call("DELETE", "/embeddings/doc-1?model_id=m-rt").json()["deleted"] == 1
+    assert app_host.call("GET", "/embeddings/doc-1?model_id=m-rt").status == 404
+    assert app_host.call("DELETE", "/embeddings/doc-1?model_id=m-rt").status == 404
+
+
+def test_bad_items_name_the_item(app_host: AppHost) -> None:
+    body = {
+        "model_id": "m-bad",
+        "items": [{"entity_id": "a", "vector": [1, 2]}, {"entity_id": "b", "vector": [1, 2, 3]}],
+    }
+    reply = app_host.call("PUT", "/embeddings", body)
+    assert reply.status == 400
+    err = reply.json()["error"]
+    assert err["field"] == "items[1].vector" and "does not match items[0].vector" in err["message"]
+    reply = app_host.call("PUT", "/embeddings", {"model_id": "m-bad", "items": []})
+    assert reply.status == 400 and reply.json()["error"]["field"] == "items"
+    reply = app_host.call(
+        "PUT", "/embeddings", {"model_id": "m-bad", "items": [{"entity_id": "", "vector": [1]}]}
+    )
+    assert reply.status == 400 and reply.json()["error"]["field"] == "items[0].entity_id"
+
+
+def test_a_different_dimension_for_a_stored_set_is_a_409(app_host: AppHost) -> None:
+    first = {"model_id": "m-dim", "items": [{"entity_id": "a", "vector": [1, 2]}]}
+    assert app_host.call("PUT", "/embeddings", first).status == 200
+    second = {"model_id": "m-dim", "items": [{"entity_id": "b", "vector": [1, 2, 3]}]}
+    reply = app_host.call("PUT", "/embeddings", second)
+    assert reply.status == 409
+    assert "stores 2-dimensional vectors; got 3" in reply.json()["error"]["message"]
