@@ -79,3 +79,81 @@ def search_service():
     return SearchService(
         IndexCache(EmbeddingRepository(database())), max_dim=s.max_vector_dim, max_queries=1024
     )
+
+
+@cache
+def model_store():
+    from shared.storage.blob_store import BlobModelStore
+
+    return BlobModelStore(blob_service(), get_settings().models_container)
+
+
+@cache
+def ingest_store():
+    from shared.storage.blob_store import BlobModelStore
+
+    return BlobModelStore(blob_service(), get_settings().ingest_container)
+
+
+@cache
+def job_submitter():
+    from shared.db.repos.jobs import JobRepository
+    from shared.jobs.submit import JobQueue, JobSubmitter
+
+    return JobSubmitter(
+        JobRepository(database()), JobQueue(queue_service(), get_settings().ingestion_queue)
+    )
+
+
+@cache
+def model_registry():
+    from shared.db.repos.models import ModelRepository
+    from shared.models.registry import ModelRegistry
+
+    return ModelRegistry(ModelRepository(database()), model_store(), job_submitter())
+
+
+@cache
+def model_files():
+    """The bounded local model cache, filled from Blob Storage and sha256-verified."""
+    from shared.models.file_cache import ModelFileCache
+
+    s = get_settings()
+    return ModelFileCache(s.data_dir / "model-cache", s.model_cache_bytes)
+
+
+def fetch_model_file(record):
+    """A local path to a registered model's bytes (downloaded once, then cached)."""
+    store = model_store()
+    return model_files().path_for(
+        record.sha256, lambda dest: store.download_to(record.blob_name, dest)
+    )
+
+
+@cache
+def text_embedders():
+    from shared.db.repos.models import ModelRepository
+    from shared.models.text_models import TextModels
+
+    s = get_settings()
+    return TextModels(
+        ModelRepository(database()), fetch_model_file, model_store(), s.data_dir / "tokenizers"
+    )
+
+
+@cache
+def job_runner():
+    from shared.db.repos.jobs import JobRepository
+    from shared.db.repos.models import ModelRepository
+    from shared.jobs.handlers import EmbeddingsIngestion, ModelIngestion, TextEmbeddingJob
+    from shared.jobs.runner import JobRunner
+
+    store = embedding_store()
+    return JobRunner(
+        JobRepository(database()),
+        {
+            "model": ModelIngestion(ModelRepository(database()), fetch_model_file),
+            "embeddings": EmbeddingsIngestion(store, ingest_store(), max_ids_bytes=256 * 1024**2),
+            "embed_text": TextEmbeddingJob(store, text_embedders().get),
+        },
+    )

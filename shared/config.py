@@ -89,6 +89,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("MODELS_CONTAINER", "models", _name, "Blob container that holds model files."),
     Setting("INGESTION_QUEUE", "ingestion-jobs", _name, "Queue that carries ingestion jobs."),
     Setting(
+        "INGEST_CONTAINER",
+        "ingest",
+        _name,
+        "Blob container for embeddings batch files (.npy + .json ids, or .jsonl).",
+    ),
+    Setting(
         "DATA_DIR", ".data", _nonempty, "Local folder for the SQLite file and the model cache."
     ),
     Setting(
@@ -116,6 +122,18 @@ SETTINGS: tuple[Setting, ...] = (
         "Most vectors (rows) in one request.",
     ),
     Setting(
+        "MODEL_CACHE_BYTES",
+        str(4096 * MiB),
+        lambda n, r: _int(n, r, MiB, 1024 * 1024 * MiB),
+        "Local model file cache size (LRU, sha256-verified).",
+    ),
+    Setting(
+        "MAX_SESSIONS",
+        "4",
+        lambda n, r: _int(n, r, 1, 256),
+        "Inference sessions kept loaded (LRU).",
+    ),
+    Setting(
         "APPLICATIONINSIGHTS_CONNECTION_STRING",
         "",
         _str,
@@ -130,11 +148,14 @@ class Settings:
     sql_connection: str
     models_container: str
     ingestion_queue: str
+    ingest_container: str
     data_dir: Path
     max_request_bytes: int
     max_upload_bytes: int
     max_vector_dim: int
     max_batch_rows: int
+    model_cache_bytes: int
+    max_sessions: int
     appinsights_connection: str
 
     @classmethod

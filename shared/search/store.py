@@ -9,7 +9,12 @@ import numpy as np
 
 from shared.db.repos.embeddings import EmbeddingRepository, UpsertCounts
 from shared.vectors import codec
-from shared.vectors.errors import DimensionMismatchError, LimitExceededError
+from shared.vectors.errors import (
+    DimensionMismatchError,
+    LimitExceededError,
+    NonFiniteError,
+    VectorFormatError,
+)
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,30 @@ class EmbeddingStore:
                 )
             rows.append((entity_id, to_bytes(vec)))
         return dim, self.repo.upsert_many(model_id, embedding_type, rows)
+
+    def upsert_array(
+        self,
+        model_id: str,
+        embedding_type: str,
+        ids: list[str],
+        matrix: np.ndarray,
+        field: str = "vectors",
+    ) -> UpsertCounts:
+        """Store rows of an (n, d) matrix under `ids` in one transaction (jobs, embedders)."""
+        if matrix.ndim != 2 or matrix.shape[0] != len(ids):
+            raise VectorFormatError(
+                field, f"expected {len(ids)} rows, got an array of shape {list(matrix.shape)}"
+            )
+        if matrix.shape[1] > self.limits.max_dim:
+            raise LimitExceededError(
+                field, f"dimension {matrix.shape[1]} exceeds the limit {self.limits.max_dim}"
+            )
+        rows32 = np.ascontiguousarray(matrix, dtype="<f4")
+        if not np.isfinite(rows32).all():
+            bad = int(np.argwhere(~np.isfinite(rows32))[0][0])
+            raise NonFiniteError(f"{field}[{bad}]", "NaN or Inf is not a valid vector component")
+        rows = [(e, rows32[i].tobytes()) for i, e in enumerate(ids)]
+        return self.repo.upsert_many(model_id, embedding_type, rows)
 
     def get(self, entity_id: str, model_id: str | None, embedding_type: str | None):
         return self.repo.get(entity_id, model_id=model_id, embedding_type=embedding_type)

@@ -110,6 +110,13 @@ class JobRepository:
             ("failed", error[:4000], ts, ts, job_id),
         )
 
+    def retry_later(self, job_id: str, error: str) -> None:
+        """A failed attempt that the queue will retry: back to queued, error kept."""
+        self.db.execute(
+            "UPDATE jobs SET status = ?, error = ?, updated_at = ? WHERE id = ?",
+            ("queued", error[:4000], now(), job_id),
+        )
+
     def requeue(self, job_id: str) -> bool:
         """A failed job back to queued (for retry); other states are left alone."""
         return (

@@ -122,6 +122,13 @@ class ModelRepository:
         assert record is not None
         return record, True
 
+    def latest_with_sha(self, name: str, sha256: str) -> ModelRecord | None:
+        row = self.db.query_one(
+            f"SELECT {_COLUMNS} FROM models WHERE name = ? AND sha256 = ?",  # noqa: S608
+            (name, sha256),
+        )
+        return _model(row) if row else None
+
     def get(self, model_id: str) -> ModelRecord | None:
         row = self.db.query_one(f"SELECT {_COLUMNS} FROM models WHERE id = ?", (model_id,))  # noqa: S608
         return _model(row) if row else None

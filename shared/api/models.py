@@ -1,0 +1,155 @@
+"""Model registration: the blob trigger on the models container, and an HTTP upload.
+
+No `from __future__ import annotations` here: the Functions worker reads the blob
+trigger's parameter annotation at index time to pick the SDK-type binding.
+"""
+
+import io
+import logging
+
+import azure.functions as func
+import azurefunctions.extensions.bindings.blob as blob_binding
+
+from shared.api.http import RequestError, handle_errors, read_query
+from shared.api.responses import json_response
+from shared.api.routing import http_route
+from shared.schemas.models import (
+    ModelDetail,
+    ModelList,
+    ModelOut,
+    ModelQuery,
+    UploadAccepted,
+    UploadQuery,
+)
+
+bp = func.Blueprint()
+log = logging.getLogger(__name__)
+
+
+def model_out(record) -> dict:
+    return ModelOut(
+        id=record.id,
+        name=record.name,
+        version=record.version,
+        status=record.status,
+        error=record.error,
+        size_bytes=record.size_bytes,
+        sha256=record.sha256,
+        blob_uri=record.blob_uri,
+        metadata=record.metadata,
+        created_at=record.created_at,
+        updated_at=record.updated_at,
+    ).model_dump()
+
+
+@bp.blob_trigger(
+    arg_name="blob",
+    path="%MODELS_CONTAINER%/{name}.onnx",
+    connection="AzureWebJobsStorage",
+    source=func.BlobSource.EVENT_GRID,
+)
+def register_model_blob(blob: blob_binding.BlobClient) -> None:
+    """A new or changed `<name>.onnx` in the models container: register it.
+
+    Bound as an SDK BlobClient, not an InputStream: the registry hashes the blob by
+    streaming it, so a multi-GB model never sits whole in this worker's memory.
+    """
+    from shared import clients
+    from shared.storage.names import InvalidNameError
+
+    blob_name = blob.blob_name
+    try:
+        reg = clients.model_registry().register_blob(blob_name)
+    except InvalidNameError as exc:
+        log.warning("ignored blob %s: %s", blob.name, exc)
+        return
+    log.info(
+        "model %s v%s %s (job %s)",
+        reg.model.name,
+        reg.model.version,
+        "registered" if reg.created else "already registered",
+        reg.job.id if reg.job else "-",
+    )
+
+
+@http_route(
+    bp,
+    "models",
+    ["POST"],
+    summary="Upload an ONNX model (the body is the file); registers it and queues ingestion.",
+    tags=("models",),
+    query=UploadQuery,
+    response=UploadAccepted,
+    status=202,
+    errors=(400, 413),
+)
+@handle_errors
+def upload_model(req: func.HttpRequest) -> func.HttpResponse:
+    from shared import clients
+    from shared.config import get_settings
+    from shared.storage.blob_store import UploadTooLargeError
+
+    q = read_query(req, UploadQuery)
+    limit = get_settings().max_upload_bytes
+    body = req.get_body() or b""
+    if not body:
+        raise RequestError(400, "empty_body", "the request body must be the .onnx file", "body")
+    if len(body) > limit:
+        raise RequestError(413, "body_too_large", f"model is {len(body)} bytes; limit {limit}")
+    try:
+        reg = clients.model_registry().upload(q.name, io.BytesIO(body), limit)
+    except UploadTooLargeError as exc:
+        raise RequestError(413, "body_too_large", str(exc)) from exc
+    job_id = reg.job.id if reg.job else None
+    out = {
+        "model": model_out(reg.model),
+        "created": reg.created,
+        "job_id": job_id,
+        "job_url": f"/api/jobs/{job_id}" if job_id else None,
+    }
+    headers = {"Location": out["job_url"]} if job_id else None
+    return json_response(out, 202, headers=headers)
+
+
+@http_route(
+    bp,
+    "models",
+    ["GET"],
+    summary="Registered models, newest version first per name.",
+    tags=("models",),
+    query=ModelQuery,
+    response=ModelList,
+)
+@handle_errors
+def list_models(req: func.HttpRequest) -> func.HttpResponse:
+    from shared import clients
+    from shared.db.repos.models import ModelRepository
+
+    q = read_query(req, ModelQuery)
+    records = ModelRepository(clients.database()).list(name=q.name, status=q.status, limit=q.limit)
+    return json_response({"models": [model_out(r) for r in records]})
+
+
+@http_route(
+    bp,
+    "models/{model_id}",
+    ["GET"],
+    summary="One registered model version with its initializer statistics.",
+    tags=("models",),
+    response=ModelDetail,
+    errors=(404,),
+)
+@handle_errors
+def get_model(req: func.HttpRequest) -> func.HttpResponse:
+    from dataclasses import asdict
+
+    from shared import clients
+    from shared.db.repos.models import ModelRepository
+
+    repo = ModelRepository(clients.database())
+    record = repo.get(req.route_params.get("model_id", ""))
+    if record is None:
+        raise RequestError(404, "not_found", "no model with this id", "model_id")
+    return json_response(
+        {**model_out(record), "tensors": [asdict(t) for t in repo.tensors(record.id)]}
+    )

@@ -1,0 +1,65 @@
+"""POST /api/embeddings/text: text in, normalised vectors out (and optionally stored)."""
+
+from __future__ import annotations
+
+import azure.functions as func
+
+from shared.api.http import RequestError, handle_errors, read_json
+from shared.api.responses import json_response
+from shared.api.routing import http_route
+from shared.schemas.models import TextEmbedRequest, TextEmbedResponse
+
+bp = func.Blueprint()
+
+
+@http_route(
+    bp,
+    "embeddings/text",
+    ["POST"],
+    summary="Embed texts with a registered sentence-embedding model; optionally store them.",
+    tags=("embeddings",),
+    request=TextEmbedRequest,
+    response=TextEmbedResponse,
+    errors=(400, 404, 409),
+)
+@handle_errors
+def embed_text(req: func.HttpRequest) -> func.HttpResponse:
+    from shared import clients
+    from shared.models.errors import ModelNotFoundError, ModelNotReadyError
+    from shared.vectors import codec
+
+    body = read_json(req, TextEmbedRequest)
+    if body.store and len(body.store.entity_ids) != len(body.texts):
+        raise RequestError(
+            400,
+            "invalid_request",
+            f"store.entity_ids: {len(body.store.entity_ids)} ids for {len(body.texts)} texts",
+            "store.entity_ids",
+        )
+    models = clients.text_embedders()
+    try:
+        record = models.record(body.model)
+        embedder = models.get(body.model)
+    except ModelNotFoundError as exc:
+        raise RequestError(404, "model_not_found", exc.reason, "model") from exc
+    except ModelNotReadyError as exc:
+        raise RequestError(409, "model_not_ready", exc.reason, "model") from exc
+    try:
+        vectors = embedder.embed(body.texts)
+    except ValueError as exc:
+        raise RequestError(400, "invalid_request", str(exc), "texts") from exc
+    stored = None
+    if body.store:
+        counts = clients.embedding_store().upsert_array(
+            body.model, body.store.embedding_type, body.store.entity_ids, vectors
+        )
+        stored = {"inserted": counts.inserted, "updated": counts.updated}
+    return json_response(
+        {
+            "model": body.model,
+            "model_version": record.version,
+            "dimension": int(vectors.shape[1]),
+            "vectors": codec.encode_matrix(vectors, body.format),
+            "stored": stored,
+        }
+    )

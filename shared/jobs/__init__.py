@@ -1,0 +1,1 @@
+"""Ingestion jobs on Azure Queue Storage: message schema, submission, the runner."""

@@ -1,0 +1,210 @@
+"""What each job kind does. Handlers get their collaborators injected, so tests run
+them on real Azurite and SQLite without the Functions runtime."""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from shared.db.repos.models import ModelRecord, ModelRepository
+from shared.jobs.messages import EmbeddingsPayload, EmbedTextPayload, ModelPayload
+from shared.jobs.runner import PermanentJobError
+from shared.search.store import EmbeddingStore
+from shared.storage.blob_store import BlobModelStore
+from shared.vectors.errors import VectorError
+
+log = logging.getLogger(__name__)
+
+CHUNK_ROWS = 5000  # rows per transaction when storing embeddings
+
+
+def _missing_blob(exc: Exception) -> bool:
+    from azure.core.exceptions import ResourceNotFoundError
+
+    return isinstance(exc, ResourceNotFoundError)
+
+
+class ModelIngestion:
+    """Download a registered model, verify it, record its tensors and metadata."""
+
+    def __init__(
+        self, models: ModelRepository, fetch_model_file: Callable[[ModelRecord], Path]
+    ) -> None:
+        self.models = models
+        self.fetch = fetch_model_file
+
+    def __call__(self, job_id: str, payload: ModelPayload) -> dict[str, Any]:
+        from shared.models.errors import ModelValidationError
+        from shared.models.inspect import inspect_model
+
+        record = self.models.get(payload.model_id)
+        if record is None:
+            raise PermanentJobError(f"model {payload.model_id!r} is not registered")
+        self.models.set_status(record.id, "ingesting")
+        try:
+            path = self.fetch(record)
+        except Exception as exc:
+            if _missing_blob(exc):
+                reason = f"the blob {record.blob_name!r} no longer exists"
+                self.models.set_status(record.id, "failed", error=reason)
+                raise PermanentJobError(reason) from exc
+            raise
+        try:
+            info = inspect_model(path)
+        except ModelValidationError as exc:
+            self.models.set_status(record.id, "failed", error=exc.reason)
+            raise PermanentJobError(exc.reason) from exc
+        self.models.replace_tensors(record.id, info.initializers)
+        metadata = {**record.metadata, **info.to_metadata()}
+        self.models.set_status(record.id, "ready", metadata=metadata)
+        return {
+            "model_id": record.id,
+            "name": record.name,
+            "version": record.version,
+            "inputs": len(info.inputs),
+            "outputs": len(info.outputs),
+            "parameters": info.parameter_count,
+            "tensors": len(info.initializers),
+        }
+
+
+class EmbeddingsIngestion:
+    """Store a batch of vectors from the message or from a blob, in transactions."""
+
+    def __init__(self, store: EmbeddingStore, data: BlobModelStore, max_ids_bytes: int) -> None:
+        self.store = store
+        self.data = data
+        self.max_ids_bytes = max_ids_bytes
+
+    def __call__(self, job_id: str, payload: EmbeddingsPayload) -> dict[str, Any]:
+        try:
+            if payload.items is not None:
+                ids = [i.entity_id for i in payload.items]
+                matrix = _matrix([i.vector for i in payload.items])
+                return self._store(payload, ids, matrix)
+            assert payload.blob is not None
+            if payload.blob.endswith(".npy"):
+                return self._from_npy(payload)
+            return self._from_jsonl(payload)
+        except VectorError as exc:
+            raise PermanentJobError(exc.message) from exc
+        except ValueError as exc:  # dimension conflicts with the stored set, bad files
+            raise PermanentJobError(str(exc)) from exc
+        except Exception as exc:
+            if _missing_blob(exc):
+                raise PermanentJobError(f"blob not found in the ingest container: {exc}") from exc
+            raise
+
+    def _store(self, payload: EmbeddingsPayload, ids: list[str], matrix: np.ndarray) -> dict:
+        inserted = updated = 0
+        for start in range(0, len(ids), CHUNK_ROWS):
+            counts = self.store.upsert_array(
+                payload.model_id,
+                payload.embedding_type,
+                ids[start : start + CHUNK_ROWS],
+                matrix[start : start + CHUNK_ROWS],
+                field=f"rows[{start}:]",
+            )
+            inserted += counts.inserted
+            updated += counts.updated
+        return {"rows": len(ids), "inserted": inserted, "updated": updated}
+
+    def _from_npy(self, payload: EmbeddingsPayload) -> dict:
+        assert payload.blob is not None
+        ids_blob = payload.ids_blob or payload.blob[: -len(".npy")] + ".json"
+        ids = json.loads(self.data.read_bytes(ids_blob, self.max_ids_bytes))
+        if not isinstance(ids, list) or not all(isinstance(i, str) and i for i in ids):
+            raise PermanentJobError(f"{ids_blob}: expected a JSON list of non-empty strings")
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "batch.npy"
+            self.data.download_to(payload.blob, path)
+            try:
+                matrix = np.load(path, mmap_mode="r", allow_pickle=False)
+            except (ValueError, OSError) as exc:
+                raise PermanentJobError(f"{payload.blob}: not a readable .npy file: {exc}") from exc
+            if matrix.ndim != 2 or matrix.dtype.kind != "f":
+                raise PermanentJobError(
+                    f"{payload.blob}: expected a 2-D float matrix, got {matrix.dtype} "
+                    f"with shape {list(matrix.shape)}"
+                )
+            if matrix.shape[0] != len(ids):
+                raise PermanentJobError(
+                    f"{payload.blob} has {matrix.shape[0]} rows but {ids_blob} has {len(ids)} ids"
+                )
+            return self._store(payload, ids, matrix)
+
+    def _from_jsonl(self, payload: EmbeddingsPayload) -> dict:
+        assert payload.blob is not None
+        ids: list[str] = []
+        rows: list[list[float]] = []
+        total = {"rows": 0, "inserted": 0, "updated": 0}
+        for n, line in enumerate(_lines(self.data.chunks(payload.blob)), start=1):
+            if not line.strip():
+                continue
+            try:
+                item = json.loads(line)
+                ids.append(str(item["entity_id"]))
+                rows.append(item["vector"])
+            except (json.JSONDecodeError, KeyError, TypeError) as exc:
+                raise PermanentJobError(
+                    f'{payload.blob} line {n}: expected {{"entity_id", "vector"}} ({exc})'
+                ) from exc
+            if len(ids) >= CHUNK_ROWS:
+                _add(total, self._store(payload, ids, _matrix(rows, f"line {n}")))
+                ids, rows = [], []
+        if ids:
+            _add(total, self._store(payload, ids, _matrix(rows, payload.blob)))
+        return total
+
+
+def _add(total: dict, part: dict) -> None:
+    for key in total:
+        total[key] += part[key]
+
+
+def _matrix(rows: list[Any], where: str = "items") -> np.ndarray:
+    try:
+        return np.asarray(rows, dtype=np.float32)
+    except (ValueError, TypeError) as exc:
+        raise PermanentJobError(f"{where}: vectors must be equal-length number lists") from exc
+
+
+def _lines(chunks: Iterator[bytes]) -> Iterator[str]:
+    buf = b""
+    for chunk in chunks:
+        buf += chunk
+        *lines, buf = buf.split(b"\n")
+        for line in lines:
+            yield line.decode("utf-8")
+    if buf:
+        yield buf.decode("utf-8")
+
+
+class TextEmbeddingJob:
+    """Embed texts with a registered embedding model and store the vectors."""
+
+    def __init__(self, store: EmbeddingStore, embedder_for: Callable[[str], Any]) -> None:
+        self.store = store
+        self.embedder_for = embedder_for
+
+    def __call__(self, job_id: str, payload: EmbedTextPayload) -> dict[str, Any]:
+        from shared.models.errors import ModelError
+
+        try:
+            embedder = self.embedder_for(payload.model)
+        except ModelError as exc:
+            raise PermanentJobError(exc.reason) from exc
+        try:
+            vectors = embedder.embed(payload.texts)
+        except ValueError as exc:
+            raise PermanentJobError(str(exc)) from exc
+        counts = self.store.upsert_array(
+            payload.model, payload.embedding_type, payload.entity_ids, vectors
+        )
+        return {"rows": len(payload.texts), "inserted": counts.inserted, "updated": counts.updated}

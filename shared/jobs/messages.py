@@ -1,0 +1,141 @@
+"""The queue message schema. Plain JSON (host.json sets messageEncoding "none"), so a
+message dropped by any tool (az CLI, Storage Explorer, the SDK) runs.
+
+    {"job_id": "...", "kind": "model" | "embeddings" | "embed_text",
+     "schema_version": 1, "payload": {...}}
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+SCHEMA_VERSION = 1
+KINDS = ("model", "embeddings", "embed_text")
+
+Name = Annotated[str, Field(min_length=1, max_length=256)]
+BlobName = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][\w.-]*$")]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelPayload(_Strict):
+    """Inspect and record a registered model."""
+
+    model_id: Name
+
+
+class EmbeddingItem(_Strict):
+    entity_id: Name
+    vector: list[float] = Field(min_length=1)
+
+
+class EmbeddingsPayload(_Strict):
+    """A batch of vectors: inline `items`, or a blob in the ingest container
+    (`.npy` float32 matrix with a `.json` list of ids beside it, or `.jsonl`)."""
+
+    model_id: Name
+    embedding_type: Name = "default"
+    items: list[EmbeddingItem] | None = None
+    blob: BlobName | None = None
+    ids_blob: BlobName | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> EmbeddingsPayload:
+        if (self.items is None) == (self.blob is None):
+            raise ValueError("give exactly one of 'items' or 'blob'")
+        if self.blob is not None and not self.blob.endswith((".npy", ".jsonl")):
+            raise ValueError("blob must be a .npy matrix or a .jsonl file")
+        return self
+
+
+class EmbedTextPayload(_Strict):
+    """Texts through a registered embedding model, stored as embeddings."""
+
+    model: Name
+    texts: list[str] = Field(min_length=1)
+    entity_ids: list[Name] = Field(min_length=1)
+    embedding_type: Name = "text"
+
+    @model_validator(mode="after")
+    def _aligned(self) -> EmbedTextPayload:
+        if len(self.texts) != len(self.entity_ids):
+            raise ValueError(
+                f"texts has {len(self.texts)} items but entity_ids has {len(self.entity_ids)}"
+            )
+        return self
+
+
+PAYLOADS: dict[str, type[BaseModel]] = {
+    "model": ModelPayload,
+    "embeddings": EmbeddingsPayload,
+    "embed_text": EmbedTextPayload,
+}
+
+
+class JobMessage(_Strict):
+    job_id: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]
+    kind: Literal["model", "embeddings", "embed_text"]
+    schema_version: int = SCHEMA_VERSION
+    payload: dict[str, Any]
+
+    def typed_payload(self) -> BaseModel:
+        return PAYLOADS[self.kind].model_validate(self.payload)
+
+    def to_json(self) -> str:
+        return self.model_dump_json()
+
+
+class MalformedMessageError(ValueError):
+    """The message cannot run as sent: retrying will not help."""
+
+    def __init__(self, reason: str, job_id: str | None = None, kind: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.job_id = job_id
+        self.kind = kind
+
+
+def _first_error(exc: ValidationError, prefix: str = "") -> str:
+    err = exc.errors(include_url=False)[0]
+    loc = ".".join(str(p) for p in err["loc"])
+    loc = f"{prefix}{loc}" if loc else prefix.rstrip(".")
+    msg = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
+    msg = "required field is missing" if err["type"] == "missing" else msg
+    return f"{loc}: {msg}" if loc else msg
+
+
+def parse_message(body: str | bytes) -> tuple[JobMessage, BaseModel]:
+    """The message and its typed payload, or MalformedMessageError saying why."""
+    try:
+        data = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise MalformedMessageError(f"message is not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise MalformedMessageError("message must be a JSON object")
+    job_id = data.get("job_id") if isinstance(data.get("job_id"), str) else None
+    kind = data.get("kind") if isinstance(data.get("kind"), str) else None
+    if kind is not None and kind not in KINDS:
+        raise MalformedMessageError(
+            f"kind: unknown job kind {kind!r}; expected one of {', '.join(KINDS)}", job_id, kind
+        )
+    version = data.get("schema_version", SCHEMA_VERSION)
+    if version != SCHEMA_VERSION:
+        raise MalformedMessageError(
+            f"schema_version: {version!r} is not supported (this app reads {SCHEMA_VERSION})",
+            job_id,
+            kind,
+        )
+    try:
+        message = JobMessage.model_validate(data)
+    except ValidationError as exc:
+        raise MalformedMessageError(_first_error(exc), job_id, kind) from None
+    try:
+        payload = message.typed_payload()
+    except ValidationError as exc:
+        raise MalformedMessageError(_first_error(exc, "payload."), job_id, kind) from None
+    return message, payload

@@ -1,0 +1,91 @@
+"""Runs one queue message: parse, find or make the job row, dispatch to its handler.
+
+- A malformed message is recorded as a failed job with the reason and not retried.
+- A permanent failure (the input itself is wrong) fails the job without retry.
+- Anything else is recorded and re-raised so the host retries; after the last
+  allowed dequeue the message goes to the poison queue and the row says `failed`.
+- A job that already succeeded is not run again (messages arrive at least once).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel
+
+from shared.db.repos.jobs import JobRepository
+from shared.jobs.messages import MalformedMessageError, parse_message
+
+log = logging.getLogger(__name__)
+
+
+class PermanentJobError(Exception):
+    """The job cannot succeed as submitted; retrying would only repeat the failure."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+Handler = Callable[[str, BaseModel], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    job_id: str
+    status: str  # succeeded | failed | skipped | retrying
+    detail: str = ""
+
+
+class JobRunner:
+    def __init__(self, jobs: JobRepository, handlers: dict[str, Handler]) -> None:
+        self.jobs = jobs
+        self.handlers = handlers
+
+    def run(
+        self,
+        body: str | bytes,
+        *,
+        message_id: str = "",
+        dequeue_count: int = 1,
+        max_dequeue_count: int = 5,
+    ) -> Outcome:
+        try:
+            message, payload = parse_message(body)
+        except MalformedMessageError as exc:
+            return self._malformed(exc, body, message_id)
+
+        job_id, kind = message.job_id, message.kind
+        self.jobs.create(job_id, kind, message.payload)
+        current = self.jobs.get(job_id)
+        if current is not None and current.status == "succeeded":
+            log.info("job %s already succeeded; message ignored", job_id)
+            return Outcome(job_id, "skipped", "already succeeded")
+        self.jobs.start(job_id)
+        try:
+            result = self.handlers[kind](job_id, payload)
+        except PermanentJobError as exc:
+            self.jobs.fail(job_id, exc.reason)
+            return Outcome(job_id, "failed", exc.reason)
+        except Exception as exc:
+            reason = f"{type(exc).__name__}: {exc}"
+            if dequeue_count >= max_dequeue_count:
+                self.jobs.fail(job_id, f"{reason} (after {dequeue_count} attempts)")
+            else:
+                self.jobs.retry_later(job_id, reason)
+            raise
+        self.jobs.succeed(job_id, result)
+        return Outcome(job_id, "succeeded")
+
+    def _malformed(self, exc: MalformedMessageError, body: str | bytes, message_id: str) -> Outcome:
+        raw = body.encode() if isinstance(body, str) else body
+        job_id = exc.job_id or f"malformed-{message_id or hashlib.sha256(raw).hexdigest()[:16]}"
+        preview = raw[:2000].decode("utf-8", errors="replace")
+        self.jobs.create(job_id[:64], exc.kind or "unknown", {"raw": preview})
+        self.jobs.fail(job_id[:64], f"malformed message: {exc.reason}")
+        log.warning("malformed job message %s: %s", job_id, exc.reason)
+        return Outcome(job_id[:64], "failed", exc.reason)

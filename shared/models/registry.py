@@ -1,0 +1,68 @@
+"""Model registration: a model blob becomes a versioned row plus an ingestion job.
+
+The uploaded blob (`models/<name>.onnx`) is the "latest upload"; each registered
+version's bytes are copied server-side to an immutable archive name
+(`_versions/<name>/<sha256>.onnx`), so a new upload under the same name makes a new
+version while the old one stays until deleted. The same bytes again change nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import IO
+
+from shared.db.repos.jobs import JobRecord
+from shared.db.repos.models import ModelRecord, ModelRepository
+from shared.jobs.submit import JobSubmitter
+from shared.storage.blob_store import BlobFile, BlobModelStore
+from shared.storage.names import model_name_from_blob, validate_model_name
+
+
+@dataclass(frozen=True)
+class Registration:
+    model: ModelRecord
+    created: bool
+    job: JobRecord | None
+
+
+def ingest_job_id(model_id: str) -> str:
+    return f"ingest-{model_id}"
+
+
+class ModelRegistry:
+    def __init__(
+        self, models: ModelRepository, store: BlobModelStore, submitter: JobSubmitter
+    ) -> None:
+        self.models = models
+        self.store = store
+        self.submitter = submitter
+
+    def register_blob(self, blob_name: str) -> Registration:
+        """For the blob trigger: hash the blob by streaming, then register it."""
+        name = model_name_from_blob(blob_name)
+        return self._register(name, self.store.hash_pinned(blob_name))
+
+    def upload(self, name: str, body: IO[bytes], max_bytes: int) -> Registration:
+        """For POST /api/models: stream the body to `<name>.onnx`, then register it."""
+        validate_model_name(name)
+        uploaded = self.store.upload(f"{name}.onnx", body, max_bytes=max_bytes)
+        return self._register(name, uploaded)
+
+    def _register(self, name: str, blob: BlobFile) -> Registration:
+        known = self.models.latest_with_sha(name, blob.sha256)
+        if known is not None:
+            return Registration(known, False, self.submitter.jobs.get(ingest_job_id(known.id)))
+        archived = self.store.archive(blob, name)
+        record, created = self.models.register(
+            name,
+            sha256=blob.sha256,
+            size_bytes=blob.size,
+            blob_uri=archived.uri,
+            blob_name=archived.name,
+            content_type=blob.content_type,
+            metadata={"uploaded_as": blob.name},
+        )
+        job, _ = self.submitter.submit(
+            "model", {"model_id": record.id}, job_id=ingest_job_id(record.id)
+        )
+        return Registration(record, created, job)

@@ -1,0 +1,68 @@
+"""Registered models over HTTP."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from shared.schemas.common import Strict
+
+
+class ModelOut(BaseModel):
+    id: str
+    name: str
+    version: int
+    status: Literal["registered", "ingesting", "ready", "failed"]
+    error: str | None = None
+    size_bytes: int | None = None
+    sha256: str | None = None
+    blob_uri: str | None = None
+    metadata: dict[str, Any] = {}
+    created_at: str
+    updated_at: str
+
+
+class ModelDetail(ModelOut):
+    tensors: list[dict[str, Any]] = []
+
+
+class ModelList(BaseModel):
+    models: list[ModelOut]
+
+
+class ModelQuery(Strict):
+    name: str | None = Field(default=None, max_length=128)
+    status: Literal["registered", "ingesting", "ready", "failed"] | None = None
+    limit: int = Field(default=100, ge=1, le=1000)
+
+
+class UploadQuery(Strict):
+    name: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+class UploadAccepted(BaseModel):
+    model: ModelOut
+    created: bool = Field(description="False when these bytes were already registered.")
+    job_id: str | None
+    job_url: str | None
+
+
+class TextEmbedStore(Strict):
+    entity_ids: list[str] = Field(min_length=1)
+    embedding_type: str = Field(default="text", min_length=1, max_length=256)
+
+
+class TextEmbedRequest(Strict):
+    model: str = Field(min_length=1, max_length=128)
+    texts: list[str] = Field(min_length=1, max_length=1024)
+    store: TextEmbedStore | None = None
+    format: Literal["json", "b64"] = "json"
+
+
+class TextEmbedResponse(BaseModel):
+    model: str
+    model_version: int
+    dimension: int
+    vectors: Any
+    stored: dict[str, int] | None = None

@@ -1,0 +1,1 @@
+"""Blob Storage for model files: names checked, bytes streamed, hashes computed on the way."""

@@ -1,0 +1,242 @@
+"""Streaming model upload and download with azure-storage-blob.
+
+Memory stays flat whatever the file size: uploads go block by block with bounded
+concurrency, downloads chunk by chunk, and sha256 is computed while the bytes pass.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from shared.storage.names import validate_model_name
+
+BLOCK_SIZE = 4 * 1024 * 1024
+CONCURRENCY = 2
+
+
+class UploadTooLargeError(ValueError):
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the upload is larger than the limit of {limit} bytes")
+        self.limit = limit
+
+
+@dataclass(frozen=True)
+class BlobFile:
+    container: str
+    name: str
+    uri: str
+    size: int
+    sha256: str
+    content_type: str | None = None
+    etag: str | None = None
+
+
+class _HashingReader(io.RawIOBase):
+    """Wraps a source stream: hashes and counts what the uploader reads, enforces a cap."""
+
+    def __init__(self, source: IO[bytes], max_bytes: int | None) -> None:
+        self.source = source
+        self.max_bytes = max_bytes
+        self.sha = hashlib.sha256()
+        self.size = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self.source.read(size if size and size > 0 else BLOCK_SIZE)
+        if chunk:
+            self.size += len(chunk)
+            if self.max_bytes is not None and self.size > self.max_bytes:
+                raise UploadTooLargeError(self.max_bytes)
+            self.sha.update(chunk)
+        return chunk
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+class BlobModelStore:
+    """Model files in one container; the database keeps only their URI, size and hash."""
+
+    def __init__(self, blob_service: Any, container: str) -> None:
+        self.service = blob_service
+        self.container = container
+
+    def ensure_container(self) -> None:
+        from azure.core.exceptions import ResourceExistsError
+
+        with contextlib.suppress(ResourceExistsError):
+            self.service.create_container(self.container)
+
+    def client(self, blob_name: str) -> Any:
+        return self.service.get_blob_client(self.container, blob_name)
+
+    def upload(
+        self,
+        blob_name: str,
+        source: IO[bytes],
+        *,
+        max_bytes: int | None = None,
+        content_type: str = "application/octet-stream",
+        metadata: dict[str, str] | None = None,
+    ) -> BlobFile:
+        """Stream `source` into the container; returns size and sha256 of what was sent."""
+        from azure.storage.blob import ContentSettings
+
+        _check_blob_name(blob_name)
+        reader = _HashingReader(source, max_bytes)
+        client = self.client(blob_name)
+        client.upload_blob(
+            reader,
+            overwrite=True,
+            max_concurrency=CONCURRENCY,
+            content_settings=ContentSettings(content_type=content_type),
+            metadata=metadata,
+        )
+        sha = reader.sha.hexdigest()
+        client.set_blob_metadata({**(metadata or {}), "sha256": sha})
+        props = client.get_blob_properties()
+        return BlobFile(
+            self.container, blob_name, client.url, reader.size, sha, content_type, props.etag
+        )
+
+    def chunks(self, blob_name: str) -> Iterator[bytes]:
+        _check_blob_name(blob_name)
+        downloader = self.client(blob_name).download_blob(max_concurrency=CONCURRENCY)
+        yield from downloader.chunks()
+
+    def describe(self, blob_name: str) -> BlobFile:
+        """Size, etag and sha256 of a stored blob (hashing it by streaming once)."""
+        client = self.client(blob_name)
+        props = client.get_blob_properties()
+        sha = hashlib.sha256()
+        for chunk in self.chunks(blob_name):
+            sha.update(chunk)
+        return BlobFile(
+            self.container,
+            blob_name,
+            client.url,
+            int(props.size),
+            sha.hexdigest(),
+            props.content_settings.content_type,
+            props.etag,
+        )
+
+    def download_to(self, blob_name: str, dest: Path) -> tuple[int, str]:
+        """Write the blob to `dest` chunk by chunk; returns (size, sha256)."""
+        sha = hashlib.sha256()
+        size = 0
+        with open(dest, "wb") as out:
+            for chunk in self.chunks(blob_name):
+                out.write(chunk)
+                sha.update(chunk)
+                size += len(chunk)
+            out.flush()
+            os.fsync(out.fileno())
+        return size, sha.hexdigest()
+
+    def read_bytes(self, blob_name: str, max_bytes: int) -> bytes:
+        """A small blob (a tokenizer, an id list) whole, refusing anything over `max_bytes`."""
+        client = self.client(blob_name)
+        size = int(client.get_blob_properties().size)
+        if size > max_bytes:
+            raise UploadTooLargeError(max_bytes)
+        return client.download_blob().readall()
+
+    def exists(self, blob_name: str) -> bool:
+        _check_blob_name(blob_name)
+        return bool(self.client(blob_name).exists())
+
+    def hash_pinned(self, blob_name: str) -> BlobFile:
+        """Hash a blob by streaming it, pinned to the etag seen first (fails if it changes)."""
+        from azure.core import MatchConditions
+
+        _check_blob_name(blob_name)
+        client = self.client(blob_name)
+        props = client.get_blob_properties()
+        sha = hashlib.sha256()
+        downloader = client.download_blob(
+            max_concurrency=CONCURRENCY,
+            etag=props.etag,
+            match_condition=MatchConditions.IfNotModified,
+        )
+        for chunk in downloader.chunks():
+            sha.update(chunk)
+        return BlobFile(
+            self.container,
+            blob_name,
+            client.url,
+            int(props.size),
+            sha.hexdigest(),
+            props.content_settings.content_type,
+            props.etag,
+        )
+
+    def archive(self, source: BlobFile, model_name: str) -> BlobFile:
+        """Server-side copy to the immutable archive name (no bytes pass through here)."""
+        import time
+
+        from azure.core import MatchConditions
+
+        target_name = archive_name(model_name, source.sha256)
+        target = self.client(target_name)
+        if not target.exists():
+            target.start_copy_from_url(
+                self.client(source.name).url,
+                metadata={"sha256": source.sha256, "model": model_name},
+                source_etag=source.etag,
+                source_match_condition=MatchConditions.IfNotModified,
+            )
+            deadline = time.monotonic() + 600
+            while target.get_blob_properties().copy.status == "pending":
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"copy of {source.name} to {target_name} did not finish")
+                time.sleep(0.2)
+            status = target.get_blob_properties().copy.status
+            if status not in (None, "success"):
+                raise RuntimeError(f"copy of {source.name} to {target_name} ended {status}")
+        return BlobFile(
+            self.container,
+            target_name,
+            target.url,
+            source.size,
+            source.sha256,
+            source.content_type,
+            target.get_blob_properties().etag,
+        )
+
+
+VERSIONS_PREFIX = "_versions/"
+_ARCHIVE = re.compile(r"^_versions/([^/]+)/([0-9a-f]{64})\.onnx$")
+
+
+def archive_name(model_name: str, sha256: str) -> str:
+    """Where a registered version's bytes live, immutable: `_versions/<name>/<sha256>.onnx`."""
+    validate_model_name(model_name)
+    if not re.fullmatch(r"[0-9a-f]{64}", sha256):
+        raise ValueError(f"sha256: {sha256!r} is not 64 lowercase hex digits")
+    return f"{VERSIONS_PREFIX}{model_name}/{sha256}.onnx"
+
+
+def _check_blob_name(blob_name: str) -> None:
+    """Blob names are model names plus a known suffix, or archive names; never paths."""
+    archived = _ARCHIVE.match(blob_name)
+    if archived:
+        validate_model_name(archived.group(1), "blob")
+        return
+    for suffix in (".onnx", ".tokenizer.json", ".npy", ".json", ".jsonl"):
+        if blob_name.endswith(suffix):
+            validate_model_name(blob_name[: -len(suffix)], "blob")
+            return
+    validate_model_name(blob_name, "blob")

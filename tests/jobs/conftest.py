@@ -1,0 +1,45 @@
+"""Real parts for job tests: SQLite, and Azurite containers for batch files."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+from azure.storage.blob import BlobServiceClient
+
+from shared.db.connection import open_database
+from shared.db.migrate import apply_migrations
+from shared.db.repos import EmbeddingRepository, JobRepository, ModelRepository
+from shared.search.store import EmbeddingStore, Limits
+from shared.storage.blob_store import BlobModelStore
+
+
+@pytest.fixture
+def db(tmp_path: Path):
+    database = open_database(f"sqlite:///{tmp_path / 'jobs.db'}")
+    apply_migrations(database)
+    yield database
+    database.close()
+
+
+@pytest.fixture
+def repos(db):
+    return JobRepository(db), ModelRepository(db), EmbeddingRepository(db)
+
+
+@pytest.fixture
+def store(repos) -> EmbeddingStore:
+    return EmbeddingStore(repos[2], Limits(max_dim=4096, max_rows=100_000))
+
+
+@pytest.fixture
+def blob_service(storage_connection: str) -> BlobServiceClient:
+    return BlobServiceClient.from_connection_string(storage_connection)
+
+
+@pytest.fixture
+def container(blob_service: BlobServiceClient) -> BlobModelStore:
+    s = BlobModelStore(blob_service, f"t-{uuid.uuid4().hex[:12]}")
+    s.ensure_container()
+    return s

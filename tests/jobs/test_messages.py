@@ -1,0 +1,70 @@
+"""The queue message schema: what runs, and the reason for what cannot."""
+
+import json
+
+import pytest
+
+from shared.jobs.messages import (
+    EmbeddingsPayload,
+    JobMessage,
+    MalformedMessageError,
+    parse_message,
+)
+
+
+def test_a_valid_message_parses_with_its_typed_payload() -> None:
+    body = json.dumps(
+        {
+            "job_id": "j-1",
+            "kind": "embeddings",
+            "schema_version": 1,
+            "payload": {"model_id": "m", "items": [{"entity_id": "a", "vector": [1, 2]}]},
+        }
+    )
+    message, payload = parse_message(body)
+    assert message.job_id == "j-1" and isinstance(payload, EmbeddingsPayload)
+    assert payload.embedding_type == "default" and payload.items[0].vector == [1.0, 2.0]
+
+
+def test_round_trip_of_a_message() -> None:
+    msg = JobMessage(job_id="x", kind="model", payload={"model_id": "m1"})
+    again, payload = parse_message(msg.to_json())
+    assert again == msg and payload.model_id == "m1"
+
+
+@pytest.mark.parametrize(
+    ("body", "reason", "job_id"),
+    [
+        ("not json", "message is not JSON", None),
+        ("[1, 2]", "must be a JSON object", None),
+        ('{"job_id": "a", "kind": "bake", "payload": {}}', "unknown job kind 'bake'", "a"),
+        ('{"job_id": "a", "kind": "model"}', "payload: required field is missing", "a"),
+        ('{"job_id": "a", "kind": "model", "payload": {}}', "payload.model_id: required", "a"),
+        (
+            '{"job_id": "a", "kind": "model", "payload": {"model_id": "m"}, "schema_version": 9}',
+            "schema_version: 9 is not supported",
+            "a",
+        ),
+        (
+            '{"job_id": "a", "kind": "embeddings", "payload": {"model_id": "m"}}',
+            "exactly one of 'items' or 'blob'",
+            "a",
+        ),
+        (
+            '{"job_id": "a", "kind": "embed_text", "payload": '
+            '{"model": "m", "texts": ["x", "y"], "entity_ids": ["1"]}}',
+            "texts has 2 items but entity_ids has 1",
+            "a",
+        ),
+        (
+            '{"job_id": "../x", "kind": "model", "payload": {"model_id": "m"}}',
+            "job_id",
+            "../x",
+        ),
+    ],
+)
+def test_malformed_messages_say_why(body: str, reason: str, job_id: str | None) -> None:
+    with pytest.raises(MalformedMessageError) as err:
+        parse_message(body)
+    assert reason in err.value.reason
+    assert err.value.job_id == job_id

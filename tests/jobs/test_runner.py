@@ -1,0 +1,136 @@
+"""The job runner on real SQLite and Azurite: statuses, retries, idempotency."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pytest
+
+from shared.jobs.handlers import EmbeddingsIngestion
+from shared.jobs.messages import JobMessage
+from shared.jobs.runner import JobRunner, PermanentJobError
+
+
+def _msg(job_id: str, kind: str, payload: dict) -> str:
+    return JobMessage(job_id=job_id, kind=kind, payload=payload).to_json()
+
+
+def _runner(repos, store, container) -> JobRunner:
+    jobs = repos[0]
+    return JobRunner(jobs, {"embeddings": EmbeddingsIngestion(store, container, 10**6)})
+
+
+def test_inline_embeddings_job_succeeds_and_replay_is_a_no_op(repos, store, container) -> None:
+    runner = _runner(repos, store, container)
+    body = _msg(
+        "emb-1",
+        "embeddings",
+        {
+            "model_id": "m",
+            "items": [{"entity_id": "a", "vector": [1, 0]}, {"entity_id": "b", "vector": [0, 1]}],
+        },
+    )
+    assert runner.run(body).status == "succeeded"
+    job = repos[0].get("emb-1")
+    assert job.status == "succeeded" and job.attempts == 1
+    assert job.result == {"rows": 2, "inserted": 2, "updated": 0}
+    assert runner.run(body).status == "skipped"  # at-least-once delivery: no second run
+    assert repos[0].get("emb-1").attempts == 1
+    assert {r.entity_id for r in [*repos[2].get("a"), *repos[2].get("b")]} == {"a", "b"}
+
+
+def test_npy_batch_from_the_ingest_container(repos, store, container) -> None:
+    rng = np.random.default_rng(0)
+    matrix = rng.standard_normal((12_000, 8)).astype(np.float32)
+    ids = [f"e{i}" for i in range(len(matrix))]
+    buf = io.BytesIO()
+    np.save(buf, matrix)
+    buf.seek(0)
+    container.upload("batch-1.npy", buf)
+    container.upload("batch-1.json", io.BytesIO(json.dumps(ids).encode()))
+    runner = _runner(repos, store, container)
+    out = runner.run(_msg("npy-1", "embeddings", {"model_id": "m", "blob": "batch-1.npy"}))
+    assert out.status == "succeeded", out.detail
+    assert repos[0].get("npy-1").result["rows"] == 12_000
+    _, got_ids, blob, dim = repos[2].load_set("m", "default")
+    assert got_ids == ids and dim == 8
+    assert np.array_equal(np.frombuffer(blob, dtype="<f4").reshape(-1, 8), matrix)
+
+
+def test_jsonl_batch_and_a_bad_line_fails_with_its_line_number(repos, store, container) -> None:
+    lines = [json.dumps({"entity_id": f"t{i}", "vector": [i, 1.0]}) for i in range(10)]
+    container.upload("ok.jsonl", io.BytesIO("\n".join(lines).encode()))
+    runner = _runner(repos, store, container)
+    assert (
+        runner.run(_msg("jl-1", "embeddings", {"model_id": "j", "blob": "ok.jsonl"})).status
+        == "succeeded"
+    )
+    assert repos[0].get("jl-1").result["rows"] == 10
+    container.upload("bad.jsonl", io.BytesIO((lines[0] + "\n{oops\n").encode()))
+    out = runner.run(_msg("jl-2", "embeddings", {"model_id": "j", "blob": "bad.jsonl"}))
+    assert out.status == "failed"
+    assert "bad.jsonl line 2" in repos[0].get("jl-2").error
+
+
+def test_npy_row_count_must_match_ids(repos, store, container) -> None:
+    buf = io.BytesIO()
+    np.save(buf, np.ones((3, 4), np.float32))
+    buf.seek(0)
+    container.upload("short.npy", buf)
+    container.upload("short.json", io.BytesIO(b'["a", "b"]'))
+    out = _runner(repos, store, container).run(
+        _msg("npy-2", "embeddings", {"model_id": "m", "blob": "short.npy"})
+    )
+    assert out.status == "failed" and "3 rows but short.json has 2 ids" in out.detail
+
+
+def test_a_missing_blob_is_a_permanent_failure(repos, store, container) -> None:
+    out = _runner(repos, store, container).run(
+        _msg("gone-1", "embeddings", {"model_id": "m", "blob": "nothing.jsonl"})
+    )
+    assert out.status == "failed" and "blob not found" in repos[0].get("gone-1").error
+
+
+def test_malformed_message_is_recorded_failed_not_raised(repos, store, container) -> None:
+    runner = _runner(repos, store, container)
+    out = runner.run("{not json", message_id="q-123")
+    assert out.status == "failed" and out.job_id == "malformed-q-123"
+    job = repos[0].get("malformed-q-123")
+    assert job.status == "failed" and "message is not JSON" in job.error
+    assert job.payload == {"raw": "{not json"}
+    out = runner.run('{"job_id": "k-1", "kind": "bake", "payload": {}}')
+    assert repos[0].get("k-1").error.startswith("malformed message: kind: unknown job kind")
+
+
+def test_transient_errors_are_retried_then_fail_on_the_last_attempt(repos) -> None:
+    calls = []
+
+    def flaky(job_id, payload):
+        calls.append(job_id)
+        raise ConnectionError("storage unreachable")
+
+    runner = JobRunner(repos[0], {"model": flaky})
+    body = _msg("t-1", "model", {"model_id": "m"})
+    for attempt in range(1, 5):
+        with pytest.raises(ConnectionError):
+            runner.run(body, dequeue_count=attempt, max_dequeue_count=5)
+        job = repos[0].get("t-1")
+        assert job.status == "queued" and "storage unreachable" in job.error
+    with pytest.raises(ConnectionError):
+        runner.run(body, dequeue_count=5, max_dequeue_count=5)
+    job = repos[0].get("t-1")
+    assert job.status == "failed" and job.attempts == 5
+    assert job.error == "ConnectionError: storage unreachable (after 5 attempts)"
+    assert len(calls) == 5
+
+
+def test_permanent_error_fails_at_once(repos) -> None:
+    def bad(job_id, payload):
+        raise PermanentJobError("not an ONNX file")
+
+    runner = JobRunner(repos[0], {"model": bad})
+    out = runner.run(_msg("p-1", "model", {"model_id": "m"}))
+    assert out.status == "failed"
+    assert repos[0].get("p-1").error == "not an ONNX file"
