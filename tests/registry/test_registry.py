@@ -1,0 +1,70 @@
+"""Model registration on Azurite + SQLite: versions, duplicates, the ingestion job."""
+
+from __future__ import annotations
+
+import io
+import json
+import uuid
+
+import pytest
+from azure.storage.queue import QueueServiceClient
+
+from shared.jobs.submit import JobQueue, JobSubmitter
+from shared.models.registry import ModelRegistry, ingest_job_id
+from shared.storage.names import InvalidNameError
+
+
+@pytest.fixture
+def queue(storage_connection: str) -> JobQueue:
+    q = JobQueue(
+        QueueServiceClient.from_connection_string(storage_connection), f"q-{uuid.uuid4().hex[:10]}"
+    )
+    q.ensure()
+    return q
+
+
+@pytest.fixture
+def registry(repos, container, queue) -> ModelRegistry:
+    jobs, models, _ = repos
+    return ModelRegistry(models, container, JobSubmitter(jobs, queue))
+
+
+def _messages(queue: JobQueue) -> list[dict]:
+    return [json.loads(m.content) for m in queue.client.receive_messages(max_messages=32)]
+
+
+def test_upload_registers_version_one_and_queues_one_ingestion_job(registry, queue) -> None:
+    reg = registry.upload("iris", io.BytesIO(b"onnx bytes v1"), max_bytes=10_000)
+    assert reg.created and reg.model.version == 1 and reg.model.status == "registered"
+    assert reg.model.blob_name == f"_versions/iris/{reg.model.sha256}.onnx"
+    assert reg.job.id == ingest_job_id(reg.model.id) and reg.job.status == "queued"
+    msgs = _messages(queue)
+    assert msgs == [
+        {
+            "job_id": reg.job.id,
+            "kind": "model",
+            "schema_version": 1,
+            "payload": {"model_id": reg.model.id},
+        }
+    ]
+
+
+def test_same_bytes_again_change_nothing_new_bytes_make_a_new_version(
+    registry, queue, repos
+) -> None:
+    first = registry.upload("iris", io.BytesIO(b"v1"), max_bytes=100)
+    again = registry.register_blob("iris.onnx")  # what the blob trigger does next
+    assert not again.created and again.model.id == first.model.id
+    second = registry.upload("iris", io.BytesIO(b"v2"), max_bytes=100)
+    assert second.created and second.model.version == 2
+    assert len(_messages(queue)) == 2  # one ingestion job per version, not per event
+    # The old version's bytes stay readable under its archive name.
+    assert registry.store.hash_pinned(first.model.blob_name).sha256 == first.model.sha256
+    assert [m.version for m in repos[1].list(name="iris")] == [2, 1]
+
+
+def test_blob_trigger_names_outside_the_pattern_are_refused(registry) -> None:
+    with pytest.raises(InvalidNameError):
+        registry.register_blob("_versions/iris/" + "a" * 64 + ".onnx")
+    with pytest.raises(InvalidNameError):
+        registry.upload("../up", io.BytesIO(b"x"), max_bytes=10)
