@@ -130,6 +130,7 @@ def test_steady_state_searches_allocate_no_new_large_buffers(tmp_path: Path) -> 
     q = rng.standard_normal((1, d)).astype(np.float32)
     for _ in range(3):  # warm-up: load the set, prepare the metric, fill the pool
         service.search(q, top_k=10, metric="cosine")
+    misses_after_warmup = service.pool.stats().misses
     tracemalloc.start()
     base, _ = tracemalloc.get_traced_memory()
     for _ in range(30):
@@ -139,4 +140,4 @@ def test_steady_state_searches_allocate_no_new_large_buffers(tmp_path: Path) -> 
     score_buffer = n * 4
     assert peak - base < score_buffer / 2, f"peak grew by {peak - base} bytes"
     stats = service.pool.stats()
-    assert stats.hits >= 30 and stats.misses <= 4
+    assert stats.hits >= 30 and stats.misses == misses_after_warmup  # every rent was a reuse

@@ -1,0 +1,133 @@
+"""Running one invocation: bind, call, write outputs, log one line, track what is in flight.
+
+Sync functions run on worker threads (as in the Python worker's thread pool); `async def`
+functions run on the host's event loop. Outputs are written only after the function
+returned, so a failed invocation writes nothing. Each invocation logs the line Core Tools
+prints: `Executed 'Functions.<name>' (Succeeded|Failed, Id=<uuid>, Duration=<n>ms)`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from concurrent.futures import Executor
+from typing import Any
+
+from .bindings import OutputWriter, bind_inputs, collect_outputs, prepare_outputs
+from .context import InvocationContext
+from .loader import FunctionSpec
+from .storage import StorageClients
+
+log = logging.getLogger("devhost.invocation")
+
+# What a trigger hands over: the trigger argument(s) and the binding data for expressions.
+Bound = tuple[dict[str, Any], Mapping[str, Any]]
+
+
+class Invoker:
+    """Calls functions and keeps count of the invocations in flight."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        storage: StorageClients | None,
+        writer: OutputWriter,
+        function_directory: str,
+    ) -> None:
+        self._loop = loop
+        self._storage = storage
+        self._writer = writer
+        self._directory = function_directory
+        self._active = 0
+        self._idle = threading.Condition()
+
+    @property
+    def active(self) -> int:
+        """Invocations running now."""
+        with self._idle:
+            return self._active
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Block until no invocation runs (True) or the timeout passes (False)."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._active == 0, timeout)
+
+    def _enter(self) -> tuple[str, float]:
+        with self._idle:
+            self._active += 1
+        return str(uuid.uuid4()), time.monotonic()
+
+    def _leave(self) -> None:
+        with self._idle:
+            self._active -= 1
+            self._idle.notify_all()
+
+    def _arguments(
+        self, spec: FunctionSpec, invocation_id: str, bound: Bound
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        trigger_args, data = bound
+        outs = prepare_outputs(spec)
+        kwargs = {**trigger_args, **bind_inputs(spec, self._storage, data), **outs}
+        if "context" in spec.parameters and "context" not in kwargs:
+            kwargs["context"] = InvocationContext(invocation_id, spec.name, self._directory)
+        return kwargs, outs
+
+    def _log(self, spec: FunctionSpec, invocation_id: str, started: float, exc: Any) -> None:
+        ms = round((time.monotonic() - started) * 1000)
+        status = "Failed" if exc else "Succeeded"
+        line = f"Executed 'Functions.{spec.name}' ({status}, Id={invocation_id}, Duration={ms}ms)"
+        if exc is None:
+            log.info(line)
+        else:
+            reason = f"{type(exc).__name__}: {exc}".strip().rstrip(":")
+            log.error("%s %s", line, reason, exc_info=exc)
+
+    def invoke(self, spec: FunctionSpec, bind: Callable[[], Bound]) -> Any:
+        """Run one invocation on the calling (worker) thread; raises if it failed."""
+        invocation_id, started = self._enter()
+        try:
+            bound = bind()
+            kwargs, outs = self._arguments(spec, invocation_id, bound)
+            if spec.is_async:
+                future = asyncio.run_coroutine_threadsafe(spec.func(**kwargs), self._loop)
+                result = future.result()
+            else:
+                result = spec.func(**kwargs)
+            self._writer.write_all(collect_outputs(spec, outs, result), bound[1])
+        except BaseException as exc:
+            self._log(spec, invocation_id, started, exc)
+            raise
+        else:
+            self._log(spec, invocation_id, started, None)
+            return result
+        finally:
+            self._leave()
+
+    async def invoke_async(self, spec: FunctionSpec, bound: Bound, executor: Executor) -> Any:
+        """Run one invocation for the event loop: sync functions go to `executor`."""
+        if not spec.is_async:
+            return await self._loop.run_in_executor(executor, self.invoke, spec, lambda: bound)
+        invocation_id, started = self._enter()
+        try:
+            if spec.inputs:
+                kwargs, outs = await self._loop.run_in_executor(
+                    executor, self._arguments, spec, invocation_id, bound
+                )
+            else:
+                kwargs, outs = self._arguments(spec, invocation_id, bound)
+            result = await spec.func(**kwargs)
+            pairs = collect_outputs(spec, outs, result)
+            if pairs:
+                await self._loop.run_in_executor(executor, self._writer.write_all, pairs, bound[1])
+        except BaseException as exc:
+            self._log(spec, invocation_id, started, exc)
+            raise
+        else:
+            self._log(spec, invocation_id, started, None)
+            return result
+        finally:
+            self._leave()

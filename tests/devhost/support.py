@@ -1,0 +1,167 @@
+"""Start the local host as a subprocess on a real Azurite, and talk to it over real HTTP."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from azure.storage.blob import BlobServiceClient
+from azure.storage.queue import QueueClient
+
+from shared.devhost.azurite import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+FIXTURE_APP = HERE / "fixture_app" / "function_app.py"
+PLAIN_APP = HERE / "fixture_app_plain" / "function_app.py"
+FUNCTION_KEY = "testkey"
+MASTER_KEY = "mastertestkey"
+
+
+@dataclass
+class Reply:
+    status: int
+    body: bytes
+    headers: dict[str, str]
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+@dataclass
+class HostProcess:
+    """A running `python -m shared.devhost` and the names it was given."""
+
+    process: subprocess.Popen
+    base_url: str
+    log_path: Path
+    record_dir: Path
+    ns: str
+    connection: str
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        data: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        timeout: float = 10,
+    ) -> Reply:
+        request = urllib.request.Request(self.base_url + path, data=data, method=method)
+        for name, value in (headers or {}).items():
+            request.add_header(name, value)
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                return Reply(response.status, response.read(), dict(response.headers))
+        except urllib.error.HTTPError as err:
+            return Reply(err.code, err.read(), dict(err.headers))
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def records(self, kind: str) -> list[dict]:
+        path = self.record_dir / f"{kind}.jsonl"
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+    def queue(self, name: str) -> QueueClient:
+        """A client for `<ns>-<name>` (or an absolute name starting with '/')."""
+        full = name[1:] if name.startswith("/") else f"{self.ns}-{name}"
+        return QueueClient.from_connection_string(self.connection, full)
+
+    def blobs(self) -> BlobServiceClient:
+        return BlobServiceClient.from_connection_string(self.connection)
+
+
+def b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def unb64(text: str) -> str:
+    return base64.b64decode(text).decode()
+
+
+def wait_for(
+    predicate: Callable[[], Any], timeout: float = 15, interval: float = 0.05, what: str = ""
+) -> Any:
+    """Poll until predicate() is truthy; its value, or AssertionError after the timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what or predicate}")
+        time.sleep(interval)
+
+
+def start_host(
+    script: Path,
+    connection: str,
+    tmp: Path,
+    extra_env: dict[str, str] | None = None,
+    route_prefix: str = "/api",
+) -> HostProcess:
+    """Start the host on a free port and wait for "Host started"."""
+    port = free_port()
+    ns = "dh" + uuid.uuid4().hex[:10]
+    record_dir = tmp / "records"
+    record_dir.mkdir(parents=True, exist_ok=True)
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "AzureWebJobsStorage": connection,
+        "LOCAL_FUNCTION_KEYS": FUNCTION_KEY,
+        "LOCAL_MASTER_KEY": MASTER_KEY,
+        "DEVHOST_NS": ns,
+        "DEVHOST_RECORD_DIR": str(record_dir),
+        "LOCAL_BLOB_SCAN_INTERVAL_SECONDS": "0.2",
+        **(extra_env or {}),
+    }
+    log_path = tmp / "host.log"
+    command = [sys.executable, "-m", "shared.devhost", "--script", str(script)]
+    process = subprocess.Popen(
+        [*command, "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=open(log_path, "wb"),  # noqa: SIM115 - the child owns it
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+    )
+    base_url = f"http://127.0.0.1:{port}{route_prefix}"
+    host = HostProcess(process, base_url, log_path, record_dir, ns, connection)
+    deadline = time.monotonic() + 30
+    while "Host started" not in host.log():
+        if process.poll() is not None:
+            raise RuntimeError(f"the host exited with {process.returncode}:\n{host.log()}")
+        if time.monotonic() > deadline:
+            process.kill()
+            raise TimeoutError(f"the host did not start in 30 s:\n{host.log()}")
+        time.sleep(0.05)
+    return host
+
+
+def stop_host(host: HostProcess, timeout: float = 30) -> int:
+    """SIGTERM and wait; the exit code (kills it if it hangs)."""
+    if host.process.poll() is None:
+        host.process.send_signal(signal.SIGTERM)
+        try:
+            host.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            host.process.kill()
+            host.process.wait()
+    return host.process.returncode
