@@ -7,9 +7,18 @@ numpy kernels, storage clients) are imported inside the functions that need them
 
 import azure.functions as func
 
-from shared.api import embeddings, health, openapi, search, vectors
+from shared.api import (
+    embeddings,
+    health,
+    jobs,
+    models,
+    openapi,
+    search,
+    text_embeddings,
+    vectors,
+)
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 
-for blueprint in (health.bp, vectors.bp, embeddings.bp, search.bp, openapi.bp):
-    app.register_functions(blueprint)
+for area in (health, vectors, embeddings, text_embeddings, search, models, jobs, openapi):
+    app.register_functions(area.bp)

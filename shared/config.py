@@ -177,6 +177,22 @@ class Settings:
         return f"{self.ingestion_queue}-poison"
 
 
+def binding_name(key: str, environ: Mapping[str, str] | None = None) -> str:
+    """A container or queue name for a trigger decorator, read at import time.
+
+    With worker indexing the Python worker reports binding metadata to the host, so a
+    value computed here is what the host listens on, in Azure and locally, defaults
+    included. Import must never fail ("0 functions found"): an invalid value falls
+    back to the default here, and `get_settings()` reports it on first use.
+    """
+    setting = next(s for s in SETTINGS if s.key == key)
+    env = os.environ if environ is None else environ
+    try:
+        return setting.parse(key, env.get(key) or setting.default)
+    except ConfigError:
+        return setting.default
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     """Process-wide settings, read once (tests build their own with `Settings.from_env`)."""

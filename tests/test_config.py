@@ -50,3 +50,11 @@ def test_readme_configuration_table_lists_every_setting() -> None:
     readme = (ROOT / "README.md").read_text()
     for setting in SETTINGS:
         assert f"`{setting.key}`" in readme, setting.key
+
+
+def test_binding_names_default_and_never_raise_at_import() -> None:
+    from shared.config import binding_name
+
+    assert binding_name("INGESTION_QUEUE", {}) == "ingestion-jobs"
+    assert binding_name("INGESTION_QUEUE", {"INGESTION_QUEUE": "jobs-2"}) == "jobs-2"
+    assert binding_name("MODELS_CONTAINER", {"MODELS_CONTAINER": "Bad_Name"}) == "models"

@@ -38,6 +38,10 @@ def test_function_app_imports_without_settings_and_counts_functions_by_trigger()
     assert functions["health"]["route"] == "health"
     assert functions["health"]["authLevel"] == "ANONYMOUS"
     assert functions["ready"]["authLevel"] == "ANONYMOUS"
+    assert by_type["queueTrigger"] == 1 and by_type["blobTrigger"] == 1
+    assert functions["run_ingestion_job"]["queueName"] == "ingestion-jobs"
+    assert functions["register_model_blob"]["path"] == "models/{name}.onnx"
+    assert functions["register_model_blob"]["source"] == "EventGrid"
 
 
 def test_importing_function_app_loads_no_heavy_modules() -> None:

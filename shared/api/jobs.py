@@ -12,6 +12,7 @@ import azure.functions as func
 from shared.api.http import RequestError, handle_errors, read_json, read_query
 from shared.api.responses import json_response
 from shared.api.routing import http_route
+from shared.config import binding_name
 from shared.schemas.jobs import JobList, JobOut, JobQuery, JobSubmitRequest
 
 bp = func.Blueprint()
@@ -28,7 +29,9 @@ def max_dequeue_count() -> int:
         return 5
 
 
-@bp.queue_trigger(arg_name="msg", queue_name="%INGESTION_QUEUE%", connection="AzureWebJobsStorage")
+@bp.queue_trigger(
+    arg_name="msg", queue_name=binding_name("INGESTION_QUEUE"), connection="AzureWebJobsStorage"
+)
 def run_ingestion_job(msg: func.QueueMessage) -> None:
     """Run one job. Raising hands the message back to the host for a retry."""
     from shared import clients

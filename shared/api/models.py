@@ -13,6 +13,7 @@ import azurefunctions.extensions.bindings.blob as blob_binding
 from shared.api.http import RequestError, handle_errors, read_query
 from shared.api.responses import json_response
 from shared.api.routing import http_route
+from shared.config import binding_name
 from shared.schemas.models import (
     ModelDetail,
     ModelList,
@@ -44,7 +45,7 @@ def model_out(record) -> dict:
 
 @bp.blob_trigger(
     arg_name="blob",
-    path="%MODELS_CONTAINER%/{name}.onnx",
+    path=binding_name("MODELS_CONTAINER") + "/{name}.onnx",
     connection="AzureWebJobsStorage",
     source=func.BlobSource.EVENT_GRID,
 )

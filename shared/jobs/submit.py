@@ -23,7 +23,13 @@ class JobQueue:
             self.client.create_queue()
 
     def send(self, message: JobMessage) -> None:
-        self.client.send_message(message.to_json())
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            self.client.send_message(message.to_json())
+        except ResourceNotFoundError:  # first message on a new account: make the queue
+            self.ensure()
+            self.client.send_message(message.to_json())
 
 
 class JobSubmitter:

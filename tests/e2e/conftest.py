@@ -62,9 +62,11 @@ class AppHost:
             req.add_header(name, value)
         try:
             with urllib.request.urlopen(req, timeout=timeout) as resp:
-                return Reply(resp.status, resp.read(), dict(resp.headers))
+                return Reply(
+                    resp.status, resp.read(), {k.lower(): v for k, v in resp.headers.items()}
+                )
         except urllib.error.HTTPError as err:
-            return Reply(err.code, err.read(), dict(err.headers))
+            return Reply(err.code, err.read(), {k.lower(): v for k, v in err.headers.items()})
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")

@@ -1,0 +1,1 @@
+"""Models: ONNX inspection, local file cache, sessions, inference and text embedding."""

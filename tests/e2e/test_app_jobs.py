@@ -1,0 +1,81 @@
+"""Ingestion jobs through Azurite and the local host: submit, run, read, fail clearly."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from azure.storage.queue import QueueServiceClient
+
+from tests.e2e.conftest import AppHost
+
+
+def wait_for_job(host: AppHost, job_id: str, timeout: float = 60) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        reply = host.call("GET", f"/jobs/{job_id}")
+        if reply.status == 200 and reply.json()["status"] in ("succeeded", "failed"):
+            return reply.json()
+        time.sleep(0.2)
+    raise AssertionError(f"job {job_id} did not finish: {host.call('GET', f'/jobs/{job_id}').body}")
+
+
+def test_embeddings_job_submitted_over_http_runs_and_its_vectors_are_searchable(
+    app_host: AppHost,
+) -> None:
+    job_id = f"emb-{uuid.uuid4().hex[:8]}"
+    items = [{"entity_id": f"j{i}", "vector": [float(i), 1.0, 0.0]} for i in range(50)]
+    reply = app_host.call(
+        "POST",
+        "/jobs",
+        {"kind": "embeddings", "job_id": job_id, "payload": {"model_id": "jobs-m", "items": items}},
+    )
+    assert reply.status == 202, reply.body
+    assert reply.headers["location"] == f"/api/jobs/{job_id}"
+    assert reply.json()["status"] == "queued"
+    job = wait_for_job(app_host, job_id)
+    assert job["status"] == "succeeded", job
+    assert job["result"] == {"rows": 50, "inserted": 50, "updated": 0}
+    assert job["attempts"] == 1 and job["finished_at"]
+    hits = app_host.call(
+        "POST", "/search", {"vector": [49, 1, 0], "top_k": 1, "metric": "euclidean"}
+    ).json()["results"]
+    assert hits[0]["entity_id"] == "j49"
+    # Same job id again: accepted, not run twice.
+    again = app_host.call(
+        "POST",
+        "/jobs",
+        {"kind": "embeddings", "job_id": job_id, "payload": {"model_id": "jobs-m", "items": items}},
+    )
+    assert again.status == 202 and again.json()["attempts"] == 1
+    retry = app_host.call("POST", f"/jobs/{job_id}/retry")
+    assert retry.status == 409 and "only failed jobs" in retry.json()["error"]["message"]
+
+
+def test_bad_job_payload_is_a_400_naming_the_field(app_host: AppHost) -> None:
+    reply = app_host.call("POST", "/jobs", {"kind": "embeddings", "payload": {"model_id": "m"}})
+    assert reply.status == 400
+    assert "exactly one of 'items' or 'blob'" in reply.json()["error"]["message"]
+    reply = app_host.call("POST", "/jobs", {"kind": "bake", "payload": {}})
+    assert reply.status == 400 and reply.json()["error"]["field"] == "kind"
+
+
+def test_a_malformed_message_dropped_on_the_queue_is_a_failed_job_not_a_poison_loop(
+    app_host: AppHost,
+) -> None:
+    queues = QueueServiceClient.from_connection_string(app_host.env["AzureWebJobsStorage"])
+    sent = queues.get_queue_client("ingestion-jobs").send_message("this is not json")
+    job_id = f"malformed-{sent.id}"
+    job = wait_for_job(app_host, job_id)
+    assert job["status"] == "failed" and "message is not JSON" in job["error"]
+    assert job["attempts"] == 0  # recorded once, never retried
+    failed = app_host.call("GET", "/jobs?status=failed&kind=unknown").json()["jobs"]
+    assert job_id in [j["id"] for j in failed]
+    poison = queues.get_queue_client("ingestion-jobs-poison")
+    assert not any(m.content == "this is not json" for m in poison.peek_messages(max_messages=32))
+    assert app_host.call("POST", f"/jobs/{job_id}/retry").status == 409
+
+
+def test_a_missing_job_is_a_404(app_host: AppHost) -> None:
+    reply = app_host.call("GET", "/jobs/does-not-exist")
+    assert reply.status == 404 and reply.json()["error"]["field"] == "job_id"
