@@ -1,0 +1,220 @@
+"""Sentence embeddings from a tokenizer + ONNX encoder: text in, unit float32 vector out.
+
+The model is a transformer encoder exported to ONNX (e.g. all-MiniLM-L6-v2): its first
+output is the last hidden state ``[batch, sequence, hidden]``. The sentence vector is the
+mean of the token states under the attention mask, L2-normalised, as sentence-transformers
+computes it, so cosine similarity is a dot product and the vectors can be stored and searched.
+
+onnxruntime and tokenizers are imported when an embedder is built, not at module import,
+so the function app's cold start and "0 functions found" risk stay small.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from shared.vectors.pool import default_pool
+
+#: Inputs the embedder knows how to fill; a model may declare any subset containing input_ids.
+KNOWN_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+_INT_TYPES = {"tensor(int64)": np.int64, "tensor(int32)": np.int32}
+#: Guards the division for a vector that pools to zero (sentence-transformers uses the same).
+_NORM_EPS = 1e-12
+
+
+class EmbeddingInputError(ValueError):
+    """The texts passed to ``embed`` cannot be embedded; ``field`` names the bad item."""
+
+    code = "invalid_text"
+
+    def __init__(self, field: str, reason: str) -> None:
+        self.field = field
+        self.reason = reason
+        self.message = f"{field}: {reason}"
+        super().__init__(self.message)
+
+    def to_dict(self) -> dict[str, str]:
+        """The shape an HTTP 400 body uses."""
+        return {"code": self.code, "field": self.field, "message": self.message}
+
+
+class EmbeddingModelError(ValueError):
+    """The ONNX file or tokenizer is not a usable sentence-embedding model."""
+
+
+class TextEmbedder:
+    """Embeds texts with one ONNX session; safe to call ``embed`` from many threads.
+
+    The session is thread-safe; the tokenizer is configured once here and only read
+    afterwards (``encode_batch`` takes it by shared reference), so no lock is needed.
+    """
+
+    def __init__(
+        self,
+        model_path: Path,
+        tokenizer_path: Path,
+        *,
+        max_length: int = 256,
+        batch_size: int = 32,
+        intra_op_threads: int | None = None,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if intra_op_threads is not None and intra_op_threads < 1:
+            raise ValueError(f"intra_op_threads must be >= 1, got {intra_op_threads}")
+        self.model_path = Path(model_path)
+        self.tokenizer_path = Path(tokenizer_path)
+        self.max_length = max_length
+        self.batch_size = batch_size
+        self._tokenizer = _load_tokenizer(self.tokenizer_path, max_length)
+        self._session = _load_session(self.model_path, intra_op_threads)
+        self._feeds = _input_types(self._session)
+        output = self._session.get_outputs()[0]
+        if len(output.shape) != 3:
+            raise EmbeddingModelError(
+                f"{self.model_path.name}: first output {output.name!r} has shape "
+                f"{output.shape}; expected [batch, sequence, hidden]"
+            )
+        self._output = output.name
+        hidden = output.shape[2]
+        self._dimension: int | None = hidden if isinstance(hidden, int) else None
+
+    @property
+    def dimension(self) -> int:
+        """Length of each vector (the model's hidden size)."""
+        if self._dimension is None:  # symbolic in the file: find it with one run
+            self._dimension = int(self.embed([""]).shape[1])
+        return self._dimension
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        """Unit-length float32 vectors, one row per text, in the order given."""
+        _validate(texts)
+        n = len(texts)
+        # Similar lengths share a batch, so little compute goes to padding.
+        order = np.argsort(np.fromiter(map(len, texts), dtype=np.int64, count=n), kind="stable")
+        result: np.ndarray | None = None
+        for start in range(0, n, self.batch_size):
+            rows = order[start : start + self.batch_size]
+            pooled = self._embed_batch([texts[i] for i in rows], rows)
+            if result is None:
+                result = np.empty((n, pooled.shape[1]), dtype=np.float32)
+                self._dimension = pooled.shape[1]
+            result[rows] = pooled
+        assert result is not None  # texts is non-empty
+        return result
+
+    def _embed_batch(self, batch: list[str], rows: np.ndarray) -> np.ndarray:
+        """Tokenize, run and pool one batch; ``rows`` are the texts' indices for errors."""
+        try:
+            encodings = self._tokenizer.encode_batch(batch)
+        except TypeError:
+            _raise_unencodable(batch, rows)
+            raise
+        mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
+        columns = {
+            "input_ids": np.array([e.ids for e in encodings], dtype=np.int64),
+            "attention_mask": mask,
+            "token_type_ids": np.zeros_like(mask),  # single sentences are segment 0
+        }
+        feeds = {name: columns[name].astype(dt, copy=False) for name, dt in self._feeds.items()}
+        hidden = self._session.run([self._output], feeds)[0]
+        return mean_pool_normalize(hidden, mask)
+
+
+def mean_pool_normalize(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Masked mean over the sequence axis, then L2 normalisation: ``[b, s, h] -> [b, h]``.
+
+    The masked sum is one batched matmul ``mask[b, 1, s] @ hidden[b, s, h]`` into a pooled
+    scratch buffer, so padding never contributes and no Python loop runs per token.
+    """
+    hidden = np.asarray(hidden, dtype=np.float32)
+    weights = mask.astype(np.float32)
+    b, _, h = hidden.shape
+    pool = default_pool()
+    with pool.rent((b, 1, h)) as sums:
+        np.matmul(weights[:, None, :], hidden, out=sums)
+        pooled = sums[:, 0, :]
+        counts = np.maximum(weights.sum(axis=1, keepdims=True), 1.0)
+        pooled /= counts
+        norms = np.linalg.norm(pooled, axis=1, keepdims=True)
+        return pooled / np.maximum(norms, _NORM_EPS)
+
+
+def _validate(texts: Sequence[str]) -> None:
+    """Reject what cannot be embedded, naming the item, before any model work."""
+    if isinstance(texts, str) or not isinstance(texts, (list, tuple)):
+        raise EmbeddingInputError(
+            "texts", f"expected a list of strings, got {type(texts).__name__}"
+        )
+    if not texts:
+        raise EmbeddingInputError("texts", "must not be empty")
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise EmbeddingInputError(
+                f"texts[{i}]", f"expected a string, got {type(text).__name__}"
+            )
+
+
+def _raise_unencodable(batch: list[str], rows: np.ndarray) -> None:
+    """The tokenizer's TypeError does not say which text; find it (lone surrogates)."""
+    for text, row in zip(batch, rows, strict=True):
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise EmbeddingInputError(
+                f"texts[{int(row)}]", f"not valid Unicode text ({exc.reason} at {exc.start})"
+            ) from None
+
+
+def _load_tokenizer(path: Path, max_length: int) -> Any:
+    """The tokenizer, truncating to ``max_length`` and padding to the batch's longest."""
+    from tokenizers import Tokenizer
+
+    if not path.is_file():
+        raise FileNotFoundError(f"tokenizer file not found: {path}")
+    try:
+        tokenizer = Tokenizer.from_file(str(path))
+    except Exception as exc:  # the library raises a bare Exception on bad JSON
+        raise EmbeddingModelError(f"{path.name}: not a tokenizers JSON file ({exc})") from exc
+    special = tokenizer.num_special_tokens_to_add(is_pair=False)
+    if max_length <= special:
+        raise ValueError(f"max_length must be > {special} (the special tokens), got {max_length}")
+    tokenizer.enable_truncation(max_length)
+    # Files often carry a fixed padding length (e.g. 128); keep their pad token, drop the length.
+    padding = tokenizer.padding or {}
+    pad_token = padding.get("pad_token", "[PAD]")
+    pad_id = padding.get("pad_id", tokenizer.token_to_id(pad_token) or 0)
+    tokenizer.enable_padding(pad_id=pad_id, pad_token=pad_token, length=None)
+    return tokenizer
+
+
+def _load_session(path: Path, intra_op_threads: int | None) -> Any:
+    """A CPU onnxruntime session on a local file."""
+    import onnxruntime as ort
+
+    if not path.is_file():
+        raise FileNotFoundError(f"model file not found: {path}")
+    options = ort.SessionOptions()
+    if intra_op_threads is not None:
+        options.intra_op_num_threads = intra_op_threads
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def _input_types(session: Any) -> dict[str, type[np.integer]]:
+    """Input name -> numpy dtype for the inputs the model declares; reject unknown ones."""
+    feeds: dict[str, type[np.integer]] = {}
+    for arg in session.get_inputs():
+        if arg.name not in KNOWN_INPUTS:
+            raise EmbeddingModelError(
+                f"model input {arg.name!r} is not one of {', '.join(KNOWN_INPUTS)}"
+            )
+        if arg.type not in _INT_TYPES:
+            raise EmbeddingModelError(f"model input {arg.name!r} has type {arg.type}; need int")
+        feeds[arg.name] = _INT_TYPES[arg.type]
+    if "input_ids" not in feeds:
+        raise EmbeddingModelError("model has no input_ids input")
+    return feeds

@@ -1,0 +1,20 @@
+"""Helpers for the vector tests: random float32 data and the storage-format bridge."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(20240607)
+
+
+def blob(v: np.ndarray) -> bytes:
+    """A float32 array in the SQL storage format (little-endian float32 bytes)."""
+    return np.asarray(v, dtype="<f4").tobytes()
+
+
+def unblob(b: bytes) -> np.ndarray:
+    return np.frombuffer(b, dtype="<f4").astype(np.float32)

@@ -1,0 +1,136 @@
+"""Exact search: recall@k = 1.0 vs a float64 brute force, semantics vs the scalar twin."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from shared.vectors import scalar, search
+from shared.vectors.errors import DimensionMismatchError, VectorFormatError
+from shared.vectors.pool import BufferPool
+
+from .conftest import blob
+
+METRICS = ["cosine", "euclidean", "dot"]
+
+
+def reference(m: np.ndarray, q: np.ndarray, k: int, metric: str) -> np.ndarray:
+    """float64 brute force, ties by row index."""
+    x, y = m.astype(np.float64), q.astype(np.float64)
+    if metric == "cosine":
+        denom = np.linalg.norm(x, axis=1) * np.linalg.norm(y)
+        key = -np.divide(x @ y, denom, out=np.zeros(len(x)), where=denom > 0)
+    elif metric == "dot":
+        key = -(x @ y)
+    else:
+        key = np.linalg.norm(x - y, axis=1)
+    return np.lexsort((np.arange(len(x)), key))[:k]
+
+
+@pytest.fixture
+def data(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    m = rng.standard_normal((5000, 48)).astype(np.float32)
+    q = rng.standard_normal((9, 48)).astype(np.float32)
+    return m, q
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_single_and_batch_match_float64_reference(data, metric: str) -> None:
+    m, queries = data
+    prepared = search.prepare(m, metric)
+    pool = BufferPool()
+    batch = search.search_batch(prepared, queries, 10, pool=pool, block_rows=700)
+    for q, got_batch in zip(queries, batch, strict=True):
+        want = reference(m, q, 10, metric)
+        got = search.search(prepared, q, 10, pool=pool)
+        assert np.array_equal(got.indices, want)  # recall@10 = 1.0, same order
+        assert np.array_equal(got_batch.indices, want)
+        assert np.allclose(got_batch.distances, got.distances)
+    s = pool.stats()
+    assert s.rents == s.returns
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_distance_and_similarity_follow_sp_exact_vector_search(data, metric: str) -> None:
+    m, queries = data
+    res = search.search(search.prepare(m, metric), queries[0], 5)
+    for i, dist, sim in zip(res.indices, res.distances, res.similarities, strict=True):
+        a, b = blob(queries[0]), blob(m[i])
+        if metric == "cosine":
+            cos = scalar.cosine_similarity(a, b)
+            assert sim == pytest.approx(cos, abs=1e-6) and dist == pytest.approx(1 - cos, abs=1e-6)
+        elif metric == "euclidean":
+            d = scalar.euclidean_distance(a, b)
+            assert dist == pytest.approx(d, rel=1e-6) and sim == pytest.approx(1 / (1 + d))
+        else:
+            dot = scalar.dot_product(a, b)
+            assert sim == pytest.approx(dot, rel=1e-6) and dist == pytest.approx(-dot, rel=1e-6)
+    assert np.all(np.diff(res.distances) >= 0)
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_ties_are_broken_by_row_index(rng: np.random.Generator, metric: str) -> None:
+    row = rng.standard_normal(16).astype(np.float32)
+    m = rng.standard_normal((300, 16)).astype(np.float32) * 0.01
+    dup_rows = [250, 3, 120, 77, 199]
+    m[dup_rows] = row * 5
+    row = m[3].copy()  # the query equals the duplicates: nearest under every metric
+    prepared = search.prepare(m, metric)
+    want = sorted(dup_rows)
+    assert search.search(prepared, row, 5).indices.tolist() == want
+    for block in (None, 64):
+        res = search.search_batch(prepared, np.stack([row, row]), 5, block_rows=block)
+        assert [r.indices.tolist() for r in res] == [want, want]
+
+
+def test_all_equal_scores_give_lowest_indices() -> None:
+    m = np.ones((100, 4), np.float32)
+    for metric in METRICS:
+        prepared = search.prepare(m, metric)
+        assert search.search(prepared, np.ones(4, np.float32), 7).indices.tolist() == list(range(7))
+        res = search.search_batch(prepared, np.ones((3, 4), np.float32), 7, block_rows=16)
+        assert all(r.indices.tolist() == list(range(7)) for r in res)
+
+
+def test_zero_vectors_have_cosine_zero(rng: np.random.Generator) -> None:
+    m = rng.standard_normal((20, 8)).astype(np.float32)
+    m[4] = 0
+    prepared = search.prepare(m, "cosine")
+    res = search.search(prepared, np.zeros(8, np.float32), 3)
+    assert np.all(res.similarities == 0) and res.indices.tolist() == [0, 1, 2]
+    full = search.search(prepared, m[0], 20)
+    pos = full.indices.tolist().index(4)
+    assert full.similarities[pos] == 0.0
+
+
+def test_top_k_larger_than_rows_returns_all(rng: np.random.Generator) -> None:
+    m = rng.standard_normal((4, 3)).astype(np.float32)
+    prepared = search.prepare(m, "euclidean")
+    assert sorted(search.search(prepared, m[0], 10).indices.tolist()) == [0, 1, 2, 3]
+    assert len(search.search_batch(prepared, m, 10)[2].indices) == 4
+
+
+def test_prepare_keeps_work_out_of_the_query_path(rng: np.random.Generator) -> None:
+    m = rng.standard_normal((10, 6)).astype(np.float32)
+    cos = search.prepare(m, "cosine")
+    assert np.allclose(np.linalg.norm(cos.vectors, axis=1), 1, atol=1e-6)
+    assert cos.vectors is not m
+    inplace = search.prepare(m, "cosine", copy=False)
+    assert np.shares_memory(inplace.vectors, m)
+    euc = search.prepare(m, "euclidean")
+    assert euc.sq_norms is not None
+    assert np.allclose(euc.sq_norms, (m.astype(np.float64) ** 2).sum(axis=1), rtol=1e-6)
+
+
+def test_errors(rng: np.random.Generator) -> None:
+    prepared = search.prepare(rng.standard_normal((10, 6)).astype(np.float32), "dot")
+    with pytest.raises(DimensionMismatchError, match="query: dimension 5 does not match"):
+        search.search(prepared, np.ones(5, np.float32), 3)
+    with pytest.raises(DimensionMismatchError):
+        search.search_batch(prepared, np.ones((2, 5), np.float32), 3)
+    for bad in (0, -1, True, 2.5):
+        with pytest.raises(VectorFormatError) as err:
+            search.search(prepared, np.ones(6, np.float32), bad)  # type: ignore[arg-type]
+        assert err.value.field == "top_k"
+    with pytest.raises(VectorFormatError, match="unknown metric"):
+        search.prepare(np.ones((2, 2)), "manhattan")  # type: ignore[arg-type]
