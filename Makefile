@@ -27,6 +27,7 @@ $(AZURITE):
 	npm install --silent --no-audit --no-fund --prefix .tools azurite@$(AZURITE_VERSION)
 
 run: setup
+	$(BIN)/python -m shared.db.migrate
 	$(BIN)/python -m shared.devhost --with-azurite
 
 test: setup
