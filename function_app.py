@@ -10,6 +10,7 @@ import azure.functions as func
 from shared.api import (
     embeddings,
     health,
+    inference,
     jobs,
     models,
     openapi,
@@ -20,5 +21,15 @@ from shared.api import (
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 
-for area in (health, vectors, embeddings, text_embeddings, search, models, jobs, openapi):
+for area in (
+    health,
+    vectors,
+    embeddings,
+    text_embeddings,
+    search,
+    models,
+    jobs,
+    inference,
+    openapi,
+):
     app.register_functions(area.bp)

@@ -157,3 +157,21 @@ def job_runner():
             "embed_text": TextEmbeddingJob(store, text_embedders().get),
         },
     )
+
+
+@cache
+def inference():
+    """Open Inference Protocol service: cached files, warmed sessions, inference log."""
+    from shared.db.repos.inference_log import InferenceLogRepository
+    from shared.db.repos.models import ModelRepository
+    from shared.models.inference import InferenceService
+    from shared.models.sessions import SessionCache
+
+    store = model_store()
+    return InferenceService(
+        ModelRepository(database()),
+        InferenceLogRepository(database()),
+        model_files(),
+        SessionCache(get_settings().max_sessions),
+        lambda record, dest: store.download_to(record.blob_name, dest),
+    )

@@ -10,7 +10,7 @@ import azure.functions as func
 from pydantic.json_schema import models_json_schema
 
 from shared.api.responses import json_response
-from shared.api.routing import ROUTES, RouteDoc, http_route
+from shared.api.routing import ROUTES, RouteDoc, http_route, resolve
 from shared.schemas.common import ErrorBody
 
 bp = func.Blueprint()
@@ -51,7 +51,7 @@ def _query_params(doc: RouteDoc, defs: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def build() -> dict[str, Any]:
-    models = {m for d in ROUTES for m in (d.request, d.response) if m is not None}
+    models = {resolve(m) for d in ROUTES for m in (d.request, d.response) if m is not None}
     models.add(ErrorBody)
     keyed = [(m, "validation" if m is not ErrorBody else "serialization") for m in models]
     _, top = models_json_schema(
@@ -72,7 +72,7 @@ def build() -> dict[str, Any]:
                 "responses": {
                     str(doc.status): {
                         "description": "OK",
-                        "content": {"application/json": {"schema": ref(doc.response)}}
+                        "content": {"application/json": {"schema": ref(resolve(doc.response))}}
                         if doc.response
                         else {},
                     }
@@ -81,7 +81,7 @@ def build() -> dict[str, Any]:
             if doc.request is not None:
                 op["requestBody"] = {
                     "required": True,
-                    "content": {"application/json": {"schema": ref(doc.request)}},
+                    "content": {"application/json": {"schema": ref(resolve(doc.request))}},
                 }
             errors = set(doc.errors)
             if doc.request is not None:

@@ -9,6 +9,10 @@ from dataclasses import dataclass, field
 import azure.functions as func
 from pydantic import BaseModel
 
+# A shape, or a function returning it: lets a route document a model whose module
+# is too heavy to import when function_app.py loads (numpy, onnxruntime).
+ModelRef = type[BaseModel] | Callable[[], type[BaseModel]]
+
 
 @dataclass(frozen=True)
 class RouteDoc:
@@ -18,15 +22,21 @@ class RouteDoc:
     auth: str
     summary: str
     tags: tuple[str, ...]
-    request: type[BaseModel] | None = None
+    request: ModelRef | None = None
     query: type[BaseModel] | None = None
-    response: type[BaseModel] | None = None
+    response: ModelRef | None = None
     status: int = 200
     errors: tuple[int, ...] = (400,)
     path_enums: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 ROUTES: list[RouteDoc] = []
+
+
+def resolve(ref: ModelRef | None) -> type[BaseModel] | None:
+    if ref is None or isinstance(ref, type):
+        return ref
+    return ref()
 
 
 def http_route(
@@ -37,9 +47,9 @@ def http_route(
     summary: str,
     tags: tuple[str, ...] = (),
     auth: func.AuthLevel = func.AuthLevel.FUNCTION,
-    request: type[BaseModel] | None = None,
+    request: ModelRef | None = None,
     query: type[BaseModel] | None = None,
-    response: type[BaseModel] | None = None,
+    response: ModelRef | None = None,
     status: int = 200,
     errors: tuple[int, ...] = (400,),
     path_enums: dict[str, tuple[str, ...]] | None = None,

@@ -1,0 +1,251 @@
+"""Open Inference Protocol (KServe v2) over the registered ONNX models.
+
+Routes live under the route prefix: `v2`, `v2/health/live`, `v2/health/ready`,
+`v2/models/{name}[/versions/{version}]`, `.../ready` and `.../infer`. Errors are
+`{"error": "<message>"}` with a 4xx, as the protocol says.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from collections.abc import Callable
+
+import azure.functions as func
+
+from shared.api.routing import http_route
+
+bp = func.Blueprint()
+log = logging.getLogger(__name__)
+
+
+def _reply(body: object, status: int = 200) -> func.HttpResponse:
+    return func.HttpResponse(
+        json.dumps(body, separators=(",", ":")), status_code=status, mimetype="application/json"
+    )
+
+
+def oip_errors(
+    fn: Callable[[func.HttpRequest], func.HttpResponse],
+) -> Callable[[func.HttpRequest], func.HttpResponse]:
+    """The protocol's error shape: {"error": "<message>"}."""
+
+    @functools.wraps(fn)
+    def wrapper(req: func.HttpRequest) -> func.HttpResponse:
+        from pydantic import ValidationError
+
+        from shared.api.http import RequestError, validation_error
+        from shared.models.errors import (
+            InferenceInputError,
+            ModelError,
+            ModelNotFoundError,
+            ModelNotReadyError,
+        )
+
+        try:
+            return fn(req)
+        except RequestError as exc:
+            return _reply({"error": exc.message}, exc.status)
+        except ValidationError as exc:
+            return _reply({"error": validation_error(exc).message}, 400)
+        except InferenceInputError as exc:
+            return _reply({"error": exc.reason}, 400)
+        except ModelNotFoundError as exc:
+            return _reply({"error": exc.reason}, 404)
+        except ModelNotReadyError as exc:
+            return _reply({"error": exc.reason}, 409)
+        except ModelError as exc:
+            return _reply({"error": exc.reason}, 422)
+        except Exception:
+            log.exception("unhandled error in %s", fn.__name__)
+            return _reply({"error": "the server failed; see its log"}, 500)
+
+    return wrapper
+
+
+def _name_version(req: func.HttpRequest) -> tuple[str, int | None]:
+    from shared.api.http import RequestError
+    from shared.storage.names import InvalidNameError, validate_model_name
+
+    name = req.route_params.get("name", "")
+    try:
+        validate_model_name(name)
+    except InvalidNameError as exc:
+        raise RequestError(400, "invalid_name", str(exc), "name") from exc
+    raw = req.route_params.get("version")
+    if raw is None:
+        return name, None
+    try:
+        version = int(raw)
+    except ValueError:
+        raise RequestError(400, "invalid_version", f"version: {raw!r} is not an integer") from None
+    if version < 1:
+        raise RequestError(400, "invalid_version", "version: must be 1 or more")
+    return name, version
+
+
+@http_route(bp, "v2", ["GET"], summary="Server metadata.", tags=("inference",), errors=())
+@oip_errors
+def oip_server(req: func.HttpRequest) -> func.HttpResponse:
+    return _reply({"name": "hartonomous-functions", "version": "1.0.0", "extensions": []})
+
+
+@http_route(
+    bp,
+    "v2/health/live",
+    ["GET"],
+    summary="Liveness, per the protocol.",
+    tags=("inference",),
+    auth=func.AuthLevel.ANONYMOUS,
+    errors=(),
+)
+@oip_errors
+def oip_live(req: func.HttpRequest) -> func.HttpResponse:
+    return _reply({"live": True})
+
+
+@http_route(
+    bp,
+    "v2/health/ready",
+    ["GET"],
+    summary="Readiness: the model registry (SQL) answers.",
+    tags=("inference",),
+    auth=func.AuthLevel.ANONYMOUS,
+    errors=(503,),
+)
+@oip_errors
+def oip_ready(req: func.HttpRequest) -> func.HttpResponse:
+    from shared import clients
+
+    try:
+        clients.database().scalar("SELECT 1 AS one")
+    except Exception as exc:
+        return _reply({"ready": False, "error": f"sql: {type(exc).__name__}"}, 503)
+    return _reply({"ready": True})
+
+
+def _metadata(req: func.HttpRequest) -> func.HttpResponse:
+    from shared import clients
+
+    name, version = _name_version(req)
+    return _reply(clients.inference().metadata(name, version))
+
+
+def _model_ready(req: func.HttpRequest) -> func.HttpResponse:
+    from shared import clients
+
+    name, version = _name_version(req)
+    ready = clients.inference().ready(name, version)
+    return _reply({"name": name, "ready": ready}, 200 if ready else 400)
+
+
+def _infer_request():
+    from shared.models.oip import InferRequest
+
+    return InferRequest
+
+
+def _infer_response():
+    from shared.models.oip import InferResponse
+
+    return InferResponse
+
+
+def _infer(req: func.HttpRequest) -> func.HttpResponse:
+    from shared import clients
+    from shared.api.http import RequestError, read_json
+    from shared.models.oip import InferRequest
+
+    name, version = _name_version(req)
+    try:
+        body = read_json(req, InferRequest)
+    except RequestError as exc:
+        raise RequestError(exc.status, exc.code, exc.message, exc.field) from None
+    response = clients.inference().infer(name, version, body)
+    return func.HttpResponse(
+        response.model_dump_json(exclude_none=True), status_code=200, mimetype="application/json"
+    )
+
+
+# Explicit functions (one per route) keep the metadata and the OpenAPI document simple.
+@http_route(
+    bp,
+    "v2/models/{name}",
+    ["GET"],
+    summary="Model metadata: inputs, outputs, datatypes, shapes, versions.",
+    tags=("inference",),
+    errors=(400, 404),
+)
+@oip_errors
+def oip_model(req: func.HttpRequest) -> func.HttpResponse:
+    return _metadata(req)
+
+
+@http_route(
+    bp,
+    "v2/models/{name}/versions/{version}",
+    ["GET"],
+    summary="Metadata of one model version.",
+    tags=("inference",),
+    errors=(400, 404),
+)
+@oip_errors
+def oip_model_version(req: func.HttpRequest) -> func.HttpResponse:
+    return _metadata(req)
+
+
+@http_route(
+    bp,
+    "v2/models/{name}/ready",
+    ["GET"],
+    summary="Ready once the session is loaded and warmed with one run.",
+    tags=("inference",),
+    errors=(400, 404),
+)
+@oip_errors
+def oip_model_ready(req: func.HttpRequest) -> func.HttpResponse:
+    return _model_ready(req)
+
+
+@http_route(
+    bp,
+    "v2/models/{name}/versions/{version}/ready",
+    ["GET"],
+    summary="Readiness of one model version.",
+    tags=("inference",),
+    errors=(400, 404),
+)
+@oip_errors
+def oip_model_version_ready(req: func.HttpRequest) -> func.HttpResponse:
+    return _model_ready(req)
+
+
+@http_route(
+    bp,
+    "v2/models/{name}/infer",
+    ["POST"],
+    summary="Run the newest ready version (Open Inference Protocol request/response).",
+    tags=("inference",),
+    request=_infer_request,
+    response=_infer_response,
+    errors=(400, 404, 409),
+)
+@oip_errors
+def oip_infer(req: func.HttpRequest) -> func.HttpResponse:
+    return _infer(req)
+
+
+@http_route(
+    bp,
+    "v2/models/{name}/versions/{version}/infer",
+    ["POST"],
+    summary="Run one model version.",
+    tags=("inference",),
+    request=_infer_request,
+    response=_infer_response,
+    errors=(400, 404, 409),
+)
+@oip_errors
+def oip_infer_version(req: func.HttpRequest) -> func.HttpResponse:
+    return _infer(req)

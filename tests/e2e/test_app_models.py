@@ -1,0 +1,135 @@
+"""Model flow through Azurite and the local host: upload -> registered -> ingested ->
+metadata -> inference equal to a bare onnxruntime run; a corrupt file fails clearly."""
+
+from __future__ import annotations
+
+import io
+import time
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from azure.storage.blob import BlobServiceClient
+
+from tests.e2e.conftest import AppHost
+from tests.e2e.test_app_jobs import wait_for_job
+from tests.models.fixtures import iris, write_classifier
+
+
+def wait_for_model(host: AppHost, name: str, timeout: float = 90) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        models = host.call("GET", f"/models?name={name}").json()["models"]
+        if models and models[0]["status"] in ("ready", "failed"):
+            return models[0]
+        time.sleep(0.2)
+    raise AssertionError(f"model {name} did not settle: {host.call('GET', '/models').body[:500]}")
+
+
+def upload_blob(host: AppHost, blob_name: str, data: bytes) -> None:
+    service = BlobServiceClient.from_connection_string(host.env["AzureWebJobsStorage"])
+    service.get_blob_client("models", blob_name).upload_blob(io.BytesIO(data), overwrite=True)
+
+
+def test_uploaded_blob_is_registered_ingested_and_served(app_host: AppHost, tmp_path: Path) -> None:
+    path = write_classifier(tmp_path, "iris-mlp.onnx")
+    upload_blob(app_host, "iris-mlp.onnx", path.read_bytes())
+
+    model = wait_for_model(app_host, "iris-mlp")
+    assert model["status"] == "ready", model
+    assert model["version"] == 1 and model["size_bytes"] == path.stat().st_size
+    job = wait_for_job(app_host, f"ingest-{model['id']}")
+    assert job["status"] == "succeeded" and job["result"]["parameters"] > 0
+    detail = app_host.call("GET", f"/models/{model['id']}").json()
+    assert detail["tensors"] and all("mean_value" in t for t in detail["tensors"])
+
+    meta = app_host.call("GET", "/v2/models/iris-mlp").json()
+    assert meta["name"] == "iris-mlp" and meta["platform"] == "onnx_onnxv1"
+    assert meta["versions"] == ["1"]
+    (inp,) = meta["inputs"]
+    assert inp["datatype"] == "FP32" and inp["shape"][-1] == 4
+    assert app_host.call("GET", "/v2/models/iris-mlp/ready").status == 200
+
+    x = iris()[0][:5]
+    request = {
+        "id": "req-1",
+        "inputs": [{"name": inp["name"], "shape": [5, 4], "datatype": "FP32", "data": x.tolist()}],
+    }
+    reply = app_host.call("POST", "/v2/models/iris-mlp/infer", request)
+    assert reply.status == 200, reply.body
+    body = reply.json()
+    assert body["model_name"] == "iris-mlp" and body["model_version"] == "1"
+    assert body["id"] == "req-1"
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    bare = dict(
+        zip(
+            [o.name for o in session.get_outputs()],
+            session.run(None, {inp["name"]: x}),
+            strict=True,
+        )
+    )
+    for out in body["outputs"]:
+        want = bare[out["name"]]
+        got = np.asarray(out["data"]).reshape(out["shape"])
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+    probs = next(o for o in body["outputs"] if o["datatype"] == "FP32")
+    confidence = probs["parameters"]["confidence"]
+    np.testing.assert_allclose(confidence, bare[probs["name"]].max(axis=1), rtol=1e-6)
+
+
+def test_bad_inference_input_names_the_input(app_host: AppHost, tmp_path: Path) -> None:
+    path = write_classifier(tmp_path, "iris-bad-input.onnx")
+    upload_blob(app_host, "iris-bad-input.onnx", path.read_bytes())
+    assert wait_for_model(app_host, "iris-bad-input")["status"] == "ready"
+    name = app_host.call("GET", "/v2/models/iris-bad-input").json()["inputs"][0]["name"]
+    reply = app_host.call(
+        "POST",
+        "/v2/models/iris-bad-input/infer",
+        {"inputs": [{"name": name, "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]}]},
+    )
+    assert reply.status == 400
+    assert name in reply.json()["error"]
+    one = {"inputs": [{"name": name, "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]}
+    missing = app_host.call("POST", "/v2/models/no-such-model/infer", one)
+    assert missing.status == 404 and "no-such-model" in missing.json()["error"]
+
+
+def test_corrupt_file_fails_with_a_clear_reason_and_breaks_nothing(app_host: AppHost) -> None:
+    upload_blob(app_host, "broken.onnx", b"this is not a protobuf at all" * 100)
+    model = wait_for_model(app_host, "broken")
+    assert model["status"] == "failed"
+    assert model["error"] and "Traceback" not in model["error"]
+    job = wait_for_job(app_host, f"ingest-{model['id']}")
+    assert job["status"] == "failed" and job["error"] == model["error"]
+    assert job["attempts"] == 1  # a permanent failure is not retried
+    one = {"inputs": [{"name": "X", "shape": [1], "datatype": "FP32", "data": [1.0]}]}
+    reply = app_host.call("POST", "/v2/models/broken/infer", one)
+    assert reply.status == 409 and "failed" in reply.json()["error"]
+    assert app_host.call("GET", "/ready", key=None).status == 200
+
+
+def test_same_bytes_again_do_not_make_a_version_new_bytes_do(
+    app_host: AppHost, tmp_path: Path
+) -> None:
+    path = write_classifier(tmp_path, "iris-v.onnx")
+    reply = app_host.call("POST", "/models?name=iris-v", raw=path.read_bytes())
+    assert reply.status == 202, reply.body
+    first = reply.json()
+    assert first["created"] and first["model"]["version"] == 1
+    assert first["job_url"] == f"/api/jobs/{first['job_id']}"
+    assert wait_for_model(app_host, "iris-v")["status"] == "ready"
+    again = app_host.call("POST", "/models?name=iris-v", raw=path.read_bytes()).json()
+    assert not again["created"] and again["model"]["id"] == first["model"]["id"]
+    changed = path.read_bytes() + b"\x00"  # trailing byte: still parses as the same graph
+    second = app_host.call("POST", "/models?name=iris-v", raw=changed).json()
+    assert second["created"] and second["model"]["version"] == 2
+    time.sleep(1.0)  # the blob trigger sees the same uploads: it must not add versions
+    versions = [m["version"] for m in app_host.call("GET", "/models?name=iris-v").json()["models"]]
+    assert versions == [2, 1]
+
+
+@pytest.mark.parametrize("name", ["../evil", "a/b", "x" * 200])
+def test_upload_refuses_bad_names(app_host: AppHost, name: str) -> None:
+    reply = app_host.call("POST", f"/models?name={name}", raw=b"bytes")
+    assert reply.status == 400 and reply.json()["error"]["field"] == "name"

@@ -1,0 +1,295 @@
+"""Open Inference Protocol decoding and encoding: every refusal names the input and why."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+from shared.models.errors import InferenceInputError
+from shared.models.oip import (
+    InferRequest,
+    InferResponse,
+    TensorSpec,
+    decode_inputs,
+    encode_outputs,
+    first_confidence,
+    model_metadata,
+    row_confidence,
+)
+from shared.vectors.pool import BufferPool
+
+SPECS = (
+    TensorSpec("X", "FP32", (-1, 4)),
+    TensorSpec("ids", "INT64", ("batch", 3)),
+    TensorSpec("flag", "BOOL", ("batch",)),
+)
+
+
+def tensor(name: str, shape: list[int], datatype: str, data: list[Any]) -> dict[str, Any]:
+    return {"name": name, "shape": shape, "datatype": datatype, "data": data}
+
+
+def good_inputs() -> list[dict[str, Any]]:
+    return [
+        tensor("X", [2, 4], "FP32", [1, 2, 3, 4, 5, 6, 7, 8]),
+        tensor("ids", [2, 3], "INT64", [[1, 2, 3], [4, 5, 6]]),
+        tensor("flag", [2], "BOOL", [True, False]),
+    ]
+
+
+def decode(inputs: list[dict[str, Any]], specs=SPECS, max_elements: int = 1000, pool=None):
+    return decode_inputs(InferRequest(inputs=inputs), specs, max_elements, pool)
+
+
+def refusal(inputs: list[dict[str, Any]], specs=SPECS, max_elements: int = 1000):
+    with pytest.raises(InferenceInputError) as err:
+        decode(inputs, specs, max_elements)
+    return err.value
+
+
+def test_good_request_decodes_to_model_dtypes_and_shapes() -> None:
+    feeds = decode(good_inputs())
+    assert {k: (v.dtype.name, v.shape) for k, v in feeds.items()} == {
+        "X": ("float32", (2, 4)),
+        "ids": ("int64", (2, 3)),
+        "flag": ("bool", (2,)),
+    }
+    np.testing.assert_array_equal(feeds["ids"], [[1, 2, 3], [4, 5, 6]])
+
+
+def test_nested_and_flat_data_are_the_same() -> None:
+    flat = decode(good_inputs())
+    nested_inputs = good_inputs()
+    nested_inputs[0]["data"] = [[1, 2, 3, 4], [5, 6, 7, 8]]
+    nested_inputs[1]["data"] = [1, 2, 3, 4, 5, 6]
+    nested = decode(nested_inputs)
+    for name in flat:
+        np.testing.assert_array_equal(flat[name], nested[name])
+
+
+def test_unknown_input_is_named() -> None:
+    inputs = [*good_inputs(), tensor("extra", [1], "FP32", [1.0])]
+    err = refusal(inputs)
+    assert err.field == "extra" and "'extra' is not an input of this model" in err.reason
+    assert "'X'" in err.reason  # and what the model does take
+
+
+def test_missing_input_is_named() -> None:
+    err = refusal(good_inputs()[:2])
+    assert err.field == "flag" and "'flag' is missing" in err.reason
+
+
+def test_duplicate_input_is_named() -> None:
+    err = refusal([*good_inputs(), good_inputs()[0]])
+    assert err.field == "X" and "twice" in err.reason
+
+
+def test_wrong_datatype() -> None:
+    inputs = good_inputs()
+    inputs[0]["datatype"] = "FP64"
+    err = refusal(inputs)
+    assert err.reason == "input 'X': datatype FP64 does not match the model's FP32"
+
+
+def test_wrong_element_count() -> None:
+    inputs = good_inputs()
+    inputs[0]["data"] = [1, 2, 3, 4, 5, 6, 7]
+    err = refusal(inputs)
+    assert err.field == "X" and "7 element(s), shape [2, 4] needs 8" in err.reason
+
+
+def test_rank_mismatch() -> None:
+    inputs = good_inputs()
+    inputs[0]["shape"] = [8]
+    err = refusal(inputs)
+    assert err.reason == "input 'X': shape [8] has 1 dimension(s), the model's [-1, 4] has 2"
+
+
+def test_fixed_dim_mismatch() -> None:
+    inputs = good_inputs()
+    inputs[0]["shape"] = [2, 3]
+    inputs[0]["data"] = [1, 2, 3, 4, 5, 6]
+    err = refusal(inputs)
+    assert err.reason == "input 'X': shape [2, 3] does not match the model's [-1, 4] at dim 1"
+
+
+def test_symbolic_dims_accept_any_size() -> None:
+    inputs = good_inputs()
+    inputs[0]["shape"], inputs[0]["data"] = [0, 4], []
+    inputs[1]["shape"], inputs[1]["data"] = [5, 3], list(range(15))
+    feeds = decode(inputs)
+    assert feeds["X"].shape == (0, 4) and feeds["ids"].shape == (5, 3)
+
+
+def test_ragged_nested_data() -> None:
+    inputs = good_inputs()
+    inputs[1]["data"] = [[1, 2, 3], [4, 5]]
+    err = refusal(inputs)
+    assert err.field == "ids" and "ragged" in err.reason
+
+
+@pytest.mark.parametrize(
+    ("index", "data", "needle"),
+    [
+        (0, ["a", "b", "c", "d", "e", "f", "g", "h"], "FP32 data must be numbers, got strings"),
+        (0, [True] * 8, "FP32 data must be numbers, got booleans"),
+        (0, [1, 2, 3, 4, 5, 6, 7, None], "FP32 data must be numbers, got mixed"),
+        (0, [1e39] + [0] * 7, "out of range for FP32"),
+        (1, [1.5, 2, 3, 4, 5, 6], "INT64 data must be integers, got non-integer numbers"),
+        (1, [math.nan, 2, 3, 4, 5, 6], "INT64 data must be integers"),
+        (1, [2**64] + [0] * 5, "INT64 data must be integers, got mixed"),
+        (1, [2**63] + [0] * 5, "beyond the 64-bit range"),
+        (1, [2**63 + i for i in range(6)], "value 9223372036854775813 does not fit INT64"),
+        (2, [1, 0], "BOOL data must be booleans, got integers"),
+    ],
+)
+def test_bad_values_are_named(index: int, data: list[Any], needle: str) -> None:
+    inputs = good_inputs()
+    inputs[index]["data"] = data
+    err = refusal(inputs)
+    assert err.field == inputs[index]["name"]
+    assert err.reason.startswith(f"input {inputs[index]['name']!r}: ")
+    assert needle in err.reason
+
+
+def test_integer_range_of_narrow_types() -> None:
+    specs = (TensorSpec("u", "UINT8", (3,)), TensorSpec("h", "FP16", (2,)))
+    ok = decode([tensor("u", [3], "UINT8", [0, 128, 255]), tensor("h", [2], "FP16", [1, 2])], specs)
+    assert ok["u"].dtype == np.uint8 and ok["h"].dtype == np.float16
+    err = refusal([tensor("u", [3], "UINT8", [0, 256, 1]), tensor("h", [2], "FP16", [1, 2])], specs)
+    assert err.reason == "input 'u': value 256 does not fit UINT8 (0..255)"
+    err = refusal([tensor("u", [3], "UINT8", [-1, 2, 1]), tensor("h", [2], "FP16", [1, 2])], specs)
+    assert "value -1 does not fit UINT8" in err.reason
+    err = refusal(
+        [tensor("u", [3], "UINT8", [1, 2, 3]), tensor("h", [2], "FP16", [1, 70000])], specs
+    )
+    assert err.field == "h" and "out of range for FP16" in err.reason
+
+
+def test_nan_and_inf_are_allowed_for_floats() -> None:
+    inputs = good_inputs()
+    inputs[0]["data"] = [math.nan, math.inf, -math.inf, 1, 2, 3, 4, 5]
+    x = decode(inputs)["X"]
+    assert math.isnan(x[0, 0]) and x[0, 1] == math.inf and x[0, 2] == -math.inf
+
+
+def test_bytes_inputs_become_object_strings() -> None:
+    specs = (TensorSpec("text", "BYTES", (-1,)),)
+    feeds = decode([tensor("text", [2], "BYTES", ["a", "bc"])], specs)
+    assert feeds["text"].dtype == object and feeds["text"].tolist() == ["a", "bc"]
+
+
+def test_element_limit_is_per_request() -> None:
+    err = refusal(good_inputs(), max_elements=10)  # X has 8, ids brings it to 14
+    assert "more than 10 elements" in err.reason and err.field == "ids"
+
+
+def test_request_shape_is_validated_by_the_wire_model() -> None:
+    with pytest.raises(ValidationError):
+        InferRequest(inputs=[tensor("X", [-1, 4], "FP32", [])])
+    with pytest.raises(ValidationError):
+        InferRequest(inputs=[])
+
+
+def test_fp32_inputs_come_from_the_pool_and_go_back() -> None:
+    pool = BufferPool()
+    feeds = decode(good_inputs(), pool=pool)
+    assert pool.stats().rents == 1  # only the FP32 input is pooled
+    np.testing.assert_array_equal(feeds["X"], np.arange(1, 9, dtype=np.float32).reshape(2, 4))
+    feeds.release()
+    assert pool.stats().returns == 1
+    again = decode(good_inputs(), pool=pool)
+    assert pool.stats().hits == 1
+    again.release()
+
+
+def test_a_refused_request_returns_its_buffers() -> None:
+    pool = BufferPool()
+    inputs = good_inputs()
+    inputs[2]["data"] = [1, 0]
+    with pytest.raises(InferenceInputError):
+        decode(inputs, pool=pool)
+    assert pool.stats().returns == pool.stats().rents == 1
+
+
+# -- encoding ----------------------------------------------------------------------------
+
+
+def test_probabilities_give_the_row_max_as_confidence() -> None:
+    probs = np.array([[0.7, 0.2, 0.1], [0.05, 0.15, 0.8]], np.float32)
+    label = np.array([0, 2], np.int64)
+    outs = encode_outputs(["label", "probabilities"], [label, probs])
+    assert [(o.name, o.datatype, o.shape) for o in outs] == [
+        ("label", "INT64", [2]),
+        ("probabilities", "FP32", [2, 3]),
+    ]
+    assert outs[0].parameters is None  # labels pass through
+    assert outs[1].parameters == {"confidence": probs.max(axis=1).astype(np.float64).tolist()}
+    assert first_confidence(outs) == outs[1].parameters["confidence"]
+
+
+def test_logits_next_to_a_label_give_the_max_softmax() -> None:
+    logits = np.array([[2.0, 0.5, -1.0], [0.0, 0.0, 3.0]], np.float32)
+    outs = encode_outputs(["label", "scores"], [np.array([0, 2]), logits])
+    x = logits.astype(np.float64)
+    soft = np.exp(x - x.max(1, keepdims=True))
+    expected = (soft / soft.sum(1, keepdims=True)).max(1)
+    np.testing.assert_allclose(outs[1].parameters["confidence"], expected, rtol=1e-12)
+    # a logits-named output alone is classifier-like too
+    (alone,) = encode_outputs(["logits"], [logits])
+    assert alone.parameters is not None
+
+
+def test_regression_and_embeddings_get_no_confidence() -> None:
+    reg = np.array([[1.5], [2.5]], np.float32)
+    emb = np.random.default_rng(0).normal(size=(2, 8)).astype(np.float32)
+    outs = encode_outputs(["variable", "embedding"], [reg, emb])
+    assert all(o.parameters is None for o in outs)
+    assert first_confidence(outs) is None
+    assert row_confidence(np.zeros((2, 3, 4), np.float32), True) is None
+
+
+def test_response_serialises_flat_lists() -> None:
+    hidden = np.arange(24, dtype=np.float32).reshape(2, 3, 4)
+    flags = np.array([True, False])
+    outs = encode_outputs(["hidden", "flags"], [hidden, flags])
+    response = InferResponse(model_name="m", model_version="1", id="r1", outputs=outs)
+    body = json.loads(response.model_dump_json())
+    assert body["outputs"][0] == {
+        "name": "hidden",
+        "shape": [2, 3, 4],
+        "datatype": "FP32",
+        "data": [float(v) for v in range(24)],
+        "parameters": None,
+    }
+    assert body["outputs"][1]["data"] == [True, False]
+    assert body["outputs"][1]["datatype"] == "BOOL"
+    assert response.model_dump()["outputs"][0]["data"] == [float(v) for v in range(24)]
+
+
+def test_metadata_uses_minus_one_for_variable_dims() -> None:
+    meta = model_metadata(
+        "m",
+        ["1", "2"],
+        SPECS,
+        (
+            TensorSpec("y", "FP32", ("batch", 3)),
+            TensorSpec("zip", "seq(map(int64,tensor(float)))", None, False),
+        ),
+    )
+    assert meta == {
+        "name": "m",
+        "versions": ["1", "2"],
+        "platform": "onnx_onnxv1",
+        "inputs": [
+            {"name": "X", "datatype": "FP32", "shape": [-1, 4]},
+            {"name": "ids", "datatype": "INT64", "shape": [-1, 3]},
+            {"name": "flag", "datatype": "BOOL", "shape": [-1]},
+        ],
+        "outputs": [{"name": "y", "datatype": "FP32", "shape": [-1, 3]}],
+    }
