@@ -9,10 +9,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import signal
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -36,40 +33,11 @@ def _fill(db_url: str, vectors: np.ndarray) -> None:
     db.close()
 
 
-def _start_host(tmp: Path, db_url: str, storage: str, port: int) -> subprocess.Popen:
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(ROOT),
-        "AzureWebJobsStorage": storage,
-        "SQL_CONNECTION_STRING": db_url,
-        "DATA_DIR": str(tmp / "data"),
-        "LOCAL_FUNCTION_KEYS": "bench",
-    }
-    cmd = [sys.executable, "-m", "shared.devhost", "--script", str(ROOT / "function_app.py")]
-    proc = subprocess.Popen(
-        [*cmd, "--port", str(port)],
-        cwd=tmp,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            conn.request("GET", "/api/health")
-            if conn.getresponse().status == 200:
-                return proc
-        except OSError:
-            time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError("local host did not start")
-
-
 def main() -> None:
     from shared.db.connection import open_database
     from shared.db.repos.embeddings import EmbeddingRepository
     from shared.devhost import azurite
+    from shared.devhost.launcher import launch
     from shared.search.index_cache import IndexCache
     from shared.search.service import SearchService
 
@@ -83,10 +51,21 @@ def main() -> None:
         db_url = f"sqlite:///{tmp / 'bench.db'}"
         _fill(db_url, vectors)
         storage = azurite.start(tmp / "azurite")
-        port = azurite.free_port()
-        host = _start_host(tmp, db_url, storage.connection_string, port)
+        host = launch(
+            ROOT / "function_app.py",
+            env={
+                **os.environ,
+                "PYTHONPATH": str(ROOT),
+                "AzureWebJobsStorage": storage.connection_string,
+                "SQL_CONNECTION_STRING": db_url,
+                "DATA_DIR": str(tmp / "data"),
+                "LOCAL_FUNCTION_KEYS": "bench",
+            },
+            cwd=tmp,
+            log_path=tmp / "host.log",
+        )
         try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+            conn = http.client.HTTPConnection("127.0.0.1", host.port, timeout=60)
             headers = {"Content-Type": "application/json", "x-functions-key": "bench"}
 
             def call() -> dict:
@@ -116,8 +95,7 @@ def main() -> None:
                 service.search(q, top_k=TOP_K, metric="cosine")
                 local_ms.append((time.perf_counter() - t0) * 1000)
         finally:
-            host.send_signal(signal.SIGTERM)
-            host.wait(30)
+            host.stop()
             storage.stop()
 
     same = [h["entity_id"] for h in http_hits] == [h.entity_id for h in local_hits]

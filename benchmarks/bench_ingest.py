@@ -7,13 +7,9 @@ rows stored in-process with EmbeddingStore.upsert_array give the baseline.
 
 from __future__ import annotations
 
-import http.client
 import io
 import json
 import os
-import signal
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -24,43 +20,6 @@ ROOT = Path(__file__).resolve().parents[1]
 N, D = 100_000, 384
 
 
-def _host(tmp: Path, storage: str, port: int) -> subprocess.Popen:
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(ROOT),
-        "AzureWebJobsStorage": storage,
-        "SQL_CONNECTION_STRING": f"sqlite:///{tmp / 'queue.db'}",
-        "DATA_DIR": str(tmp / "data"),
-        "LOCAL_FUNCTION_KEYS": "bench",
-    }
-    cmd = [sys.executable, "-m", "shared.devhost", "--script", str(ROOT / "function_app.py")]
-    proc = subprocess.Popen(
-        [*cmd, "--port", str(port)],
-        cwd=tmp,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    for _ in range(600):
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            conn.request("GET", "/api/health")
-            if conn.getresponse().status == 200:
-                return proc
-        except OSError:
-            time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError("local host did not start")
-
-
-def _call(port: int, method: str, path: str, body: dict | None = None) -> dict:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-    data = None if body is None else json.dumps(body).encode()
-    conn.request(method, path, body=data, headers={"x-functions-key": "bench"})
-    resp = conn.getresponse()
-    return json.loads(resp.read())
-
-
 def main() -> None:
     from azure.storage.blob import BlobServiceClient
 
@@ -68,6 +27,7 @@ def main() -> None:
     from shared.db.migrate import apply_migrations
     from shared.db.repos.embeddings import EmbeddingRepository
     from shared.devhost import azurite
+    from shared.devhost.launcher import launch
     from shared.search.store import EmbeddingStore, Limits
     from shared.storage.blob_store import BlobModelStore
 
@@ -78,8 +38,19 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
         storage = azurite.start(tmp / "azurite")
-        port = azurite.free_port()
-        host = _host(tmp, storage.connection_string, port)
+        host = launch(
+            ROOT / "function_app.py",
+            env={
+                **os.environ,
+                "PYTHONPATH": str(ROOT),
+                "AzureWebJobsStorage": storage.connection_string,
+                "SQL_CONNECTION_STRING": f"sqlite:///{tmp / 'queue.db'}",
+                "DATA_DIR": str(tmp / "data"),
+                "LOCAL_FUNCTION_KEYS": "bench",
+            },
+            cwd=tmp,
+            log_path=tmp / "host.log",
+        )
         try:
             ingest = BlobModelStore(
                 BlobServiceClient.from_connection_string(storage.connection_string), "ingest"
@@ -92,19 +63,15 @@ def main() -> None:
             ingest.upload("bench.json", io.BytesIO(json.dumps(ids).encode()))
 
             t0 = time.perf_counter()
-            job = _call(
-                port,
-                "POST",
-                "/api/jobs",
-                {"kind": "embeddings", "payload": {"model_id": "bench", "blob": "bench.npy"}},
-            )
+            submit = {"kind": "embeddings", "payload": {"model_id": "bench", "blob": "bench.npy"}}
+            key = {"x-functions-key": "bench"}
+            job = host.call("POST", "/jobs", json.dumps(submit).encode(), key).json()
             while job["status"] not in ("succeeded", "failed"):
                 time.sleep(0.05)
-                job = _call(port, "GET", f"/api/jobs/{job['id']}")
+                job = host.call("GET", f"/jobs/{job['id']}", headers=key).json()
             queue_s = time.perf_counter() - t0
         finally:
-            host.send_signal(signal.SIGTERM)
-            host.wait(60)
+            host.stop(60)
             storage.stop()
 
         db = open_database(f"sqlite:///{tmp / 'direct.db'}")

@@ -116,23 +116,6 @@ class BlobModelStore:
         downloader = self.client(blob_name).download_blob(max_concurrency=CONCURRENCY)
         yield from downloader.chunks()
 
-    def describe(self, blob_name: str) -> BlobFile:
-        """Size, etag and sha256 of a stored blob (hashing it by streaming once)."""
-        client = self.client(blob_name)
-        props = client.get_blob_properties()
-        sha = hashlib.sha256()
-        for chunk in self.chunks(blob_name):
-            sha.update(chunk)
-        return BlobFile(
-            self.container,
-            blob_name,
-            client.url,
-            int(props.size),
-            sha.hexdigest(),
-            props.content_settings.content_type,
-            props.etag,
-        )
-
     def download_to(self, blob_name: str, dest: Path) -> tuple[int, str]:
         """Write the blob to `dest` chunk by chunk; returns (size, sha256)."""
         sha = hashlib.sha256()

@@ -7,10 +7,7 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +18,7 @@ from azure.storage.blob import BlobServiceClient
 from azure.storage.queue import QueueClient
 
 from shared.devhost.azurite import free_port
+from shared.devhost.launcher import Reply, http_call, launch
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -28,16 +26,6 @@ FIXTURE_APP = HERE / "fixture_app" / "function_app.py"
 PLAIN_APP = HERE / "fixture_app_plain" / "function_app.py"
 FUNCTION_KEY = "testkey"
 MASTER_KEY = "mastertestkey"
-
-
-@dataclass
-class Reply:
-    status: int
-    body: bytes
-    headers: dict[str, str]
-
-    def json(self) -> Any:
-        return json.loads(self.body)
 
 
 @dataclass
@@ -60,14 +48,7 @@ class HostProcess:
         headers: dict[str, str] | None = None,
         timeout: float = 10,
     ) -> Reply:
-        request = urllib.request.Request(self.base_url + path, data=data, method=method)
-        for name, value in (headers or {}).items():
-            request.add_header(name, value)
-        try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:
-                return Reply(response.status, response.read(), dict(response.headers))
-        except urllib.error.HTTPError as err:
-            return Reply(err.code, err.read(), dict(err.headers))
+        return http_call(self.base_url + path, method, data, headers, timeout)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -132,27 +113,18 @@ def start_host(
         "LOCAL_BLOB_SCAN_INTERVAL_SECONDS": "0.2",
         **(extra_env or {}),
     }
-    log_path = tmp / "host.log"
-    command = [sys.executable, "-m", "shared.devhost", "--script", str(script)]
-    process = subprocess.Popen(
-        [*command, "--port", str(port)],
-        cwd=ROOT,
+    launched = launch(
+        script,
         env=env,
-        stdout=open(log_path, "wb"),  # noqa: SIM115 - the child owns it
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
+        cwd=ROOT,
+        log_path=tmp / "host.log",
+        port=port,
+        route_prefix=route_prefix,
+        timeout=30,
     )
-    base_url = f"http://127.0.0.1:{port}{route_prefix}"
-    host = HostProcess(process, base_url, log_path, record_dir, ns, connection)
-    deadline = time.monotonic() + 30
-    while "Host started" not in host.log():
-        if process.poll() is not None:
-            raise RuntimeError(f"the host exited with {process.returncode}:\n{host.log()}")
-        if time.monotonic() > deadline:
-            process.kill()
-            raise TimeoutError(f"the host did not start in 30 s:\n{host.log()}")
-        time.sleep(0.05)
-    return host
+    return HostProcess(
+        launched.process, launched.base_url, launched.log_path, record_dir, ns, connection
+    )
 
 
 def stop_host(host: HostProcess, timeout: float = 30) -> int:

@@ -4,12 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,29 +11,21 @@ from typing import Any
 
 import pytest
 
-from shared.devhost.azurite import free_port
+from shared.devhost.launcher import LaunchedHost, Reply, launch
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY = "e2e-function-key"
 
 
 @dataclass
-class Reply:
-    status: int
-    body: bytes
-    headers: dict[str, str]
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-@dataclass
 class AppHost:
-    base_url: str
+    host: LaunchedHost
     key: str
-    process: subprocess.Popen
-    log_path: Path
     env: dict[str, str]
+
+    @property
+    def base_url(self) -> str:
+        return self.host.base_url
 
     def call(
         self,
@@ -53,29 +39,20 @@ class AppHost:
         timeout: float = 60,
     ) -> Reply:
         data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
-        req = urllib.request.Request(self.base_url + path, data=data, method=method)
+        sent = dict(headers or {})
         if data is not None:
-            req.add_header("Content-Type", "application/json")
+            sent.setdefault("Content-Type", "application/json")
         if key is not None:
-            req.add_header("x-functions-key", self.key if key == "default" else key)
-        for name, value in (headers or {}).items():
-            req.add_header(name, value)
-        try:
-            with urllib.request.urlopen(req, timeout=timeout) as resp:
-                return Reply(
-                    resp.status, resp.read(), {k.lower(): v for k, v in resp.headers.items()}
-                )
-        except urllib.error.HTTPError as err:
-            return Reply(err.code, err.read(), {k.lower(): v for k, v in err.headers.items()})
+            sent["x-functions-key"] = self.key if key == "default" else key
+        return self.host.call(method, path, data, sent, timeout)
 
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+        return self.host.log()
 
 
 def start_host(
     tmp: Path, storage_connection: str, extra_env: dict[str, str] | None = None
 ) -> AppHost:
-    port = free_port()
     env = {
         **os.environ,
         "PYTHONPATH": str(ROOT),
@@ -86,51 +63,20 @@ def start_host(
         "LOCAL_BLOB_SCAN_INTERVAL_SECONDS": "0.3",
         **(extra_env or {}),
     }
-    log_path = tmp / "host.log"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "shared.devhost",
-            "--script",
-            str(ROOT / "function_app.py"),
-            "--port",
-            str(port),
-        ],
-        cwd=tmp,
-        env=env,
-        stdout=open(log_path, "wb"),  # noqa: SIM115
-        stderr=subprocess.STDOUT,
-    )
-    host = AppHost(f"http://127.0.0.1:{port}/api", KEY, proc, log_path, env)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"local host exited early:\n{host.log()}")
-        try:
-            if host.call("GET", "/health", key=None, timeout=2).status == 200:
-                return host
-        except OSError:
-            pass
-        time.sleep(0.1)
-    proc.kill()
-    raise TimeoutError(f"local host did not answer /api/health in 60 s:\n{host.log()}")
+    host = launch(ROOT / "function_app.py", env=env, cwd=tmp, log_path=tmp / "host.log")
+    return AppHost(host, KEY, env)
 
 
-def stop_host(host: AppHost) -> None:
-    if host.process.poll() is None:
-        host.process.send_signal(signal.SIGTERM)
-        try:
-            host.process.wait(30)
-        except subprocess.TimeoutExpired:
-            host.process.kill()
-            host.process.wait()
+def stop_host(app: AppHost) -> None:
+    app.host.stop()
 
 
 @pytest.fixture(scope="module")
 def app_host(azurite, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppHost]:
-    host = start_host(tmp_path_factory.mktemp("app"), azurite.connection_string)
+    app = start_host(tmp_path_factory.mktemp("app"), azurite.connection_string)
     try:
-        yield host
+        yield app
     finally:
-        stop_host(host)
+        stop_host(app)
+        if os.environ.get("SHOW_HOST_LOG"):
+            print(app.log())

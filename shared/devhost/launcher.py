@@ -1,0 +1,109 @@
+"""Run the local host as a child process and call it over HTTP: for tests and benchmarks."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from shared.devhost.azurite import free_port
+
+
+@dataclass
+class Reply:
+    status: int
+    body: bytes
+    headers: dict[str, str]  # names in lower case
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+def http_call(
+    url: str,
+    method: str = "GET",
+    data: bytes | None = None,
+    headers: dict[str, str] | None = None,
+    timeout: float = 30,
+) -> Reply:
+    """One request with urllib; 4xx/5xx come back as a Reply, not an exception."""
+    request = urllib.request.Request(url, data=data, method=method)
+    for name, value in (headers or {}).items():
+        request.add_header(name, value)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as resp:
+            return Reply(resp.status, resp.read(), {k.lower(): v for k, v in resp.headers.items()})
+    except urllib.error.HTTPError as err:
+        return Reply(err.code, err.read(), {k.lower(): v for k, v in err.headers.items()})
+
+
+@dataclass
+class LaunchedHost:
+    process: subprocess.Popen
+    port: int
+    base_url: str  # with the route prefix
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        data: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        timeout: float = 30,
+    ) -> Reply:
+        return http_call(self.base_url + path, method, data, headers, timeout)
+
+    def stop(self, timeout: float = 30) -> int:
+        """SIGTERM, as Azure and Ctrl-C do; kill only if it hangs. Returns the exit code."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+
+def launch(
+    script: Path,
+    *,
+    env: dict[str, str],
+    cwd: Path,
+    log_path: Path,
+    port: int | None = None,
+    route_prefix: str = "/api",
+    timeout: float = 60,
+) -> LaunchedHost:
+    """Start `python -m shared.devhost` and wait for its "Host started" line."""
+    port = port or free_port()
+    command = [sys.executable, "-m", "shared.devhost", "--script", str(script)]
+    process = subprocess.Popen(
+        [*command, "--port", str(port)],
+        cwd=cwd,
+        env=env,
+        stdout=open(log_path, "wb"),  # noqa: SIM115 - the child owns it
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+    )
+    host = LaunchedHost(process, port, f"http://127.0.0.1:{port}{route_prefix}", log_path)
+    deadline = time.monotonic() + timeout
+    while "Host started" not in host.log():
+        if process.poll() is not None:
+            raise RuntimeError(f"the host exited with {process.returncode}:\n{host.log()}")
+        if time.monotonic() > deadline:
+            process.kill()
+            raise TimeoutError(f"the host did not start in {timeout} s:\n{host.log()}")
+        time.sleep(0.05)
+    return host
