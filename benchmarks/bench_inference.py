@@ -26,12 +26,12 @@ import numpy as np
 
 from shared.db.connection import open_database
 from shared.db.migrate import apply_migrations
-from shared.db.repos.inference_log import InferenceLogRepository
+from shared.db.repos.inference_log import InferenceLogRepository, InferenceRecord
 from shared.db.repos.models import ModelRecord, ModelRepository
 from shared.models.file_cache import ModelFileCache, file_sha256
 from shared.models.inference import InferenceService
 from shared.models.inspect import inspect_model
-from shared.models.oip import DATATYPES, InferRequest
+from shared.models.oip import DATATYPES, InferRequest, decode_inputs, encode_outputs
 from shared.models.pretrained import find_minilm
 from shared.models.sessions import SessionCache
 from shared.vectors.pool import BufferPool
@@ -123,6 +123,30 @@ def _cases(folder: Path) -> tuple[dict[str, Path], list[Case]]:
     return files, cases
 
 
+def _parts(service: InferenceService, case: Case, request: InferRequest) -> dict[str, float]:
+    """Seconds per call of each piece the service adds, timed alone (free of run-time noise)."""
+    loaded = service.ensure_loaded(case.model)
+    names = loaded.output_names
+    values = loaded.session.run(names, case.feeds)
+    record = InferenceRecord(
+        model_name=case.model,
+        model_version=1,
+        latency_ms=1.0,
+        rows=1,
+        outcome="succeeded",
+        confidence=0.5,
+    )
+    pieces: dict[str, Callable[[], object]] = {
+        "resolve + cache hits": lambda: service.ensure_loaded(case.model),
+        "decode inputs": lambda: decode_inputs(
+            request, loaded.inputs, service.max_elements, service.pool
+        ).release(),
+        "encode outputs": lambda: encode_outputs(names, values),
+        "log row": lambda: service.log.add(record),
+    }
+    return {name: per_call(fn, repeat=3, min_time=0.05) for name, fn in pieces.items()}
+
+
 def _us(seconds: float) -> str:
     return f"{seconds * 1e6:,.1f}"
 
@@ -132,7 +156,7 @@ def main() -> None:
     try:
         files, cases = _cases(folder)
         service = _service(folder, files)
-        rows = []
+        rows, part_rows = [], []
         for case in cases:
             loaded = service.ensure_loaded(case.model)
             session = loaded.session
@@ -167,6 +191,17 @@ def main() -> None:
                     _us(best["json"] - best["service"]),
                 ]
             )
+            parts = _parts(service, case, request)
+            total = sum(parts.values())
+            part_rows.append(
+                [
+                    case.label,
+                    *(_us(v) for v in parts.values()),
+                    _us(total),
+                    f"{total / best['bare']:.1%}",
+                ]
+            )
+            part_headers = ["case", *(f"{k} (us)" for k in parts), "sum (us)", "sum % of bare"]
         headers = [
             "case",
             "bare run (us)",
@@ -180,6 +215,8 @@ def main() -> None:
             f"inputs; goal: overhead <= {GOAL:.0%} at batch 32"
         )
         print(table("OIP inference overhead vs bare InferenceSession.run", headers, rows))
+        print()
+        print(table("Where the overhead goes (each piece timed alone)", part_headers, part_rows))
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 

@@ -166,6 +166,7 @@ def inference():
     from shared.db.repos.models import ModelRepository
     from shared.models.inference import InferenceService
     from shared.models.sessions import SessionCache
+    from shared.vectors.pool import default_pool
 
     store = model_store()
     return InferenceService(
@@ -174,4 +175,5 @@ def inference():
         model_files(),
         SessionCache(get_settings().max_sessions),
         lambda record, dest: store.download_to(record.blob_name, dest),
+        default_pool(),
     )

@@ -56,9 +56,10 @@ def datatype_from_ort(type_str: str) -> str:
 
 def datatype_of(arr: np.ndarray) -> str:
     """OIP datatype of an output array (strings and objects are BYTES)."""
-    if arr.dtype.kind in "OUS":
-        return "BYTES"
-    return _NUMPY_TO_OIP.get(arr.dtype, arr.dtype.name.upper())
+    name = _NUMPY_TO_OIP.get(arr.dtype)
+    if name is not None:
+        return name
+    return "BYTES" if arr.dtype.kind in "OUS" else arr.dtype.name.upper()
 
 
 Dim = int | str  # int >= 0 fixed, -1 unknown, str a symbolic (named) dimension
@@ -220,7 +221,13 @@ _KINDS = {
     "O": "mixed or non-scalar values (null, objects, or numbers too large)",
 }
 _ACCEPTS = {"BOOL": "b", "BYTES": "US", "FP16": "iuf", "FP32": "iuf", "FP64": "iuf"}
-_NEEDS = {"BOOL": "booleans", "BYTES": "strings", "FP16": "numbers", "FP32": "numbers"}
+_NEEDS = {
+    "BOOL": "booleans",
+    "BYTES": "strings",
+    "FP16": "numbers",
+    "FP32": "numbers",
+    "FP64": "numbers",
+}
 
 
 def _check_shape(inp: RequestInput, spec: TensorSpec) -> None:

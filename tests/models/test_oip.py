@@ -293,3 +293,9 @@ def test_metadata_uses_minus_one_for_variable_dims() -> None:
         ],
         "outputs": [{"name": "y", "datatype": "FP32", "shape": [-1, 3]}],
     }
+
+
+def test_fp64_refuses_strings() -> None:
+    specs = (TensorSpec("d", "FP64", (-1,)),)
+    err = refusal([tensor("d", [1], "FP64", ["x"])], specs)
+    assert err.reason == "input 'd': FP64 data must be numbers, got strings"
