@@ -23,27 +23,37 @@ class LoadedSet:
     embedding_type: str
     version: int
     ids: list[str]
-    vectors: np.ndarray  # (n, d) float32, C-contiguous, as stored
+    base: core.SearchMatrix  # the stored values, laid out for the dot-product scan
     _prepared: dict[str, core.SearchMatrix] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def rows(self) -> int:
-        return int(self.vectors.shape[0])
+        return self.base.rows
 
     def prepared(self, metric: str) -> core.SearchMatrix:
         """The matrix prepared for `metric`, built once per loaded version.
 
-        dot and euclidean share the stored array; cosine keeps a normalised copy.
+        dot and euclidean share the stored columns (euclidean adds squared norms);
+        cosine keeps one normalised copy.
         """
+        if metric == "dot":
+            return self.base
         got = self._prepared.get(metric)
         if got is None:
             with self._lock:
                 got = self._prepared.get(metric)
                 if got is None:
-                    got = core.prepare(self.vectors, metric, copy=True)  # type: ignore[arg-type]
+                    got = self._prepare(metric)
                     self._prepared[metric] = got
         return got
+
+    def _prepare(self, metric: str) -> core.SearchMatrix:
+        cols = self.base.columns
+        if metric == "euclidean":
+            sq_norms = np.einsum("ij,ij->j", cols, cols, dtype=np.float32)
+            return core.SearchMatrix("euclidean", cols, sq_norms)
+        return core.prepare(self.base.vectors, metric)  # type: ignore[arg-type]
 
 
 class IndexCache:
@@ -89,11 +99,11 @@ class IndexCache:
         version, ids, blob, dim = self.repo.load_set(model_id, embedding_type)
         self.loads += 1
         if ids:
-            vectors = np.frombuffer(blob, dtype="<f4").reshape(len(ids), dim)
-            vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+            rows = np.frombuffer(blob, dtype="<f4").reshape(len(ids), dim)
         else:
-            vectors = np.zeros((0, max(dim, 1)), dtype=np.float32)
-        return LoadedSet(model_id, embedding_type, version, ids, vectors)
+            rows = np.zeros((0, max(dim, 1)), dtype=np.float32)
+        # The column-major copy is the only one kept; the bytes read from SQL go.
+        return LoadedSet(model_id, embedding_type, version, ids, core.prepare(rows, "dot"))
 
     def drop(self) -> None:
         with self._lock:

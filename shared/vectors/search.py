@@ -33,7 +33,7 @@ from .pool import BufferPool, default_pool
 Metric = Literal["cosine", "euclidean", "dot"]
 METRICS: tuple[Metric, ...] = ("cosine", "euclidean", "dot")
 #: Bytes of one block of batch scores (queries x rows x 4).
-BLOCK_BYTES = 8 * 1024 * 1024
+BLOCK_BYTES = 16 * 1024 * 1024
 #: Extra float32 candidates re-scored in float64 beyond top_k.
 RERANK_MARGIN = 16
 #: Columns of the first block whose k-th best seeds the per-query threshold.
@@ -42,19 +42,30 @@ SEED_COLUMNS = 4096
 
 @dataclass(frozen=True)
 class SearchMatrix:
-    """Stored vectors prepared for one metric (see ``prepare``)."""
+    """Stored vectors prepared for one metric (see ``prepare``).
+
+    Kept column-major: ``columns`` is (d, n) C-contiguous. A single query is then
+    ``q @ columns``, a streaming axpy-shaped gemv that reads memory about a third
+    faster than the row-major dot-per-row gemv on 384-wide rows, and a batch is
+    ``Q @ columns[:, block]``, the gemm shape BLAS runs best here.
+    """
 
     metric: Metric
-    vectors: np.ndarray
+    columns: np.ndarray
     sq_norms: np.ndarray | None = None
 
     @property
+    def vectors(self) -> np.ndarray:
+        """The rows, (n, d): a transposed view, no copy."""
+        return self.columns.T
+
+    @property
     def rows(self) -> int:
-        return int(self.vectors.shape[0])
+        return int(self.columns.shape[1])
 
     @property
     def dim(self) -> int:
-        return int(self.vectors.shape[1])
+        return int(self.columns.shape[0])
 
 
 @dataclass(frozen=True)
@@ -74,22 +85,23 @@ def prepare(
     normalized: bool = False,
     copy: bool = True,
 ) -> SearchMatrix:
-    """Do the per-matrix work once: normalise rows (cosine) or square the norms (euclidean).
+    """Do the per-matrix work once: normalise rows (cosine) or square the norms
+    (euclidean), and lay the matrix out column-major for the scan.
 
-    ``normalized=True`` says cosine rows are already unit length; ``copy=False`` normalises
-    in place (saves a second N x d array when the caller does not need the originals).
+    ``normalized=True`` says cosine rows are already unit length; ``copy=False`` lets
+    cosine normalise the caller's rows in place before the column-major copy.
     """
     if metric not in METRICS:
         raise VectorFormatError("metric", f"unknown metric {metric!r}; use one of {METRICS}")
     m = np.asarray(vectors, dtype=np.float32)
     if m.ndim != 2:
         raise VectorFormatError("vectors", f"expected a matrix (2-D), got shape {m.shape}")
-    m = np.ascontiguousarray(m)
     if metric == "cosine" and not normalized:
+        m = np.ascontiguousarray(m)
         m = kernels.normalize(m, out=None if copy else m)
     if metric == "euclidean" and sq_norms is None:
-        sq_norms = kernels.squared_norms(m)
-    return SearchMatrix(metric, m, sq_norms)
+        sq_norms = kernels.squared_norms(np.ascontiguousarray(m))
+    return SearchMatrix(metric, np.ascontiguousarray(m.T), sq_norms)
 
 
 def _check(matrix: SearchMatrix, queries: np.ndarray, top_k: int) -> None:
@@ -123,9 +135,13 @@ def _finish(
     """Re-score candidate rows in float64 (pooled copies) and order by (score, row index)."""
     q = np.asarray(query, dtype=np.float64)
     shape = (cand.size, matrix.dim)
-    with pool.rent(shape, np.float32) as rows32, pool.rent(shape, np.float64) as x:
-        np.take(matrix.vectors, cand, axis=0, out=rows32, mode="clip")  # "raise" buffers out
-        np.copyto(x, rows32)
+    with (
+        pool.rent((matrix.dim, cand.size), np.float32) as cols32,
+        pool.rent(shape, np.float64) as x,
+    ):
+        # Gather the candidates' columns ("raise" would buffer a copy of the whole matrix).
+        np.take(matrix.columns, cand, axis=1, out=cols32, mode="clip")
+        np.copyto(x, cols32.T)
         if matrix.metric == "cosine":
             denom = np.sqrt(np.einsum("ij,ij->i", x, x)) * np.linalg.norm(q)
             dots = x @ q
@@ -142,6 +158,42 @@ def _finish(
     return SearchResult(cand[order].astype(np.int64), dist[order], sim[order])
 
 
+def _finish_batch(
+    matrix: SearchMatrix, queries: np.ndarray, cands: list[np.ndarray], top_k: int, pool: BufferPool
+) -> list[SearchResult]:
+    """``_finish`` for every query at once: one gather of the union of candidate columns
+    (sorted, so reads walk memory forward), then float64 scoring without a Python loop
+    per query. The same ordering rule: score, then row index."""
+    sizes = {c.size for c in cands}
+    if len(sizes) != 1 or not cands[0].size:
+        return [_finish(matrix, q, c, top_k, pool) for q, c in zip(queries, cands, strict=True)]
+    nq, keep = len(cands), sizes.pop()
+    cand = np.concatenate(cands)
+    unique, inverse = np.unique(cand, return_inverse=True)
+    rows = matrix.columns[:, unique].T.astype(np.float64)  # fancy indexing beats np.take here
+    x = rows[inverse].reshape(nq, keep, matrix.dim)
+    cand = cand.reshape(nq, keep)
+    q = np.asarray(queries, dtype=np.float64)
+    if matrix.metric == "euclidean":
+        x -= q[:, None, :]
+        dist = np.sqrt(np.einsum("nkd,nkd->nk", x, x))
+        key, sim = dist, 1.0 / (1.0 + dist)
+    else:
+        sim = np.einsum("nkd,nd->nk", x, q)
+        if matrix.metric == "cosine":
+            denom = np.sqrt(np.einsum("nkd,nkd->nk", x, x)) * np.linalg.norm(q, axis=1)[:, None]
+            sim = np.divide(sim, denom, out=np.zeros_like(sim), where=denom > 0)
+            key, dist = -sim, 1.0 - sim
+        else:
+            key, dist = -sim, -sim
+    by_row = np.argsort(cand, axis=1, kind="stable")
+    by_key = np.argsort(np.take_along_axis(key, by_row, axis=1), axis=1, kind="stable")
+    order = np.take_along_axis(by_row, by_key, axis=1)[:, :top_k]
+    pick = lambda a: np.take_along_axis(a, order, axis=1)  # noqa: E731
+    idx, dists, sims = pick(cand).astype(np.int64), pick(dist), pick(sim)
+    return [SearchResult(idx[i], dists[i], sims[i]) for i in range(nq)]
+
+
 def search(
     matrix: SearchMatrix, query: np.ndarray, top_k: int, *, pool: BufferPool | None = None
 ) -> SearchResult:
@@ -153,7 +205,7 @@ def search(
     pool = pool or default_pool()
     qs = _query_side(matrix, q)
     with pool.rent(matrix.rows, np.float32) as scores:
-        np.matmul(matrix.vectors, qs, out=scores)
+        np.matmul(qs, matrix.columns, out=scores)
         _to_scores(matrix, scores, 0, matrix.rows)
         cand, _ = kernels.top_k(scores, _candidates(matrix, top_k), pool=pool)
     return _finish(matrix, q, cand, top_k, pool)
@@ -220,7 +272,7 @@ def search_batch(
             width = stop - start
             scores = score_buf[: nq * width].reshape(nq, width)
             mask = mask_buf[: nq * width].reshape(nq, width)
-            np.matmul(qs, matrix.vectors[start:stop].T, out=scores)
+            np.matmul(qs, matrix.columns[:, start:stop], out=scores)
             _to_scores(matrix, scores, start, stop)
             if np.isneginf(best.kth).any():
                 _block_threshold_mask(scores, best.kth, min(keep, width), mask, pool)
@@ -228,7 +280,7 @@ def search_batch(
                 np.greater(scores, best.kth[:, None], out=mask)
             qi, ri = _nonzero(mask)
             best.merge(qi, ri + start, scores[qi, ri])
-    return [_finish(matrix, qm[i], best.rows_of(i), top_k, pool) for i in range(nq)]
+    return _finish_batch(matrix, qm, [best.rows_of(i) for i in range(nq)], top_k, pool)
 
 
 def _block_threshold_mask(

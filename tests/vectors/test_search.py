@@ -112,11 +112,13 @@ def test_top_k_larger_than_rows_returns_all(rng: np.random.Generator) -> None:
 
 def test_prepare_keeps_work_out_of_the_query_path(rng: np.random.Generator) -> None:
     m = rng.standard_normal((10, 6)).astype(np.float32)
+    original = m.copy()
     cos = search.prepare(m, "cosine")
     assert np.allclose(np.linalg.norm(cos.vectors, axis=1), 1, atol=1e-6)
-    assert cos.vectors is not m
-    inplace = search.prepare(m, "cosine", copy=False)
-    assert np.shares_memory(inplace.vectors, m)
+    assert cos.columns.shape == (6, 10) and cos.columns.flags.c_contiguous  # scan layout
+    assert np.array_equal(m, original)  # copy=True leaves the caller's rows alone
+    search.prepare(m, "cosine", copy=False)
+    assert np.allclose(np.linalg.norm(m, axis=1), 1, atol=1e-6)  # normalised in place
     euc = search.prepare(m, "euclidean")
     assert euc.sq_norms is not None
     assert np.allclose(euc.sq_norms, (m.astype(np.float64) ** 2).sum(axis=1), rtol=1e-6)
