@@ -21,6 +21,10 @@ The result is within a relative 1e-4 of the exact distance (plus 1e-6 of the nor
 from __future__ import annotations
 
 import math
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
 import numpy as np
@@ -106,6 +110,9 @@ def norm(v: np.ndarray, *, out: np.ndarray | None = None) -> np.ndarray | float:
     if v.ndim == 1:
         return math.sqrt(float(v.dot(v)))
     v = _mat(v, "v")
+    done = _by_rows(v.shape[0], v.size, (v.shape[0],), out, lambda p, o: norm(v[p], out=o))
+    if done is not None:
+        return done
     res = np.einsum("ij,ij->i", v, v, out=out)
     return np.sqrt(res, out=res)
 
@@ -125,6 +132,10 @@ def normalize(v: np.ndarray, *, out: np.ndarray | None = None) -> np.ndarray:
         n = math.sqrt(float(v.dot(v)))
         return np.multiply(v, F32(1.0 / n) if n > 0 else F32(1.0), out=out)
     v = _mat(v, "v")
+    if out is None or not np.shares_memory(out, v):
+        done = _by_rows(v.shape[0], v.size, v.shape, out, lambda p, o: normalize(v[p], out=o))
+        if done is not None:
+            return done
     inv = norm(v)
     assert isinstance(inv, np.ndarray)
     np.divide(1.0, inv, out=inv, where=inv > 0)
@@ -278,6 +289,53 @@ def euclidean_pairwise(
 
 # ---------------------------------------------------------------- element-wise
 
+#: Batches at least this many elements are split by rows across the cores: numpy's
+#: element-wise loops are single-threaded but release the GIL, and one core cannot
+#: saturate memory bandwidth. Small requests stay on the calling thread.
+PARALLEL_MIN_ELEMENTS = 1 << 20
+_WORKERS = max(1, min(4, os.cpu_count() or 1))
+_executor: ThreadPoolExecutor | None = None
+_executor_lock = threading.Lock()
+_in_worker = threading.local()
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _executor
+    with _executor_lock:
+        if _executor is None:
+            _executor = ThreadPoolExecutor(_WORKERS, thread_name_prefix="vector-kernels")
+        return _executor
+
+
+def _by_rows(
+    rows: int, size: int, shape: tuple[int, ...], out: np.ndarray | None, body: Callable
+) -> np.ndarray | None:
+    """Run ``body(row_slice, out_slice)`` over row chunks on several cores, or return None
+    (run it inline) when the batch is small, single-core, or already inside a chunk."""
+    if _WORKERS < 2 or size < PARALLEL_MIN_ELEMENTS or rows < _WORKERS:
+        return None
+    if getattr(_in_worker, "active", False):
+        return None
+    out = np.empty(shape, F32) if out is None else out
+    bounds = np.linspace(0, rows, _WORKERS + 1).astype(int)
+
+    def chunk(i: int) -> None:
+        _in_worker.active = True
+        try:
+            part = slice(bounds[i], bounds[i + 1])
+            body(part, out[part])
+        finally:
+            _in_worker.active = False
+
+    for done in [_pool().submit(chunk, i) for i in range(_WORKERS)]:
+        done.result()
+    return out
+
+
+def _rows_of(x: np.ndarray, part: slice) -> np.ndarray:
+    """The rows of a matrix operand; a vector operand broadcasts to every chunk."""
+    return x[part] if x.ndim == 2 else x
+
 
 def _binary_shapes(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     a, b = np.asarray(a, dtype=F32), np.asarray(b, dtype=F32)
@@ -287,21 +345,41 @@ def _binary_shapes(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return a, b
 
 
+def _binary(ufunc: np.ufunc, a: np.ndarray, b: np.ndarray, out: np.ndarray | None) -> np.ndarray:
+    a, b = _binary_shapes(a, b)
+    big = a if a.ndim >= b.ndim else b
+    if big.ndim == 2:
+        shape = np.broadcast_shapes(a.shape, b.shape)
+        done = _by_rows(
+            shape[0],
+            big.size,
+            shape,
+            out,
+            lambda p, o: ufunc(_rows_of(a, p), _rows_of(b, p), out=o),
+        )
+        if done is not None:
+            return done
+    return ufunc(a, b, out=out)
+
+
 def add(a: np.ndarray, b: np.ndarray, *, out: np.ndarray | None = None) -> np.ndarray:
     """a + b (a vector broadcasts over the rows of a matrix)."""
-    a, b = _binary_shapes(a, b)
-    return np.add(a, b, out=out)
+    return _binary(np.add, a, b, out)
 
 
 def subtract(a: np.ndarray, b: np.ndarray, *, out: np.ndarray | None = None) -> np.ndarray:
     """a - b"""
-    a, b = _binary_shapes(a, b)
-    return np.subtract(a, b, out=out)
+    return _binary(np.subtract, a, b, out)
 
 
 def scale(v: np.ndarray, s: float, *, out: np.ndarray | None = None) -> np.ndarray:
     """v * s (s a number, or one per row as an (n, 1) array)."""
-    return np.multiply(np.asarray(v, dtype=F32), np.asarray(s, dtype=F32), out=out)
+    v, ss = np.asarray(v, dtype=F32), np.asarray(s, dtype=F32)
+    if v.ndim == 2 and ss.ndim == 0:
+        done = _by_rows(v.shape[0], v.size, v.shape, out, lambda p, o: np.multiply(v[p], ss, out=o))
+        if done is not None:
+            return done
+    return np.multiply(v, ss, out=out)
 
 
 def lerp(
@@ -310,6 +388,10 @@ def lerp(
     """a + t (b - a)."""
     a, b = _binary_shapes(a, b)
     tt = np.asarray(t, dtype=F32)
+    if a.ndim == 2 and b.ndim == 2 and tt.ndim == 0 and (out is None or out is not a):
+        done = _by_rows(a.shape[0], a.size, a.shape, out, lambda p, o: lerp(a[p], b[p], tt, out=o))
+        if done is not None:
+            return done
     if out is not None and np.shares_memory(out, a):
         diff = b - a
         diff *= tt
@@ -325,6 +407,10 @@ def softmax(v: np.ndarray, *, out: np.ndarray | None = None) -> np.ndarray:
     v = np.asarray(v, dtype=F32)
     if v.shape[-1] == 0:
         return np.empty_like(v) if out is None else out
+    if v.ndim == 2 and (out is None or not np.shares_memory(out, v)):
+        done = _by_rows(v.shape[0], v.size, v.shape, out, lambda p, o: softmax(v[p], out=o))
+        if done is not None:
+            return done
     top = v.max(axis=-1, keepdims=True)
     res = np.subtract(v, top, out=out)
     np.exp(res, out=res)
