@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from functools import cache
 from pathlib import Path
 
@@ -21,8 +22,14 @@ log = logging.getLogger(__name__)
 
 @cache
 def max_dequeue_count() -> int:
-    """host.json's queues.maxDequeueCount: the attempt after which a message is poison."""
+    """The attempt after which the host moves a message to the poison queue: host.json's
+    queues.maxDequeueCount, or its app-setting override, as the host itself reads it."""
+    override = os.environ.get(
+        "AzureFunctionsJobHost__extensions__queues__maxDequeueCount"  # noqa: SIM112 - Azure's name
+    )
     try:
+        if override:
+            return int(override)
         host = json.loads((Path(__file__).resolve().parents[2] / "host.json").read_text())
         return int(host.get("extensions", {}).get("queues", {}).get("maxDequeueCount", 5))
     except (OSError, ValueError):

@@ -7,7 +7,9 @@ unit-tested on their own.
 from __future__ import annotations
 
 import json
+import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -146,9 +148,43 @@ def parse_host_config(data: dict[str, Any]) -> HostConfig:
     )
 
 
-def load_host_config(folder: Path) -> HostConfig:
-    """Read folder/host.json; a missing file means all defaults, as in Azure."""
+OVERRIDE_PREFIX = "AzureFunctionsJobHost__"
+
+
+def apply_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
+    """App settings named `AzureFunctionsJobHost__<path>` override host.json values, as in
+    Azure (e.g. `AzureFunctionsJobHost__extensions__queues__batchSize=4`). Keys match
+    case-insensitively; a value replacing a number or boolean is converted to its type."""
+    for name, raw in environ.items():
+        if not name.startswith(OVERRIDE_PREFIX) or len(name) == len(OVERRIDE_PREFIX):
+            continue
+        *parents, leaf = name[len(OVERRIDE_PREFIX) :].split("__")
+        node = data
+        for part in parents:
+            key = next((k for k in node if k.lower() == part.lower()), part)
+            if not isinstance(node.get(key), dict):
+                node[key] = {}
+            node = node[key]
+        key = next((k for k in node if k.lower() == leaf.lower()), leaf)
+        node[key] = _coerce(raw, node.get(key))
+    return data
+
+
+def _coerce(raw: str, current: Any) -> Any:
+    if isinstance(current, bool) or raw.lower() in ("true", "false"):
+        return raw.lower() == "true"
+    if isinstance(current, int) or (current is None and raw.lstrip("-").isdigit()):
+        try:
+            return int(raw)
+        except ValueError:
+            raise ValueError(f"host.json override: {raw!r} is not an integer") from None
+    return raw
+
+
+def load_host_config(folder: Path, environ: Mapping[str, str] | None = None) -> HostConfig:
+    """Read folder/host.json (a missing file means all defaults, as in Azure), then apply
+    `AzureFunctionsJobHost__...` overrides from the environment."""
     path = folder / "host.json"
-    if not path.exists():
-        return HostConfig()
-    return parse_host_config(json.loads(path.read_text(encoding="utf-8-sig")))
+    data = json.loads(path.read_text(encoding="utf-8-sig")) if path.exists() else {}
+    data = apply_overrides(data, os.environ if environ is None else environ)
+    return parse_host_config(data) if data else HostConfig()

@@ -73,6 +73,10 @@ class ModelIngestion:
             "tensors": len(info.initializers),
         }
 
+    def give_up(self, payload: ModelPayload, reason: str) -> None:
+        """The last attempt failed: the model says why instead of staying 'ingesting'."""
+        self.models.set_status(payload.model_id, "failed", error=reason)
+
 
 class EmbeddingsIngestion:
     """Store a batch of vectors from the message or from a blob, in transactions."""

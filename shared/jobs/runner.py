@@ -3,7 +3,8 @@
 - A malformed message is recorded as a failed job with the reason and not retried.
 - A permanent failure (the input itself is wrong) fails the job without retry.
 - Anything else is recorded and re-raised so the host retries; after the last
-  allowed dequeue the message goes to the poison queue and the row says `failed`.
+  allowed dequeue the message goes to the poison queue, the row says `failed`, and
+  a handler with a `give_up(payload, reason)` method cleans up (a model says why).
 - A job that already succeeded is not run again (messages arrive at least once).
 """
 
@@ -74,7 +75,11 @@ class JobRunner:
         except Exception as exc:
             reason = f"{type(exc).__name__}: {exc}"
             if dequeue_count >= max_dequeue_count:
-                self.jobs.fail(job_id, f"{reason} (after {dequeue_count} attempts)")
+                final = f"{reason} (after {dequeue_count} attempts)"
+                self.jobs.fail(job_id, final)
+                give_up = getattr(self.handlers[kind], "give_up", None)
+                if give_up is not None:
+                    give_up(payload, final)
             else:
                 self.jobs.retry_later(job_id, reason)
             raise

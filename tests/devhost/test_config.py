@@ -130,3 +130,26 @@ def test_local_settings_fill_missing_environment_only(tmp_path: Path) -> None:
     assert set(settings.applied) == {"B", "N"}
     assert settings.local_http_port == 7199
     assert load_local_settings(tmp_path / "missing", {}).applied == ()
+
+
+def test_app_settings_override_host_json_values_as_in_azure(tmp_path) -> None:
+    import json
+
+    from shared.devhost.hostconfig import load_host_config
+
+    (tmp_path / "host.json").write_text(
+        json.dumps({"extensions": {"queues": {"batchSize": 16, "visibilityTimeout": "00:00:05"}}})
+    )
+    env = {
+        "AzureFunctionsJobHost__extensions__queues__batchSize": "4",
+        "AzureFunctionsJobHost__Extensions__Queues__VisibilityTimeout": "00:00:00",
+        "AzureFunctionsJobHost__extensions__queues__maxDequeueCount": "2",
+        "AzureFunctionsJobHost__extensions__http__routePrefix": "v1",
+        "UNRELATED": "x",
+    }
+    config = load_host_config(tmp_path, env)
+    assert config.queues.batch_size == 4
+    assert config.queues.visibility_timeout == 0
+    assert config.queues.max_dequeue_count == 2
+    assert config.route_prefix == "v1"
+    assert load_host_config(tmp_path, {}).queues.batch_size == 16

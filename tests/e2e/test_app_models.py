@@ -27,9 +27,9 @@ def wait_for_model(host: AppHost, name: str, timeout: float = 90) -> dict:
     raise AssertionError(f"model {name} did not settle: {host.call('GET', '/models').body[:500]}")
 
 
-def upload_blob(host: AppHost, blob_name: str, data: bytes) -> None:
+def upload_blob(host: AppHost, blob_name: str, data: bytes, container: str = "models") -> None:
     service = BlobServiceClient.from_connection_string(host.env["AzureWebJobsStorage"])
-    service.get_blob_client("models", blob_name).upload_blob(io.BytesIO(data), overwrite=True)
+    service.get_blob_client(container, blob_name).upload_blob(io.BytesIO(data), overwrite=True)
 
 
 def test_uploaded_blob_is_registered_ingested_and_served(app_host: AppHost, tmp_path: Path) -> None:

@@ -134,3 +134,25 @@ def test_permanent_error_fails_at_once(repos) -> None:
     out = runner.run(_msg("p-1", "model", {"model_id": "m"}))
     assert out.status == "failed"
     assert repos[0].get("p-1").error == "not an ONNX file"
+
+
+def test_the_last_failed_attempt_lets_the_handler_give_up(repos) -> None:
+    jobs, models, _ = repos
+    model, _ = models.register(
+        "m", sha256="c" * 64, size_bytes=1, blob_uri="u", blob_name="_versions/m/x.onnx"
+    )
+
+    from shared.jobs.handlers import ModelIngestion
+
+    def broken_fetch(record):
+        raise OSError("disk full")
+
+    runner = JobRunner(jobs, {"model": ModelIngestion(models, broken_fetch)})
+    body = _msg("g-1", "model", {"model_id": model.id})
+    with pytest.raises(OSError):
+        runner.run(body, dequeue_count=1, max_dequeue_count=2)
+    assert models.get(model.id).status == "ingesting"  # a retry is still coming
+    with pytest.raises(OSError):
+        runner.run(body, dequeue_count=2, max_dequeue_count=2)
+    got = models.get(model.id)
+    assert got.status == "failed" and got.error == "OSError: disk full (after 2 attempts)"

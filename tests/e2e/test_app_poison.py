@@ -1,0 +1,64 @@
+"""A job that keeps failing: retried up to maxDequeueCount, then the message sits in
+the poison queue with its original body, and the job and model rows say why."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from azure.storage.queue import QueueServiceClient
+
+from tests.e2e.conftest import start_host, stop_host
+from tests.e2e.test_app_jobs import wait_for_job
+from tests.e2e.test_app_models import upload_blob, wait_for_model
+from tests.models.fixtures import write_classifier
+
+
+def test_a_failing_ingestion_ends_in_the_poison_queue_with_its_error(
+    tmp_path: Path, storage_connection: str
+) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("the model cache cannot live under a file")
+    fast_retries = {
+        # Azure's app-setting overrides of host.json, honoured by the local host too.
+        "AzureFunctionsJobHost__extensions__queues__visibilityTimeout": "00:00:00",
+        "AzureFunctionsJobHost__extensions__queues__maxPollingInterval": "00:00:00.2",
+        "AzureFunctionsJobHost__extensions__queues__maxDequeueCount": "3",
+        "INGESTION_QUEUE": "poison-test-jobs",
+        "MODELS_CONTAINER": "poison-test-models",
+        "DATA_DIR": str(blocker / "data"),
+    }
+    host = start_host(tmp_path, storage_connection, fast_retries)
+    try:
+        upload_blob(
+            host,
+            "iris-doomed.onnx",
+            write_classifier(tmp_path).read_bytes(),
+            container="poison-test-models",
+        )
+        model = wait_for_model(host, "iris-doomed", timeout=60)
+        job = wait_for_job(host, f"ingest-{model['id']}", timeout=60)
+        assert job["status"] == "failed" and job["attempts"] == 3
+        assert job["error"].endswith("(after 3 attempts)")
+        assert model["status"] == "failed" and model["error"] == job["error"]
+
+        poison = QueueServiceClient.from_connection_string(storage_connection).get_queue_client(
+            "poison-test-jobs-poison"
+        )
+        deadline = time.monotonic() + 10
+        bodies: list[dict] = []
+        while not bodies and time.monotonic() < deadline:
+            bodies = [json.loads(m.content) for m in poison.peek_messages(max_messages=32)]
+            time.sleep(0.1)
+        assert bodies == [
+            {
+                "job_id": job["id"],
+                "kind": "model",
+                "schema_version": 1,
+                "payload": {"model_id": model["id"]},
+            }
+        ]
+        assert host.call("GET", "/ready", key=None).status == 200  # nothing else broken
+    finally:
+        stop_host(host)
