@@ -28,13 +28,16 @@ def search(req: func.HttpRequest) -> func.HttpResponse:
     body = read_json(req, SearchRequest)
     service = clients.search_service()
     queries, single = service.decode_queries(body.vector, body.vectors)
-    hits = service.search(
-        queries,
-        top_k=body.top_k,
-        metric=body.metric,
-        model_id=body.model_id,
-        embedding_type=body.embedding_type,
-        field="vector" if single else "vectors",
-    )
+    try:
+        hits = service.search(
+            queries,
+            top_k=body.top_k,
+            metric=body.metric,
+            model_id=body.model_id,
+            embedding_type=body.embedding_type,
+            field="vector" if single else "vectors",
+        )
+    finally:
+        service.release(queries)
     lists = [[h.as_dict() for h in q] for q in hits]
     return json_response({"metric": body.metric, "results": lists[0] if single else lists})

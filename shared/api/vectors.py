@@ -30,16 +30,18 @@ def _op(req: func.HttpRequest, allowed: tuple[str, ...]) -> str:
     return op
 
 
-def _decode_any(value: Any, field: str, max_dim: int, max_rows: int) -> Any:
-    """A matrix when it looks like one (array of arrays, or b64 with a shape), else a vector."""
+def _decode_any(value: Any, field: str, max_dim: int, max_rows: int, pool: Any) -> Any:
+    """A matrix when it looks like one (array of arrays, or b64 with a shape), else a vector.
+
+    Decoded into a buffer rented from `pool`: the caller gives it back."""
     from shared.vectors import codec
 
     is_matrix = (isinstance(value, list) and bool(value) and isinstance(value[0], list)) or (
         isinstance(value, dict) and "shape" in value
     )
     if is_matrix:
-        return codec.decode_matrix(value, field, max_dim=max_dim, max_rows=max_rows)
-    return codec.decode_vector(value, field, max_dim=max_dim)
+        return codec.decode_matrix(value, field, max_dim=max_dim, max_rows=max_rows, pool=pool)
+    return codec.decode_vector(value, field, max_dim=max_dim, pool=pool)
 
 
 def _encode(result: Any, fmt: str) -> Any:
@@ -71,16 +73,26 @@ def _encode(result: Any, fmt: str) -> Any:
 def vector_op(req: func.HttpRequest) -> func.HttpResponse:
     from shared import vector_ops
     from shared.config import get_settings
+    from shared.vectors.pool import default_pool
 
     op = _op(req, VECTOR_OPS)
     body = read_json(req, VectorOpRequest)
     s = get_settings()
-    a = _decode_any(body.a, "a", s.max_vector_dim, s.max_batch_rows)
-    b = None
-    if body.b is not None and op in vector_ops.NEEDS_B:
-        b = _decode_any(body.b, "b", s.max_vector_dim, s.max_batch_rows)
-    result = vector_ops.apply(op, a, b, scalar=body.scalar, t=body.t, mode=body.mode)
-    return json_response({"op": op, "result": _encode(result, body.format)})
+    pool = default_pool()
+    rented = []
+    try:
+        a = _decode_any(body.a, "a", s.max_vector_dim, s.max_batch_rows, pool)
+        rented.append(a)
+        b = None
+        if body.b is not None and op in vector_ops.NEEDS_B:
+            b = _decode_any(body.b, "b", s.max_vector_dim, s.max_batch_rows, pool)
+            rented.append(b)
+        result = vector_ops.apply(op, a, b, scalar=body.scalar, t=body.t, mode=body.mode)
+        encoded = _encode(result, body.format)
+    finally:
+        for arr in rented:
+            pool.give_back(arr)
+    return json_response({"op": op, "result": encoded})
 
 
 @http_route(
@@ -99,14 +111,20 @@ def vector_aggregate(req: func.HttpRequest) -> func.HttpResponse:
     from shared import vector_ops
     from shared.config import get_settings
     from shared.vectors import codec
+    from shared.vectors.pool import default_pool
 
     op = _op(req, AGGREGATE_OPS)
     body = read_json(req, AggregateRequest)
     s = get_settings()
+    pool = default_pool()
     m = codec.decode_matrix(
-        body.vectors, "vectors", max_dim=s.max_vector_dim, max_rows=s.max_batch_rows
+        body.vectors, "vectors", max_dim=s.max_vector_dim, max_rows=s.max_batch_rows, pool=pool
     )
-    result = vector_ops.aggregate(op, m)
+    try:
+        result = vector_ops.aggregate(op, m)
+        rows = int(m.shape[0])
+    finally:
+        pool.give_back(m)
     if op == "mean_variance":
         vector_ops.check_finite(result.mean)
         vector_ops.check_finite(result.variance)
@@ -118,4 +136,4 @@ def vector_aggregate(req: func.HttpRequest) -> func.HttpResponse:
     else:
         vector_ops.check_finite(result)
         out = _encode(result, body.format)
-    return json_response({"op": op, "count": int(m.shape[0]), "result": out})
+    return json_response({"op": op, "count": rows, "result": out})

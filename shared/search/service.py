@@ -53,11 +53,17 @@ class SearchService:
         self.max_queries = max_queries
 
     def decode_queries(self, vector: Any, vectors: Any) -> tuple[np.ndarray, bool]:
+        """The queries as an (n, d) matrix rented from the pool: `release` it when done."""
         if vector is not None:
-            q = codec.decode_vector(vector, "vector", max_dim=self.max_dim)
+            q = codec.decode_vector(vector, "vector", max_dim=self.max_dim, pool=self.pool)
             return q.reshape(1, -1), True
-        m = codec.decode_matrix(vectors, "vectors", max_dim=self.max_dim, max_rows=self.max_queries)
+        m = codec.decode_matrix(
+            vectors, "vectors", max_dim=self.max_dim, max_rows=self.max_queries, pool=self.pool
+        )
         return m, False
+
+    def release(self, queries: np.ndarray) -> None:
+        self.pool.give_back(queries)
 
     def search(
         self,
