@@ -506,13 +506,20 @@ def geometric_median(m: np.ndarray) -> np.ndarray | None:
 # ---------------------------------------------------------------- selection
 
 
+#: From this many scores on, top_k first keeps only entries at least as good as the
+#: k-th best of a strided sample: a valid bound (the sample is a subset), so the exact
+#: selection then runs on a few thousand candidates instead of every score.
+TOP_K_SAMPLE_FROM = 1 << 16
+
+
 def top_k(
     scores: np.ndarray, k: int, largest: bool = True, *, pool: BufferPool | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """The k best scores as (indices, values), best first, ties broken by lower index.
 
     Selection partitions a pooled copy in place (argpartition would allocate an N-sized
-    index array per call), then sorts only the k winners.
+    index array per call), then sorts only the k winners. Large inputs are first cut down
+    to the entries that beat a sampled bound (one compare pass over the scores).
     """
     scores = np.asarray(scores)
     if scores.ndim != 1:
@@ -523,22 +530,50 @@ def top_k(
         return np.empty(0, dtype=np.int64), scores[:0].copy()
     if k < n:
         pool = pool or default_pool()
-        with pool.rent(n, scores.dtype) as key:
-            if largest:
-                np.negative(scores, out=key)
-            else:
-                np.copyto(key, scores)
-            key.partition(k - 1)
-            kth = key[k - 1]
-        bound = -kth if largest else kth
-        with pool.rent(n, np.bool_) as mask:
-            (np.greater if largest else np.less)(scores, bound, out=mask)
-            better = np.flatnonzero(mask)
-            np.equal(scores, bound, out=mask)
-            ties = np.flatnonzero(mask)[: k - better.size]
-        idx = np.concatenate([better, ties])
+        if n >= TOP_K_SAMPLE_FROM and k * 256 <= n:
+            cand = _beat_sampled_bound(scores, k, largest, pool)
+            sub_idx = _select(scores[cand], k, largest, pool)
+            idx = cand[sub_idx]
+        else:
+            idx = _select(scores, k, largest, pool)
     else:
         idx = np.arange(n, dtype=np.int64)
     vals = scores[idx]
     order = np.lexsort((idx, -vals if largest else vals))
     return idx[order], vals[order]
+
+
+def _select(scores: np.ndarray, k: int, largest: bool, pool: BufferPool) -> np.ndarray:
+    """Indices of the k best (ties: lowest indices), unordered; k < scores.size."""
+    n = scores.size
+    with pool.rent(n, scores.dtype) as key:
+        if largest:
+            np.negative(scores, out=key)
+        else:
+            np.copyto(key, scores)
+        key.partition(k - 1)
+        kth = key[k - 1]
+    bound = -kth if largest else kth
+    with pool.rent(n, np.bool_) as mask:
+        (np.greater if largest else np.less)(scores, bound, out=mask)
+        better = np.flatnonzero(mask)
+        np.equal(scores, bound, out=mask)
+        ties = np.flatnonzero(mask)[: k - better.size]
+    return np.concatenate([better, ties])
+
+
+def _beat_sampled_bound(scores: np.ndarray, k: int, largest: bool, pool: BufferPool) -> np.ndarray:
+    """Sorted indices of every score at least as good as the k-th best of a strided
+    sample; all of the true k best are among them."""
+    step = max(1, scores.size // max(4096, 32 * k))
+    sample = scores[::step]
+    with pool.rent(sample.size, scores.dtype) as key:
+        if largest:
+            np.negative(sample, out=key)
+        else:
+            np.copyto(key, sample)
+        key.partition(k - 1)
+        bound = -key[k - 1] if largest else key[k - 1]
+    with pool.rent(scores.size, np.bool_) as mask:
+        (np.greater_equal if largest else np.less_equal)(scores, bound, out=mask)
+        return np.flatnonzero(mask)
