@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import statistics
 import tempfile
 import time
@@ -16,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
 N, D, REQUESTS, TOP_K = 100_000, 384, 60, 10
 
 
@@ -37,7 +35,7 @@ def main() -> None:
     from shared.db.connection import open_database
     from shared.db.repos.embeddings import EmbeddingRepository
     from shared.devhost import azurite
-    from shared.devhost.launcher import launch
+    from shared.devhost.launcher import launch_app
     from shared.search.index_cache import IndexCache
     from shared.search.service import SearchService
 
@@ -51,19 +49,7 @@ def main() -> None:
         db_url = f"sqlite:///{tmp / 'bench.db'}"
         _fill(db_url, vectors)
         storage = azurite.start(tmp / "azurite")
-        host = launch(
-            ROOT / "function_app.py",
-            env={
-                **os.environ,
-                "PYTHONPATH": str(ROOT),
-                "AzureWebJobsStorage": storage.connection_string,
-                "SQL_CONNECTION_STRING": db_url,
-                "DATA_DIR": str(tmp / "data"),
-                "LOCAL_FUNCTION_KEYS": "bench",
-            },
-            cwd=tmp,
-            log_path=tmp / "host.log",
-        )
+        host = launch_app(tmp, storage.connection_string, key="bench", sql_connection=db_url)
         try:
             conn = http.client.HTTPConnection("127.0.0.1", host.port, timeout=60)
             headers = {"Content-Type": "application/json", "x-functions-key": "bench"}

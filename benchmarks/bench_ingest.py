@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
 N, D = 100_000, 384
 
 
@@ -27,7 +25,7 @@ def main() -> None:
     from shared.db.migrate import apply_migrations
     from shared.db.repos.embeddings import EmbeddingRepository
     from shared.devhost import azurite
-    from shared.devhost.launcher import launch
+    from shared.devhost.launcher import launch_app
     from shared.search.store import EmbeddingStore, Limits
     from shared.storage.blob_store import BlobModelStore
 
@@ -38,18 +36,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
         storage = azurite.start(tmp / "azurite")
-        host = launch(
-            ROOT / "function_app.py",
-            env={
-                **os.environ,
-                "PYTHONPATH": str(ROOT),
-                "AzureWebJobsStorage": storage.connection_string,
-                "SQL_CONNECTION_STRING": f"sqlite:///{tmp / 'queue.db'}",
-                "DATA_DIR": str(tmp / "data"),
-                "LOCAL_FUNCTION_KEYS": "bench",
-            },
-            cwd=tmp,
-            log_path=tmp / "host.log",
+        host = launch_app(
+            tmp,
+            storage.connection_string,
+            key="bench",
+            sql_connection=f"sqlite:///{tmp / 'queue.db'}",
         )
         try:
             ingest = BlobModelStore(

@@ -16,7 +16,6 @@ import json
 import logging
 import re
 import threading
-import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -25,6 +24,7 @@ from .invocation import Bound, Invoker
 from .loader import FunctionSpec
 from .messages import encode_body
 from .storage import StorageClients
+from .workers import PendingWork
 
 log = logging.getLogger("devhost.blob")
 
@@ -78,7 +78,7 @@ def sanitize_host_id(text: str) -> str:
     return cleaned or "localhost"
 
 
-class BlobScanner:
+class BlobScanner(PendingWork):
     """Scans one trigger container and runs the function for each new blob version."""
 
     def __init__(
@@ -125,17 +125,6 @@ class BlobScanner:
             dropped = [f for f in list(self._pending) if f.cancel()]
             self._lock.notify_all()
         return len(dropped)
-
-    def join(self, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        self._thread.join(timeout)
-        with self._lock:
-            done = self._lock.wait_for(
-                lambda: not self._pending, max(0.0, deadline - time.monotonic())
-            )
-        if done:
-            self._executor.shutdown(wait=True)
-        return done
 
     def receipt_name(self, blob_name: str, etag: str) -> str:
         return (

@@ -107,3 +107,28 @@ def launch(
             raise TimeoutError(f"the host did not start in {timeout} s:\n{host.log()}")
         time.sleep(0.05)
     return host
+
+
+def launch_app(
+    tmp: Path,
+    storage_connection: str,
+    *,
+    key: str,
+    sql_connection: str | None = None,
+    extra_env: dict[str, str] | None = None,
+) -> LaunchedHost:
+    """This repository's function_app.py on the given storage, with its SQLite file and
+    data folder under `tmp`: what the end-to-end tests and the benchmarks run."""
+    import os
+
+    root = Path(__file__).resolve().parents[2]
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(root),
+        "AzureWebJobsStorage": storage_connection,
+        "SQL_CONNECTION_STRING": sql_connection or f"sqlite:///{tmp / 'app.db'}",
+        "DATA_DIR": str(tmp / "data"),
+        "LOCAL_FUNCTION_KEYS": key,
+        **(extra_env or {}),
+    }
+    return launch(root / "function_app.py", env=env, cwd=tmp, log_path=tmp / "host.log")

@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 import math
 import threading
-import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -25,6 +24,7 @@ from .invocation import Bound, Invoker
 from .loader import FunctionSpec
 from .messages import decode_body, queue_binding_data, to_function_message
 from .storage import StorageClients
+from .workers import PendingWork
 
 log = logging.getLogger("devhost.queue")
 
@@ -46,7 +46,7 @@ def trigger_argument(message: Any, annotation: Any) -> Any:
     return message
 
 
-class QueueListener:
+class QueueListener(PendingWork):
     """Polls one trigger queue and runs its function for each message."""
 
     def __init__(
@@ -86,18 +86,6 @@ class QueueListener:
         for _, message in waiting:
             self._release(message)
         return len(waiting)
-
-    def join(self, timeout: float) -> bool:
-        """Wait for the poller and the running invocations; False if time ran out."""
-        deadline = time.monotonic() + timeout
-        self._thread.join(timeout)
-        with self._lock:
-            done = self._lock.wait_for(
-                lambda: not self._pending, max(0.0, deadline - time.monotonic())
-            )
-        if done:
-            self._executor.shutdown(wait=True)
-        return done
 
     # polling -------------------------------------------------------------------------
 

@@ -11,9 +11,8 @@ from typing import Any
 
 import pytest
 
-from shared.devhost.launcher import LaunchedHost, Reply, launch
+from shared.devhost.launcher import LaunchedHost, Reply, launch_app
 
-ROOT = Path(__file__).resolve().parents[2]
 KEY = "e2e-function-key"
 
 
@@ -53,18 +52,9 @@ class AppHost:
 def start_host(
     tmp: Path, storage_connection: str, extra_env: dict[str, str] | None = None
 ) -> AppHost:
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(ROOT),
-        "AzureWebJobsStorage": storage_connection,
-        "SQL_CONNECTION_STRING": f"sqlite:///{tmp / 'app.db'}",
-        "DATA_DIR": str(tmp / "data"),
-        "LOCAL_FUNCTION_KEYS": KEY,
-        "LOCAL_BLOB_SCAN_INTERVAL_SECONDS": "0.3",
-        **(extra_env or {}),
-    }
-    host = launch(ROOT / "function_app.py", env=env, cwd=tmp, log_path=tmp / "host.log")
-    return AppHost(host, KEY, env)
+    env = {"LOCAL_BLOB_SCAN_INTERVAL_SECONDS": "0.3", **(extra_env or {})}
+    host = launch_app(tmp, storage_connection, key=KEY, extra_env=env)
+    return AppHost(host, KEY, {**os.environ, "AzureWebJobsStorage": storage_connection, **env})
 
 
 def stop_host(app: AppHost) -> None:
