@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import re
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -71,10 +72,32 @@ def _connect_sqlite3(path: str) -> Any:
         path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
     )
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-    conn.execute("PRAGMA journal_mode = WAL")
+    _retry_while_locked(lambda: _use_wal(conn))
     conn.execute("PRAGMA synchronous = NORMAL")
     conn.execute("PRAGMA foreign_keys = ON")
     return conn
+
+
+def _use_wal(conn: Any) -> None:
+    # WAL is a property of the file: set once, every later connection just sees it.
+    if str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
+        conn.execute("PRAGMA journal_mode = WAL")
+
+
+def _retry_while_locked(action: Callable[[], Any]) -> Any:
+    """Switching a new file to WAL needs an exclusive lock, and SQLite may answer "database
+    is locked" at once instead of waiting when another process is doing the same: retry
+    with backoff for up to the busy timeout."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    delay = 0.01
+    while True:
+        try:
+            return action()
+        except Exception as exc:
+            if "locked" not in str(exc).lower() or time.monotonic() > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.25)
 
 
 def _connect_pyodbc(spec: ConnectionSpec) -> Any:
@@ -92,7 +115,7 @@ def _connect_pyodbc(spec: ConnectionSpec) -> Any:
         for key, val in extras.items():
             if not re.search(rf"(?i)(^|;)\s*{key}\s*=", target):
                 target = target.rstrip(";") + f";{key}={val}"
-        return pyodbc.connect(target, autocommit=True)
+        return _retry_while_locked(lambda: pyodbc.connect(target, autocommit=True))
     return pyodbc.connect(target, autocommit=False)
 
 
