@@ -179,13 +179,19 @@ def _matrix(rows: list[Any], where: str = "items") -> np.ndarray:
         raise PermanentJobError(f"{where}: vectors must be equal-length number lists") from exc
 
 
+MAX_LINE_BYTES = 4 * 1024 * 1024  # one .jsonl record; a 4096-d vector as text is ~100 KB
+
+
 def _lines(chunks: Iterator[bytes]) -> Iterator[str]:
+    """Lines of a streamed blob, never holding more than one line and one chunk."""
     buf = b""
     for chunk in chunks:
         buf += chunk
         *lines, buf = buf.split(b"\n")
         for line in lines:
             yield line.decode("utf-8")
+        if len(buf) > MAX_LINE_BYTES:
+            raise PermanentJobError(f"a .jsonl line is longer than {MAX_LINE_BYTES} bytes")
     if buf:
         yield buf.decode("utf-8")
 

@@ -156,3 +156,16 @@ def test_the_last_failed_attempt_lets_the_handler_give_up(repos) -> None:
         runner.run(body, dequeue_count=2, max_dequeue_count=2)
     got = models.get(model.id)
     assert got.status == "failed" and got.error == "OSError: disk full (after 2 attempts)"
+
+
+def test_a_jsonl_line_without_end_is_refused_not_buffered(
+    repos, store, container, monkeypatch
+) -> None:
+    from shared.jobs import handlers
+
+    monkeypatch.setattr(handlers, "MAX_LINE_BYTES", 1024)
+    container.upload("endless.jsonl", io.BytesIO(b"x" * 5000))
+    out = _runner(repos, store, container).run(
+        _msg("long-1", "embeddings", {"model_id": "m", "blob": "endless.jsonl"})
+    )
+    assert out.status == "failed" and "longer than 1024 bytes" in out.detail
