@@ -171,21 +171,25 @@ def _finish_batch(
     cand = np.concatenate(cands)
     unique, inverse = np.unique(cand, return_inverse=True)
     rows = matrix.columns[:, unique].T.astype(np.float64)  # fancy indexing beats np.take here
-    x = rows[inverse].reshape(nq, keep, matrix.dim)
     cand = cand.reshape(nq, keep)
     q = np.asarray(queries, dtype=np.float64)
-    if matrix.metric == "euclidean":
-        x -= q[:, None, :]
-        dist = np.sqrt(np.einsum("nkd,nkd->nk", x, x))
-        key, sim = dist, 1.0 / (1.0 + dist)
+    # One float64 gemm of the distinct candidates against every query, then each query
+    # picks its own candidates' entries.
+    at = (inverse.reshape(nq, keep), np.arange(nq)[:, None])
+    dots = (rows @ q.T)[at]
+    if matrix.metric == "dot":
+        sim = dots
+        key, dist = -sim, -sim
     else:
-        sim = np.einsum("nkd,nd->nk", x, q)
+        row_sq = np.einsum("ij,ij->i", rows, rows)[at[0]]
+        q_sq = np.einsum("ij,ij->i", q, q)[:, None]
         if matrix.metric == "cosine":
-            denom = np.sqrt(np.einsum("nkd,nkd->nk", x, x)) * np.linalg.norm(q, axis=1)[:, None]
-            sim = np.divide(sim, denom, out=np.zeros_like(sim), where=denom > 0)
+            denom = np.sqrt(row_sq * q_sq)
+            sim = np.divide(dots, denom, out=np.zeros_like(dots), where=denom > 0)
             key, dist = -sim, 1.0 - sim
         else:
-            key, dist = -sim, -sim
+            dist = np.sqrt(np.maximum(row_sq + q_sq - 2.0 * dots, 0.0))
+            key, sim = dist, 1.0 / (1.0 + dist)
     by_row = np.argsort(cand, axis=1, kind="stable")
     by_key = np.argsort(np.take_along_axis(key, by_row, axis=1), axis=1, kind="stable")
     order = np.take_along_axis(by_row, by_key, axis=1)[:, :top_k]
