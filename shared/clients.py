@@ -77,7 +77,9 @@ def search_service():
 
     s = get_settings()
     return SearchService(
-        IndexCache(EmbeddingRepository(database())), max_dim=s.max_vector_dim, max_queries=1024
+        IndexCache(EmbeddingRepository(database()), s.search_cache_bytes),
+        max_dim=s.max_vector_dim,
+        max_queries=1024,
     )
 
 

@@ -128,6 +128,12 @@ SETTINGS: tuple[Setting, ...] = (
         "Local model file cache size (LRU, sha256-verified).",
     ),
     Setting(
+        "SEARCH_CACHE_BYTES",
+        str(4096 * MiB),
+        lambda n, r: _int(n, r, MiB, 1024 * 1024 * MiB),
+        "Memory for in-memory search matrices (least recently searched sets go first).",
+    ),
+    Setting(
         "MAX_SESSIONS",
         "4",
         lambda n, r: _int(n, r, 1, 256),
@@ -155,6 +161,7 @@ class Settings:
     max_vector_dim: int
     max_batch_rows: int
     model_cache_bytes: int
+    search_cache_bytes: int
     max_sessions: int
     appinsights_connection: str
 

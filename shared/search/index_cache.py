@@ -9,6 +9,7 @@ the same check, in every other process sharing the database.
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -30,6 +31,17 @@ class LoadedSet:
     @property
     def rows(self) -> int:
         return self.base.rows
+
+    @property
+    def nbytes(self) -> int:
+        """Memory held: the stored columns plus what each prepared metric added."""
+        extra = 0
+        for prepared in list(self._prepared.values()):
+            if prepared.columns is not self.base.columns:
+                extra += prepared.columns.nbytes
+            if prepared.sq_norms is not None:
+                extra += prepared.sq_norms.nbytes
+        return self.base.columns.nbytes + extra
 
     def prepared(self, metric: str) -> core.SearchMatrix:
         """The matrix prepared for `metric`, built once per loaded version.
@@ -57,9 +69,13 @@ class LoadedSet:
 
 
 class IndexCache:
-    def __init__(self, repo: EmbeddingRepository) -> None:
+    """Bounded by `max_bytes`: the least recently searched sets are dropped first (they
+    reload from SQL when searched again). The set just loaded always stays."""
+
+    def __init__(self, repo: EmbeddingRepository, max_bytes: int = 4 << 30) -> None:
         self.repo = repo
-        self._sets: dict[tuple[str, str], LoadedSet] = {}
+        self.max_bytes = max_bytes
+        self._sets: OrderedDict[tuple[str, str], LoadedSet] = OrderedDict()
         self._lock = threading.Lock()
         self._key_locks: dict[tuple[str, str], threading.Lock] = {}
         self.loads = 0  # how many times a set was (re)loaded from SQL
@@ -84,6 +100,7 @@ class IndexCache:
         key = (model_id, embedding_type)
         current = self._sets.get(key)
         if current is not None and current.version == version:
+            self._touch(key)
             return current
         with self._lock:
             key_lock = self._key_locks.setdefault(key, threading.Lock())
@@ -92,8 +109,29 @@ class IndexCache:
             if current is not None and current.version >= version:
                 return current
             loaded = self._load(model_id, embedding_type)
-            self._sets[key] = loaded
+            with self._lock:
+                self._sets[key] = loaded
+                self._sets.move_to_end(key)
+                self._evict(keep=key)
             return loaded
+
+    def _touch(self, key: tuple[str, str]) -> None:
+        with self._lock:
+            if key in self._sets:
+                self._sets.move_to_end(key)
+
+    def _evict(self, keep: tuple[str, str]) -> None:
+        total = sum(s.nbytes for s in self._sets.values())
+        for key in list(self._sets):
+            if total <= self.max_bytes:
+                break
+            if key != keep:
+                total -= self._sets.pop(key).nbytes
+
+    @property
+    def nbytes(self) -> int:
+        with self._lock:
+            return sum(s.nbytes for s in self._sets.values())
 
     def _load(self, model_id: str, embedding_type: str) -> LoadedSet:
         version, ids, blob, dim = self.repo.load_set(model_id, embedding_type)

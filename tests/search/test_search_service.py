@@ -141,3 +141,23 @@ def test_steady_state_searches_allocate_no_new_large_buffers(tmp_path: Path) -> 
     assert peak - base < score_buffer / 2, f"peak grew by {peak - base} bytes"
     stats = service.pool.stats()
     assert stats.hits >= 30 and stats.misses == misses_after_warmup  # every rent was a reuse
+
+
+def test_the_index_cache_is_bounded_and_reloads_what_it_dropped(tmp_path: Path) -> None:
+    store, service = _stack(tmp_path / "s.db")
+    rng = np.random.default_rng(2)
+    _fill(store, "a", rng.standard_normal((1000, 16)).astype(np.float32))
+    _fill(store, "b", rng.standard_normal((1000, 16)).astype(np.float32))
+    one_set = 1000 * 16 * 4
+    service.cache.max_bytes = one_set + one_set // 2  # room for one set only
+    q = rng.standard_normal((1, 16)).astype(np.float32)
+    service.search(q, top_k=3, metric="dot", model_id="a")
+    assert service.cache.nbytes == one_set
+    service.search(q, top_k=3, metric="dot", model_id="b")  # evicts "a"
+    assert service.cache.nbytes == one_set
+    loads = service.cache.loads
+    hits = service.search(q, top_k=3, metric="dot", model_id="a")[0]
+    assert service.cache.loads == loads + 1  # "a" came back from SQL
+    assert [h.model_id for h in hits] == ["a", "a", "a"]
+    service.search(q, top_k=3, metric="dot", model_id="a")
+    assert service.cache.loads == loads + 1  # and stays while it is the recent one
