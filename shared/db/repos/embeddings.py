@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.db.connection import Database
+from shared.db.filters import and_equal
 from shared.db.timestamps import now, to_iso
 
 
@@ -190,14 +191,7 @@ class EmbeddingRepository:
     def _filtered(
         sql: str, entity_id: str, model_id: str | None, embedding_type: str | None
     ) -> tuple[str, list[Any]]:
-        params: list[Any] = [entity_id]
-        if model_id is not None:
-            sql += " AND model_id = ?"
-            params.append(model_id)
-        if embedding_type is not None:
-            sql += " AND embedding_type = ?"
-            params.append(embedding_type)
-        return sql, params
+        return and_equal(sql, [entity_id], model_id=model_id, embedding_type=embedding_type)
 
     # -- what search indexes read ----------------------------------------------------
     def sets(self, model_id: str | None = None) -> list[EmbeddingSet]:
@@ -227,14 +221,12 @@ class EmbeddingRepository:
     ) -> list[tuple[str, str, int, int]]:
         """(model_id, embedding_type, dimension, version) per set: the cheap staleness
         check search runs before every query."""
-        sql = "SELECT model_id, embedding_type, dimension, version FROM embedding_sets WHERE 1 = 1"
-        params: list[Any] = []
-        if model_id is not None:
-            sql += " AND model_id = ?"
-            params.append(model_id)
-        if embedding_type is not None:
-            sql += " AND embedding_type = ?"
-            params.append(embedding_type)
+        sql, params = and_equal(
+            "SELECT model_id, embedding_type, dimension, version FROM embedding_sets WHERE 1 = 1",
+            [],
+            model_id=model_id,
+            embedding_type=embedding_type,
+        )
         rows = self.db.query(sql + " ORDER BY model_id, embedding_type", params)
         return [
             (r["model_id"], r["embedding_type"], int(r["dimension"]), int(r["version"]))

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.db.connection import Database
+from shared.db.filters import and_equal
 from shared.db.timestamps import now, to_iso
 
 JOB_STATUSES = ("queued", "running", "succeeded", "failed")
@@ -73,14 +74,12 @@ class JobRepository:
     def list(
         self, *, status: str | None = None, kind: str | None = None, limit: int = 100
     ) -> list[JobRecord]:
-        sql = f"SELECT {_COLUMNS} FROM jobs WHERE 1 = 1"  # noqa: S608
-        params: list[Any] = []
-        if status is not None:
-            sql += " AND status = ?"
-            params.append(status)
-        if kind is not None:
-            sql += " AND kind = ?"
-            params.append(kind)
+        sql, params = and_equal(
+            f"SELECT {_COLUMNS} FROM jobs WHERE 1 = 1",  # noqa: S608
+            [],
+            status=status,
+            kind=kind,
+        )
         rows = self.db.query(self.db.dialect.limit(sql, "created_at DESC, id"), [*params, limit])
         return [_job(r) for r in rows]
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.db.connection import Database
+from shared.db.filters import and_equal
 from shared.db.timestamps import now, to_iso
 
 MODEL_STATUSES = ("registered", "ingesting", "ready", "failed")
@@ -150,14 +151,12 @@ class ModelRepository:
         return _model(row) if row else None
 
     def list(self, *, name: str | None = None, status: str | None = None, limit: int = 100):
-        sql = f"SELECT {_COLUMNS} FROM models WHERE 1 = 1"  # noqa: S608
-        params: list[Any] = []
-        if name is not None:
-            sql += " AND name = ?"
-            params.append(name)
-        if status is not None:
-            sql += " AND status = ?"
-            params.append(status)
+        sql, params = and_equal(
+            f"SELECT {_COLUMNS} FROM models WHERE 1 = 1",  # noqa: S608
+            [],
+            name=name,
+            status=status,
+        )
         rows = self.db.query(self.db.dialect.limit(sql, "name, version DESC"), [*params, limit])
         return [_model(r) for r in rows]
 
