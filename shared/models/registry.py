@@ -4,6 +4,7 @@ The uploaded blob (`models/<name>.onnx`) is the "latest upload"; each registered
 version's bytes are copied server-side to an immutable archive name
 (`_versions/<name>/<sha256>.onnx`), so a new upload under the same name makes a new
 version while the old one stays until deleted. The same bytes again change nothing.
+Uploads through the API are staged under `_uploads/`, which the trigger ignores.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import IO
 from shared.db.repos.jobs import JobRecord
 from shared.db.repos.models import ModelRecord, ModelRepository
 from shared.jobs.submit import JobSubmitter
-from shared.storage.blob_store import BlobFile, BlobModelStore
+from shared.storage.blob_store import BlobFile, BlobModelStore, staging_name
 from shared.storage.names import model_name_from_blob, validate_model_name
 
 
@@ -40,15 +41,26 @@ class ModelRegistry:
     def register_blob(self, blob_name: str) -> Registration:
         """For the blob trigger: hash the blob by streaming, then register it."""
         name = model_name_from_blob(blob_name)
-        return self._register(name, self.store.hash_pinned(blob_name))
+        return self._register(name, self.store.hash_pinned(blob_name), blob_name)
 
     def upload(self, name: str, body: IO[bytes], max_bytes: int) -> Registration:
-        """For POST /api/models: stream the body to `<name>.onnx`, then register it."""
-        validate_model_name(name)
-        uploaded = self.store.upload(f"{name}.onnx", body, max_bytes=max_bytes)
-        return self._register(name, uploaded)
+        """For POST /api/models: register the body, then publish it as `<name>.onnx`.
 
-    def _register(self, name: str, blob: BlobFile) -> Registration:
+        The body streams to a staging blob the trigger ignores, and `<name>.onnx` is
+        written only once the version is registered. So the blob trigger, seeing that
+        write, finds the hash known and adds nothing, and `created` in the reply is this
+        upload's own answer, never lost in a race with the trigger.
+        """
+        validate_model_name(name)
+        staged = self.store.upload(staging_name(), body, max_bytes=max_bytes)
+        try:
+            reg = self._register(name, staged, f"{name}.onnx")
+            self.store.publish(staged, f"{name}.onnx")
+        finally:
+            self.store.delete(staged.name)
+        return reg
+
+    def _register(self, name: str, blob: BlobFile, uploaded_as: str) -> Registration:
         known = self.models.latest_with_sha(name, blob.sha256)
         if known is not None:
             return Registration(known, False, self.submitter.jobs.get(ingest_job_id(known.id)))
@@ -60,7 +72,7 @@ class ModelRegistry:
             blob_uri=archived.uri,
             blob_name=archived.name,
             content_type=blob.content_type,
-            metadata={"uploaded_as": blob.name},
+            metadata={"uploaded_as": uploaded_as},
         )
         job, _ = self.submitter.submit(
             "model", {"model_id": record.id}, job_id=ingest_job_id(record.id)

@@ -168,30 +168,51 @@ class BlobModelStore:
 
     def archive(self, source: BlobFile, model_name: str) -> BlobFile:
         """Server-side copy to the immutable archive name (no bytes pass through here)."""
+        target_name = archive_name(model_name, source.sha256)
+        if not self.client(target_name).exists():
+            self._copy(source, target_name, {"sha256": source.sha256, "model": model_name})
+        return self._as(source, target_name)
+
+    def publish(self, source: BlobFile, blob_name: str) -> BlobFile:
+        """Server-side copy of `source` to `blob_name`, overwriting it."""
+        _check_blob_name(blob_name)
+        self._copy(source, blob_name, {"sha256": source.sha256})
+        return self._as(source, blob_name)
+
+    def delete(self, blob_name: str) -> None:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        _check_blob_name(blob_name)
+        with contextlib.suppress(ResourceNotFoundError):
+            self.client(blob_name).delete_blob()
+
+    def _copy(self, source: BlobFile, target_name: str, metadata: dict[str, str]) -> None:
         import time
 
         from azure.core import MatchConditions
 
-        target_name = archive_name(model_name, source.sha256)
         target = self.client(target_name)
-        if not target.exists():
-            target.start_copy_from_url(
-                self.client(source.name).url,
-                metadata={"sha256": source.sha256, "model": model_name},
-                source_etag=source.etag,
-                source_match_condition=MatchConditions.IfNotModified,
-            )
-            deadline = time.monotonic() + 600
-            while target.get_blob_properties().copy.status == "pending":
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"copy of {source.name} to {target_name} did not finish")
-                time.sleep(0.2)
-            status = target.get_blob_properties().copy.status
-            if status not in (None, "success"):
-                raise RuntimeError(f"copy of {source.name} to {target_name} ended {status}")
+        target.start_copy_from_url(
+            self.client(source.name).url,
+            metadata=metadata,
+            source_etag=source.etag,
+            source_match_condition=MatchConditions.IfNotModified,
+        )
+        deadline = time.monotonic() + 600
+        while target.get_blob_properties().copy.status == "pending":
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"copy of {source.name} to {target_name} did not finish")
+            time.sleep(0.2)
+        status = target.get_blob_properties().copy.status
+        if status not in (None, "success"):
+            raise RuntimeError(f"copy of {source.name} to {target_name} ended {status}")
+
+    def _as(self, source: BlobFile, blob_name: str) -> BlobFile:
+        """`source`'s size and hash under another name, with that blob's own URL and etag."""
+        target = self.client(blob_name)
         return BlobFile(
             self.container,
-            target_name,
+            blob_name,
             target.url,
             source.size,
             source.sha256,
@@ -200,8 +221,17 @@ class BlobModelStore:
         )
 
 
+def staging_name() -> str:
+    """A fresh name for an upload in flight; the models trigger ignores this prefix."""
+    import uuid
+
+    return f"{STAGING_PREFIX}{uuid.uuid4().hex}.onnx"
+
+
 VERSIONS_PREFIX = "_versions/"
+STAGING_PREFIX = "_uploads/"
 _ARCHIVE = re.compile(r"^_versions/([^/]+)/([0-9a-f]{64})\.onnx$")
+_STAGING = re.compile(r"^_uploads/[0-9a-f]{32}\.onnx$")
 
 
 def archive_name(model_name: str, sha256: str) -> str:
@@ -213,7 +243,9 @@ def archive_name(model_name: str, sha256: str) -> str:
 
 
 def _check_blob_name(blob_name: str) -> None:
-    """Blob names are model names plus a known suffix, or archive names; never paths."""
+    """Blob names are model names plus a known suffix, archive or staging names; never paths."""
+    if _STAGING.match(blob_name):
+        return
     archived = _ARCHIVE.match(blob_name)
     if archived:
         validate_model_name(archived.group(1), "blob")

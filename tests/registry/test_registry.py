@@ -68,3 +68,30 @@ def test_blob_trigger_names_outside_the_pattern_are_refused(registry) -> None:
         registry.register_blob("_versions/iris/" + "a" * 64 + ".onnx")
     with pytest.raises(InvalidNameError):
         registry.upload("../up", io.BytesIO(b"x"), max_bytes=10)
+
+
+def test_upload_is_registered_before_the_trigger_can_see_it(registry, repos) -> None:
+    """The version exists by the time `<name>.onnx` does; no staging blob is left behind."""
+    store = registry.store
+    reg = registry.upload("iris", io.BytesIO(b"v1 bytes"), max_bytes=100)
+    published = store.hash_pinned("iris.onnx")
+    assert published.sha256 == reg.model.sha256 and published.size == len(b"v1 bytes")
+    assert reg.model.metadata["uploaded_as"] == "iris.onnx"
+    names = [b.name for b in store.service.get_container_client(store.container).list_blobs()]
+    assert not [n for n in names if n.startswith("_uploads/")], names
+    assert registry.register_blob("iris.onnx").created is False
+
+
+def test_upload_over_the_limit_leaves_nothing(registry, repos) -> None:
+    from shared.storage.blob_store import UploadTooLargeError
+
+    with pytest.raises(UploadTooLargeError):
+        registry.upload("big", io.BytesIO(b"x" * 5000), max_bytes=1000)
+    store = registry.store
+    assert list(store.service.get_container_client(store.container).list_blobs()) == []
+    assert repos[1].list(name="big") == []
+
+
+def test_blob_trigger_ignores_staging_names(registry) -> None:
+    with pytest.raises(InvalidNameError):
+        registry.register_blob("_uploads/" + "a" * 32 + ".onnx")
