@@ -7,7 +7,6 @@ second message is received while the first runs and waits, not started, in the h
 from __future__ import annotations
 
 import signal
-import time
 
 import pytest
 
@@ -26,7 +25,8 @@ def test_sigterm_finishes_running_invocation_and_loses_nothing(azurite, tmp_path
         slow.send_message("first")
         wait_for(lambda: host.records("slow"), what="the first invocation to start")
         slow.send_message("second")
-        time.sleep(0.8)  # the poller receives "second"; the one worker is busy with "first"
+        # the poller receives "second" (it turns invisible); the one worker is busy with "first"
+        wait_for(lambda: not slow.peek_messages(max_messages=5), what="the poller to take second")
 
         host.process.send_signal(signal.SIGTERM)
         code = host.process.wait(20)
