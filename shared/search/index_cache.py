@@ -65,6 +65,7 @@ class LoadedSet:
         if metric == "euclidean":
             sq_norms = np.einsum("ij,ij->j", cols, cols, dtype=np.float32)
             return core.SearchMatrix("euclidean", cols, sq_norms)
+        # cosine: a normalised copy for the scan; the float64 re-score reads the base rows.
         return core.prepare(self.base.vectors, metric)  # type: ignore[arg-type]
 
 

@@ -12,11 +12,15 @@ Scores every stored row against the query with BLAS and keeps the best ``top_k``
 
 Work done once at load lives in ``SearchMatrix`` (normalised copy for cosine, squared norms
 for euclidean), which the caller keeps. A single query is one gemv into a pooled score
-buffer, then ``kernels.top_k``. A batch runs gemm over row blocks, keeps a running top-k per
-query and only looks at block entries above the current k-th best, so temporaries stay at
-block size even for millions of rows. The float32 winners (with a margin) are re-scored in
-float64 and ordered by score then row index, so results match a float64 brute-force
-ranking and ties are deterministic.
+buffer, then ``kernels.top_k``. A batch runs gemm over row blocks (doubling from a small
+first one), keeps a running top-k per query and only looks at block entries above the
+current k-th best, so temporaries stay at block size even for millions of rows.
+
+Exactness: a float32 score differs from the float64 score of the same stored values by
+at most ``error_bound`` (the rounding bound of the dot product, doubled). Every row whose
+float32 score is within twice that bound of the k-th best float32 score is re-scored in
+float64, and those are ordered by score, then row index. So results are the float64
+brute-force ranking, ties included, even among near-duplicates float32 cannot separate.
 """
 
 from __future__ import annotations
@@ -34,8 +38,15 @@ Metric = Literal["cosine", "euclidean", "dot"]
 METRICS: tuple[Metric, ...] = ("cosine", "euclidean", "dot")
 #: Bytes of one block of batch scores (queries x rows x 4).
 BLOCK_BYTES = 16 * 1024 * 1024
-#: Extra float32 candidates re-scored in float64 beyond top_k.
+#: Extra float32 best kept beyond top_k by the single-query selection, so the band of
+#: near-ties usually fits in one selection.
 RERANK_MARGIN = 16
+#: Candidates re-scored in float64 per step (bounds the float64 copy).
+RESCORE_CHUNK = 8192
+#: A batch query whose band of near-ties outgrows this many rows (degenerate data, such
+#: as thousands of identical vectors) finishes through the single-query path instead.
+BAND_CAP = 4096
+_U32 = 2.0**-24  # float32 unit roundoff
 #: Columns of the first block whose k-th best seeds the per-query threshold.
 SEED_COLUMNS = 4096
 
@@ -53,6 +64,15 @@ class SearchMatrix:
     metric: Metric
     columns: np.ndarray
     sq_norms: np.ndarray | None = None
+    #: Largest row norm (an upper bound); sizes the float32 error bound.
+    max_norm: float | None = None
+    #: The stored rows (n, d) as given, when ``columns`` holds a normalised copy: the
+    #: float64 re-score reads these, so cosine is exact for the stored values.
+    raw: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_norm is None:
+            object.__setattr__(self, "max_norm", _max_norm(self))
 
     @property
     def vectors(self) -> np.ndarray:
@@ -77,6 +97,30 @@ class SearchResult:
     similarities: np.ndarray
 
 
+def _max_norm(matrix: SearchMatrix) -> float:
+    if matrix.rows == 0:
+        return 0.0
+    if matrix.metric == "cosine":
+        return 1.0 + 1e-4  # unit rows, up to their float32 rounding
+    sq = matrix.sq_norms
+    if sq is None:
+        sq = np.einsum("ij,ij->j", matrix.columns, matrix.columns, dtype=np.float64)
+    return float(np.sqrt(np.max(sq))) * (1 + 1e-4)
+
+
+def error_bound(matrix: SearchMatrix, query_norms: np.ndarray) -> np.ndarray:
+    """Per query: the most a float32 score can differ from the float64 score of the same
+    stored values (the textbook bound for a length-d dot product, doubled for margin)."""
+    q = np.asarray(query_norms, dtype=np.float64)
+    g = 2.0 * (matrix.dim + 4) * _U32
+    big = float(matrix.max_norm or 0.0)
+    if matrix.metric == "cosine":
+        return np.where(q > 0, 3.0 * g, 0.0)  # the dot, plus both float32 normalisations
+    if matrix.metric == "dot":
+        return g * q * big
+    return g * (2.0 * q * big + big * big)
+
+
 def prepare(
     vectors: np.ndarray,
     metric: Metric,
@@ -89,19 +133,23 @@ def prepare(
     (euclidean), and lay the matrix out column-major for the scan.
 
     ``normalized=True`` says cosine rows are already unit length; ``copy=False`` lets
-    cosine normalise the caller's rows in place before the column-major copy.
+    cosine normalise the caller's rows in place before the column-major copy (the
+    float64 re-score then reads the normalised rows). Otherwise cosine keeps a
+    reference to the given rows for the re-score.
     """
     if metric not in METRICS:
         raise VectorFormatError("metric", f"unknown metric {metric!r}; use one of {METRICS}")
     m = np.asarray(vectors, dtype=np.float32)
     if m.ndim != 2:
         raise VectorFormatError("vectors", f"expected a matrix (2-D), got shape {m.shape}")
+    raw = None
     if metric == "cosine" and not normalized:
+        raw = m if copy else None  # the caller's rows (or a view of them), not a copy
         m = np.ascontiguousarray(m)
         m = kernels.normalize(m, out=None if copy else m)
     if metric == "euclidean" and sq_norms is None:
         sq_norms = kernels.squared_norms(np.ascontiguousarray(m))
-    return SearchMatrix(metric, np.ascontiguousarray(m.T), sq_norms)
+    return SearchMatrix(metric, np.ascontiguousarray(m.T), sq_norms, raw=raw)
 
 
 def _check(matrix: SearchMatrix, queries: np.ndarray, top_k: int) -> None:
@@ -109,10 +157,6 @@ def _check(matrix: SearchMatrix, queries: np.ndarray, top_k: int) -> None:
         raise DimensionMismatchError.between("query", queries.shape[-1], "vectors", matrix.dim)
     if isinstance(top_k, bool) or not isinstance(top_k, int | np.integer) or top_k < 1:
         raise VectorFormatError("top_k", f"must be a positive integer, got {top_k!r}")
-
-
-def _candidates(matrix: SearchMatrix, top_k: int) -> int:
-    return min(matrix.rows, top_k + max(RERANK_MARGIN, top_k))
 
 
 def _query_side(matrix: SearchMatrix, queries: np.ndarray) -> np.ndarray:
@@ -129,73 +173,74 @@ def _to_scores(matrix: SearchMatrix, scores: np.ndarray, start: int, stop: int) 
         scores -= matrix.sq_norms[start:stop]
 
 
-def _finish(
-    matrix: SearchMatrix, query: np.ndarray, cand: np.ndarray, top_k: int, pool: BufferPool
-) -> SearchResult:
-    """Re-score candidate rows in float64 (pooled copies) and order by (score, row index)."""
-    q = np.asarray(query, dtype=np.float64)
-    shape = (cand.size, matrix.dim)
-    with (
-        pool.rent((matrix.dim, cand.size), np.float32) as cols32,
-        pool.rent(shape, np.float64) as x,
-    ):
-        # Gather the candidates' columns ("raise" would buffer a copy of the whole matrix).
-        np.take(matrix.columns, cand, axis=1, out=cols32, mode="clip")
-        np.copyto(x, cols32.T)
-        if matrix.metric == "cosine":
-            denom = np.sqrt(np.einsum("ij,ij->i", x, x)) * np.linalg.norm(q)
-            dots = x @ q
-            sim = np.divide(dots, denom, out=np.zeros_like(dots), where=denom > 0)
-            key, dist = -sim, 1.0 - sim
-        elif matrix.metric == "dot":
-            sim = x @ q
-            key, dist = -sim, -sim
-        else:
-            x -= q
-            dist = np.sqrt(np.einsum("ij,ij->i", x, x))
-            key, sim = dist, 1.0 / (1.0 + dist)
-    order = np.lexsort((cand, key))[:top_k]
-    return SearchResult(cand[order].astype(np.int64), dist[order], sim[order])
+def _rescore(
+    matrix: SearchMatrix, queries: np.ndarray, qi: np.ndarray, rows: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """float64 (key, distance, similarity) of each (query ``qi[j]``, row ``rows[j]``) pair.
 
-
-def _finish_batch(
-    matrix: SearchMatrix, queries: np.ndarray, cands: list[np.ndarray], top_k: int, pool: BufferPool
-) -> list[SearchResult]:
-    """``_finish`` for every query at once: one gather of the union of candidate columns
-    (sorted, so reads walk memory forward), then float64 scoring without a Python loop
-    per query. The same ordering rule: score, then row index."""
-    sizes = {c.size for c in cands}
-    if len(sizes) != 1 or not cands[0].size:
-        return [_finish(matrix, q, c, top_k, pool) for q, c in zip(queries, cands, strict=True)]
-    nq, keep = len(cands), sizes.pop()
-    cand = np.concatenate(cands)
-    unique, inverse = np.unique(cand, return_inverse=True)
-    rows = matrix.columns[:, unique].T.astype(np.float64)  # fancy indexing beats np.take here
-    cand = cand.reshape(nq, keep)
-    q = np.asarray(queries, dtype=np.float64)
-    # One float64 gemm of the distinct candidates against every query, then each query
-    # picks its own candidates' entries.
-    at = (inverse.reshape(nq, keep), np.arange(nq)[:, None])
-    dots = (rows @ q.T)[at]
+    One gather of the distinct rows (sorted, so reads walk memory forward), one float64
+    gemm of them against every query, then each pair picks its entry."""
+    unique, inverse = np.unique(rows, return_inverse=True)
+    if matrix.raw is not None:
+        x = matrix.raw[unique].astype(np.float64)
+    else:  # fancy indexing beats np.take here
+        x = matrix.columns[:, unique].T.astype(np.float64)
+    q = np.asarray(queries, dtype=np.float64).reshape(-1, matrix.dim)
+    dots = (x @ q.T)[inverse, qi]
     if matrix.metric == "dot":
-        sim = dots
-        key, dist = -sim, -sim
-    else:
-        row_sq = np.einsum("ij,ij->i", rows, rows)[at[0]]
-        q_sq = np.einsum("ij,ij->i", q, q)[:, None]
-        if matrix.metric == "cosine":
-            denom = np.sqrt(row_sq * q_sq)
-            sim = np.divide(dots, denom, out=np.zeros_like(dots), where=denom > 0)
-            key, dist = -sim, 1.0 - sim
-        else:
-            dist = np.sqrt(np.maximum(row_sq + q_sq - 2.0 * dots, 0.0))
-            key, sim = dist, 1.0 / (1.0 + dist)
-    by_row = np.argsort(cand, axis=1, kind="stable")
-    by_key = np.argsort(np.take_along_axis(key, by_row, axis=1), axis=1, kind="stable")
-    order = np.take_along_axis(by_row, by_key, axis=1)[:, :top_k]
-    pick = lambda a: np.take_along_axis(a, order, axis=1)  # noqa: E731
-    idx, dists, sims = pick(cand).astype(np.int64), pick(dist), pick(sim)
-    return [SearchResult(idx[i], dists[i], sims[i]) for i in range(nq)]
+        return -dots, -dots, dots
+    row_sq = np.einsum("ij,ij->i", x, x)[inverse]
+    q_sq = np.einsum("ij,ij->i", q, q)[qi]
+    if matrix.metric == "cosine":
+        denom = np.sqrt(row_sq * q_sq)
+        sim = np.divide(dots, denom, out=np.zeros_like(dots), where=denom > 0)
+        return -sim, 1.0 - sim, sim
+    dist = np.sqrt(np.maximum(row_sq + q_sq - 2.0 * dots, 0.0))
+    return dist, dist, 1.0 / (1.0 + dist)
+
+
+def _best_per_query(
+    nq: int, top_k: int, qi: np.ndarray, rows: np.ndarray, key: np.ndarray
+) -> np.ndarray:
+    """Positions of each query's ``top_k`` best entries by (key, row), grouped by query."""
+    order = np.lexsort((rows, key, qi))
+    q_sorted = qi[order]
+    first = np.searchsorted(q_sorted, np.arange(nq))
+    rank = np.arange(order.size) - first[q_sorted]
+    return order[rank < top_k]
+
+
+def _finish(matrix: SearchMatrix, query: np.ndarray, cand: np.ndarray, top_k: int) -> SearchResult:
+    """Re-score a band of candidate rows in float64, a chunk at a time (the band can be
+    large on degenerate data), keeping the best ``top_k`` by (score, row index)."""
+    best_rows = np.empty(0, np.int64)
+    best = (np.empty(0), np.empty(0), np.empty(0))
+    for lo in range(0, cand.size, RESCORE_CHUNK):
+        rows = np.concatenate([best_rows, cand[lo : lo + RESCORE_CHUNK]])
+        fresh = _rescore(
+            matrix, query, np.zeros(rows.size - best_rows.size, np.intp), rows[best_rows.size :]
+        )
+        scored = tuple(np.concatenate([b, f]) for b, f in zip(best, fresh, strict=True))
+        keep = _best_per_query(1, top_k, np.zeros(rows.size, np.intp), rows, scored[0])
+        best_rows, best = rows[keep], tuple(a[keep] for a in scored)
+    return SearchResult(best_rows.astype(np.int64), best[1], best[2])
+
+
+def _band(scores: np.ndarray, top_k: int, eps: float, pool: BufferPool) -> np.ndarray:
+    """Rows whose float32 score is within ``2 * eps`` of the k-th best: a superset of the
+    float64 top-k. Usually found among the first ``top_k + margin`` best; a wider band
+    (many near-ties) takes one more pass over the scores."""
+    n = scores.size
+    keep = min(n, top_k + max(RERANK_MARGIN, top_k))
+    idx, vals = kernels.top_k(scores, keep, pool=pool)
+    if eps == 0.0 or top_k >= n:
+        return idx[:top_k]  # exact float32 scores (a zero query): ties already by row
+    floor = _down_to_f32(np.array([float(vals[top_k - 1]) - 2.0 * eps]))[0]
+    if keep < n and vals[-1] >= floor:
+        with pool.rent(n, np.bool_) as mask:
+            np.greater_equal(scores, floor, out=mask)
+            return np.flatnonzero(mask)
+    return idx[vals >= floor]
 
 
 def search(
@@ -208,22 +253,31 @@ def search(
     _check(matrix, q, top_k)
     pool = pool or default_pool()
     qs = _query_side(matrix, q)
+    eps = float(error_bound(matrix, np.array([np.linalg.norm(qs)]))[0])
     with pool.rent(matrix.rows, np.float32) as scores:
         np.matmul(qs, matrix.columns, out=scores)
         _to_scores(matrix, scores, 0, matrix.rows)
-        cand, _ = kernels.top_k(scores, _candidates(matrix, top_k), pool=pool)
-    return _finish(matrix, q, cand, top_k, pool)
+        cand = _band(scores, top_k, eps, pool)
+    return _finish(matrix, q, cand, top_k)
 
 
-class _RunningTopK:
-    """Per-query best candidates as flat (query, row, score) arrays, plus each k-th score."""
+class _RunningBand:
+    """Per query, the float32 entries that can still reach the float64 top-k: the best
+    ``top_k`` plus every entry within ``2 * eps`` of the k-th best. Flat (query, row,
+    score) arrays sorted by query, then score (best first), then row.
 
-    def __init__(self, nq: int, keep: int) -> None:
-        self.nq, self.keep = nq, keep
+    A query whose band outgrows ``cap`` stops collecting (``overflow``); the caller
+    finishes it another way."""
+
+    def __init__(self, nq: int, top_k: int, eps: np.ndarray, cap: int) -> None:
+        self.nq, self.top_k, self.cap = nq, top_k, cap
+        self.eps2 = 2.0 * np.asarray(eps, np.float64)
         self.q = np.empty(0, np.int64)
         self.row = np.empty(0, np.int64)
         self.score = np.empty(0, np.float32)
-        self.kth = np.full(nq, -np.inf, np.float32)
+        #: Entries below this cannot matter any more (-inf until a query has top_k).
+        self.floor = np.full(nq, -np.inf)
+        self.overflow = np.zeros(nq, bool)
 
     def merge(self, q: np.ndarray, row: np.ndarray, score: np.ndarray) -> None:
         qs = np.concatenate([self.q, q])
@@ -231,18 +285,30 @@ class _RunningTopK:
         scores = np.concatenate([self.score, score])
         order = np.lexsort((rows, -scores, qs))
         qs, rows, scores = qs[order], rows[order], scores[order]
-        starts = np.searchsorted(qs, np.arange(self.nq))
-        rank = np.arange(qs.size) - starts[qs]
-        keep = rank < self.keep
-        self.q, self.row, self.score = qs[keep], rows[keep], scores[keep]
-        counts = np.bincount(self.q, minlength=self.nq)
-        starts = np.searchsorted(self.q, np.arange(self.nq))
-        full = counts >= self.keep
-        self.kth[full] = self.score[starts[full] + self.keep - 1]
+        first = np.searchsorted(qs, np.arange(self.nq))
+        counts = np.bincount(qs, minlength=self.nq)
+        full = counts >= self.top_k
+        kth = np.full(self.nq, -np.inf)
+        kth[full] = scores[first[full] + self.top_k - 1]
+        floor = np.where(self.eps2 > 0, kth - self.eps2, kth)
+        rank = np.arange(qs.size) - first[qs]
+        # eps == 0 means exact float32 scores: the top_k by (score, row) is the answer.
+        band = (rank < self.top_k) | ((scores >= floor[qs]) & (self.eps2[qs] > 0))
+        counts = np.bincount(qs[band], minlength=self.nq)
+        self.overflow |= counts > self.cap
+        band &= ~self.overflow[qs]
+        self.q, self.row, self.score = qs[band], rows[band], scores[band]
+        self.floor = np.maximum(self.floor, floor)
+        self.floor[self.overflow] = np.inf
 
-    def rows_of(self, qi: int) -> np.ndarray:
-        lo, hi = np.searchsorted(self.q, [qi, qi + 1])
-        return self.row[lo:hi]
+    def threshold(self) -> np.ndarray:
+        """Per query, the least float32 score a new entry needs to join the band, as
+        float32 rounded down (the block compare then runs in float32). With exact
+        scores (eps 0) a later row must beat the k-th outright: a tie loses on row."""
+        low = _down_to_f32(self.floor)
+        exact = self.eps2 == 0  # the floor is then a float32 score itself
+        low[exact] = np.nextafter(low[exact], np.float32(np.inf))
+        return low
 
 
 def search_batch(
@@ -253,7 +319,7 @@ def search_batch(
     pool: BufferPool | None = None,
     block_rows: int | None = None,
 ) -> list[SearchResult]:
-    """``search`` for many queries at once: gemm per row block, running top-k per query."""
+    """``search`` for many queries at once: gemm per row block, running band per query."""
     qm = np.asarray(queries, dtype=np.float32)
     if qm.ndim != 2:
         raise VectorFormatError("queries", f"expected a matrix (2-D), got shape {qm.shape}")
@@ -262,44 +328,91 @@ def search_batch(
     if nq == 0:
         return []
     pool = pool or default_pool()
-    keep = _candidates(matrix, top_k)
-    block = max(keep, block_rows or BLOCK_BYTES // (4 * nq))
-    block = min(block, n)
+    keep = min(n, top_k + max(RERANK_MARGIN, top_k))
+    cap = min(max(keep, block_rows or BLOCK_BYTES // (4 * nq)), n)
     qs = np.ascontiguousarray(_query_side(matrix, qm))
-    best = _RunningTopK(nq, keep)
+    eps = error_bound(matrix, np.linalg.norm(qs.astype(np.float64), axis=1))
+    band = _RunningBand(nq, min(top_k, n), eps, max(BAND_CAP, 4 * keep))
     with (
-        pool.rent(nq * block, np.float32) as score_buf,
-        pool.rent(nq * block, np.bool_) as mask_buf,
+        pool.rent(nq * cap, np.float32) as score_buf,
+        pool.rent(nq * cap, np.bool_) as mask_buf,
     ):
-        for start in range(0, n, block):
-            stop = min(start + block, n)
+        for start, stop in _blocks(n, min(cap, max(keep, SEED_COLUMNS)), cap):
             width = stop - start
             scores = score_buf[: nq * width].reshape(nq, width)
             mask = mask_buf[: nq * width].reshape(nq, width)
             np.matmul(qs, matrix.columns[:, start:stop], out=scores)
             _to_scores(matrix, scores, start, stop)
-            if np.isneginf(best.kth).any():
-                _block_threshold_mask(scores, best.kth, min(keep, width), mask, pool)
+            floor = band.threshold()
+            if np.isneginf(floor).any():
+                _block_threshold_mask(scores, floor, min(top_k, width), band.eps2, mask, pool)
             else:
-                np.greater(scores, best.kth[:, None], out=mask)
+                np.greater_equal(scores, floor[:, None], out=mask)
             qi, ri = _nonzero(mask)
-            best.merge(qi, ri + start, scores[qi, ri])
-    return _finish_batch(matrix, qm, [best.rows_of(i) for i in range(nq)], top_k, pool)
+            band.merge(qi, ri + start, scores[qi, ri])
+    results = _finish_batch(matrix, qm, band, top_k)
+    for i in np.flatnonzero(band.overflow):
+        results[i] = search(matrix, qm[i], top_k, pool=pool)
+    return results
+
+
+def _finish_batch(
+    matrix: SearchMatrix, queries: np.ndarray, band: _RunningBand, top_k: int
+) -> list[SearchResult]:
+    """``_finish`` for every query's band at once, without a Python loop per query."""
+    nq = len(queries)
+    if not band.q.size:
+        empty = SearchResult(np.empty(0, np.int64), np.empty(0), np.empty(0))
+        return [empty] * nq
+    key, dist, sim = _rescore(matrix, queries, band.q, band.row)
+    pick = _best_per_query(nq, top_k, band.q, band.row, key)
+    qi = band.q[pick]
+    bounds = np.searchsorted(qi, np.arange(nq + 1))
+    idx, dists, sims = band.row[pick].astype(np.int64), dist[pick], sim[pick]
+    return [
+        SearchResult(idx[a:b], dists[a:b], sims[a:b])
+        for a, b in zip(bounds[:-1], bounds[1:], strict=True)
+    ]
+
+
+def _down_to_f32(x: np.ndarray) -> np.ndarray:
+    """float64 bounds as float32, rounded down so a float32 compare admits no less."""
+    low = x.astype(np.float32)
+    return np.where(low > x, np.nextafter(low, np.float32(-np.inf)), low)
+
+
+def _blocks(n: int, first: int, cap: int) -> list[tuple[int, int]]:
+    """Row blocks that double from ``first`` up to ``cap``.
+
+    Each block's candidates are the entries beating the k-th best of everything before
+    it, about ``k * width / rows_seen`` per query; doubling keeps that near ``k`` per
+    block instead of letting one wide early block flood the merge."""
+    out, start, width = [], 0, first
+    while start < n:
+        stop = min(start + width, n)
+        out.append((start, stop))
+        start, width = stop, min(2 * width, cap)
+    return out
 
 
 def _block_threshold_mask(
-    scores: np.ndarray, kth: np.ndarray, keep: int, mask: np.ndarray, pool: BufferPool
+    scores: np.ndarray,
+    floor: np.ndarray,
+    k: int,
+    eps2: np.ndarray,
+    mask: np.ndarray,
+    pool: BufferPool,
 ) -> None:
-    """Entries at least as good as each query's ``keep``-th best among the block's first
-    columns: a valid bound (those columns alone hold ``keep`` such entries) that costs a
-    partition of a few thousand columns instead of the whole block."""
-    width = min(scores.shape[1], max(4 * keep, SEED_COLUMNS))
+    """Entries within ``eps2`` of each query's k-th best among the block's first columns:
+    a valid bound (those columns alone hold k entries that good) that costs a partition
+    of a few thousand columns instead of the whole block."""
+    width = min(scores.shape[1], max(4 * k, SEED_COLUMNS))
     with pool.rent(scores.shape[0] * width, np.float32) as buf:
         neg = buf.reshape(scores.shape[0], width)
         np.negative(scores[:, :width], out=neg)
-        neg.partition(keep - 1, axis=1)
-        thresh = np.maximum(-neg[:, keep - 1], kth)
-    np.greater_equal(scores, thresh[:, None], out=mask)
+        neg.partition(k - 1, axis=1)
+        thresh = _down_to_f32(-neg[:, k - 1].astype(np.float64) - eps2)
+    np.greater_equal(scores, np.maximum(thresh, floor)[:, None], out=mask)
 
 
 def _nonzero(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

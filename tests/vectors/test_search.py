@@ -136,3 +136,52 @@ def test_errors(rng: np.random.Generator) -> None:
         assert err.value.field == "top_k"
     with pytest.raises(VectorFormatError, match="unknown metric"):
         search.prepare(np.ones((2, 2)), "manhattan")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_near_duplicates_float32_cannot_order_are_still_exact(
+    rng: np.random.Generator, metric: str
+) -> None:
+    """200 rows a hair apart (1e-6): float32 scores misorder them, so a fixed re-score
+    margin would miss some of the float64 top 10; the error-bound band does not."""
+    d = 384
+    base = rng.standard_normal(d)
+    near = base + rng.standard_normal((200, d)) * 1e-6
+    m = np.concatenate([rng.standard_normal((3000, d)), near]).astype(np.float32)
+    m = m[rng.permutation(len(m))]
+    prepared = search.prepare(m, metric)
+    queries = (base + rng.standard_normal((3, d)) * 1e-3).astype(np.float32)
+    batch = search.search_batch(prepared, queries, 10, block_rows=500)
+    for q, got_batch in zip(queries, batch, strict=True):
+        want = reference(m, q, 10, metric)
+        assert search.search(prepared, q, 10).indices.tolist() == want.tolist()
+        assert got_batch.indices.tolist() == want.tolist()
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_a_band_wider_than_the_cap_still_finishes_exactly(
+    rng: np.random.Generator, metric: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Thousands of identical rows: the batch hands the query to the single path, and
+    the single path re-scores the whole band in chunks."""
+    monkeypatch.setattr(search, "BAND_CAP", 50)
+    monkeypatch.setattr(search, "RESCORE_CHUNK", 64)
+    row = rng.standard_normal(32).astype(np.float32)
+    m = rng.standard_normal((2000, 32)).astype(np.float32)
+    same = rng.choice(2000, 300, replace=False)
+    m[same] = row
+    prepared = search.prepare(m, metric)
+    want = reference(m, row, 10, metric).tolist()
+    assert want == sorted(same.tolist())[:10]
+    assert search.search(prepared, row, 10).indices.tolist() == want
+    res = search.search_batch(prepared, np.stack([row, -row]), 10, block_rows=256)
+    assert res[0].indices.tolist() == want
+    assert res[1].indices.tolist() == reference(m, -row, 10, metric).tolist()
+
+
+def test_zero_query_under_dot_ranks_by_row() -> None:
+    m = np.arange(40 * 3, dtype=np.float32).reshape(40, 3)
+    prepared = search.prepare(m, "dot")
+    assert search.search(prepared, np.zeros(3, np.float32), 4).indices.tolist() == [0, 1, 2, 3]
+    res = search.search_batch(prepared, np.zeros((2, 3), np.float32), 4, block_rows=8)
+    assert [r.indices.tolist() for r in res] == [[0, 1, 2, 3]] * 2
