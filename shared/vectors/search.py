@@ -174,22 +174,35 @@ def _to_scores(matrix: SearchMatrix, scores: np.ndarray, start: int, stop: int) 
 
 
 def _rescore(
-    matrix: SearchMatrix, queries: np.ndarray, qi: np.ndarray, rows: np.ndarray
+    matrix: SearchMatrix,
+    queries: np.ndarray,
+    qi: np.ndarray,
+    rows: np.ndarray,
+    pool: BufferPool,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """float64 (key, distance, similarity) of each (query ``qi[j]``, row ``rows[j]``) pair.
 
-    One gather of the distinct rows (sorted, so reads walk memory forward), one float64
-    gemm of them against every query, then each pair picks its entry."""
+    One gather of the distinct rows (sorted, so reads walk memory forward) into pooled
+    buffers, one float64 gemm of them against every query, then each pair picks its
+    entry."""
     unique, inverse = np.unique(rows, return_inverse=True)
-    if matrix.raw is not None:
-        x = matrix.raw[unique].astype(np.float64)
-    else:  # fancy indexing beats np.take here
-        x = matrix.columns[:, unique].T.astype(np.float64)
-    q = np.asarray(queries, dtype=np.float64).reshape(-1, matrix.dim)
-    dots = (x @ q.T)[inverse, qi]
-    if matrix.metric == "dot":
-        return -dots, -dots, dots
-    row_sq = np.einsum("ij,ij->i", x, x)[inverse]
+    k, d = unique.size, matrix.dim
+    q = np.asarray(queries, dtype=np.float64).reshape(-1, d)
+    with pool.rent((k, d), np.float32) as x32, pool.rent((k, d), np.float64) as x:
+        # take() on a C-contiguous source with mode="clip" writes straight into the
+        # buffer; "raise", or a strided source, would first copy the whole matrix.
+        columns = matrix.columns if matrix.raw is None else matrix.raw.T
+        if columns.flags.c_contiguous:
+            with pool.rent((d, k), np.float32) as cols:
+                np.take(columns, unique, axis=1, out=cols, mode="clip")
+                np.copyto(x, cols.T)
+        else:  # the caller's own row-major rows
+            np.take(np.ascontiguousarray(matrix.raw), unique, axis=0, out=x32, mode="clip")
+            np.copyto(x, x32)
+        dots = (x @ q.T)[inverse, qi]
+        if matrix.metric == "dot":
+            return -dots, -dots, dots
+        row_sq = np.einsum("ij,ij->i", x, x)[inverse]
     q_sq = np.einsum("ij,ij->i", q, q)[qi]
     if matrix.metric == "cosine":
         denom = np.sqrt(row_sq * q_sq)
@@ -210,7 +223,9 @@ def _best_per_query(
     return order[rank < top_k]
 
 
-def _finish(matrix: SearchMatrix, query: np.ndarray, cand: np.ndarray, top_k: int) -> SearchResult:
+def _finish(
+    matrix: SearchMatrix, query: np.ndarray, cand: np.ndarray, top_k: int, pool: BufferPool
+) -> SearchResult:
     """Re-score a band of candidate rows in float64, a chunk at a time (the band can be
     large on degenerate data), keeping the best ``top_k`` by (score, row index)."""
     best_rows = np.empty(0, np.int64)
@@ -218,7 +233,11 @@ def _finish(matrix: SearchMatrix, query: np.ndarray, cand: np.ndarray, top_k: in
     for lo in range(0, cand.size, RESCORE_CHUNK):
         rows = np.concatenate([best_rows, cand[lo : lo + RESCORE_CHUNK]])
         fresh = _rescore(
-            matrix, query, np.zeros(rows.size - best_rows.size, np.intp), rows[best_rows.size :]
+            matrix,
+            query,
+            np.zeros(rows.size - best_rows.size, np.intp),
+            rows[best_rows.size :],
+            pool,
         )
         scored = tuple(np.concatenate([b, f]) for b, f in zip(best, fresh, strict=True))
         keep = _best_per_query(1, top_k, np.zeros(rows.size, np.intp), rows, scored[0])
@@ -258,7 +277,7 @@ def search(
         np.matmul(qs, matrix.columns, out=scores)
         _to_scores(matrix, scores, 0, matrix.rows)
         cand = _band(scores, top_k, eps, pool)
-    return _finish(matrix, q, cand, top_k)
+    return _finish(matrix, q, cand, top_k, pool)
 
 
 class _RunningBand:
@@ -350,21 +369,21 @@ def search_batch(
                 np.greater_equal(scores, floor[:, None], out=mask)
             qi, ri = _nonzero(mask)
             band.merge(qi, ri + start, scores[qi, ri])
-    results = _finish_batch(matrix, qm, band, top_k)
+    results = _finish_batch(matrix, qm, band, top_k, pool)
     for i in np.flatnonzero(band.overflow):
         results[i] = search(matrix, qm[i], top_k, pool=pool)
     return results
 
 
 def _finish_batch(
-    matrix: SearchMatrix, queries: np.ndarray, band: _RunningBand, top_k: int
+    matrix: SearchMatrix, queries: np.ndarray, band: _RunningBand, top_k: int, pool: BufferPool
 ) -> list[SearchResult]:
     """``_finish`` for every query's band at once, without a Python loop per query."""
     nq = len(queries)
     if not band.q.size:
         empty = SearchResult(np.empty(0, np.int64), np.empty(0), np.empty(0))
         return [empty] * nq
-    key, dist, sim = _rescore(matrix, queries, band.q, band.row)
+    key, dist, sim = _rescore(matrix, queries, band.q, band.row, pool)
     pick = _best_per_query(nq, top_k, band.q, band.row, key)
     qi = band.q[pick]
     bounds = np.searchsorted(qi, np.arange(nq + 1))
