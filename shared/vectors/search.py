@@ -47,8 +47,10 @@ RESCORE_CHUNK = 8192
 #: as thousands of identical vectors) finishes through the single-query path instead.
 BAND_CAP = 4096
 _U32 = 2.0**-24  # float32 unit roundoff
-#: Columns of the first block whose k-th best seeds the per-query threshold.
+#: Width of the first row block of a batch.
 SEED_COLUMNS = 4096
+#: Columns of the first block whose k-th best seeds the per-query threshold.
+SEED_SAMPLE = 1024
 
 
 @dataclass(frozen=True)
@@ -425,7 +427,7 @@ def _block_threshold_mask(
     """Entries within ``eps2`` of each query's k-th best among the block's first columns:
     a valid bound (those columns alone hold k entries that good) that costs a partition
     of a few thousand columns instead of the whole block."""
-    width = min(scores.shape[1], max(4 * k, SEED_COLUMNS))
+    width = min(scores.shape[1], max(4 * k, SEED_SAMPLE))
     with pool.rent(scores.shape[0] * width, np.float32) as buf:
         neg = buf.reshape(scores.shape[0], width)
         np.negative(scores[:, :width], out=neg)
