@@ -201,17 +201,21 @@ def _rescore(
         else:  # the caller's own row-major rows
             np.take(np.ascontiguousarray(matrix.raw), unique, axis=0, out=x32, mode="clip")
             np.copyto(x, x32)
+        if matrix.metric == "euclidean":
+            # From the differences: |x|^2 + |q|^2 - 2 x.q cancels away the digits
+            # that separate rows far from the origin.
+            with pool.rent((qi.size, d), np.float64) as diff:
+                np.take(x, inverse, axis=0, out=diff, mode="clip")
+                diff -= q[0] if len(q) == 1 else q[qi]
+                dist = np.sqrt(np.einsum("ij,ij->i", diff, diff))
+            return dist, dist, 1.0 / (1.0 + dist)
         dots = (x @ q.T)[inverse, qi]
         if matrix.metric == "dot":
             return -dots, -dots, dots
         row_sq = np.einsum("ij,ij->i", x, x)[inverse]
-    q_sq = np.einsum("ij,ij->i", q, q)[qi]
-    if matrix.metric == "cosine":
-        denom = np.sqrt(row_sq * q_sq)
-        sim = np.divide(dots, denom, out=np.zeros_like(dots), where=denom > 0)
-        return -sim, 1.0 - sim, sim
-    dist = np.sqrt(np.maximum(row_sq + q_sq - 2.0 * dots, 0.0))
-    return dist, dist, 1.0 / (1.0 + dist)
+    denom = np.sqrt(row_sq * np.einsum("ij,ij->i", q, q)[qi])
+    sim = np.divide(dots, denom, out=np.zeros_like(dots), where=denom > 0)
+    return -sim, 1.0 - sim, sim
 
 
 def _best_per_query(

@@ -185,3 +185,19 @@ def test_zero_query_under_dot_ranks_by_row() -> None:
     assert search.search(prepared, np.zeros(3, np.float32), 4).indices.tolist() == [0, 1, 2, 3]
     res = search.search_batch(prepared, np.zeros((2, 3), np.float32), 4, block_rows=8)
     assert [r.indices.tolist() for r in res] == [[0, 1, 2, 3]] * 2
+
+
+def test_euclidean_far_from_the_origin_ranks_by_the_differences(
+    rng: np.random.Generator,
+) -> None:
+    """Rows near 1e6 that differ from the query in two coordinates: |x|^2 + |q|^2 - 2x.q
+    loses the digits that separate them even in float64; the re-score must not."""
+    d = 384
+    q = (1e6 + rng.integers(-8, 8, d) * 0.0625).astype(np.float32)
+    m = np.repeat(q[None], 500, axis=0)
+    for i in range(500):
+        m[i, rng.choice(d, 2, replace=False)] += rng.integers(1, 6, 2) * np.float32(0.0625)
+    want = reference(m, q, 10, "euclidean").tolist()
+    prepared = search.prepare(m, "euclidean")
+    assert search.search(prepared, q, 10).indices.tolist() == want
+    assert search.search_batch(prepared, np.stack([q, q]), 10)[0].indices.tolist() == want
