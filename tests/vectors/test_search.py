@@ -16,15 +16,18 @@ METRICS = ["cosine", "euclidean", "dot"]
 
 def reference(m: np.ndarray, q: np.ndarray, k: int, metric: str) -> np.ndarray:
     """float64 brute force, ties by row index."""
+    return np.lexsort((np.arange(len(m)), _reference_keys(m, q, metric)))[:k]
+
+
+def _reference_keys(m: np.ndarray, q: np.ndarray, metric: str) -> np.ndarray:
+    """float64 sort keys, smaller is better."""
     x, y = m.astype(np.float64), q.astype(np.float64)
     if metric == "cosine":
         denom = np.linalg.norm(x, axis=1) * np.linalg.norm(y)
-        key = -np.divide(x @ y, denom, out=np.zeros(len(x)), where=denom > 0)
-    elif metric == "dot":
-        key = -(x @ y)
-    else:
-        key = np.linalg.norm(x - y, axis=1)
-    return np.lexsort((np.arange(len(x)), key))[:k]
+        return -np.divide(x @ y, denom, out=np.zeros(len(x)), where=denom > 0)
+    if metric == "dot":
+        return -(x @ y)
+    return np.linalg.norm(x - y, axis=1)
 
 
 @pytest.fixture
@@ -201,3 +204,37 @@ def test_euclidean_far_from_the_origin_ranks_by_the_differences(
     prepared = search.prepare(m, "euclidean")
     assert search.search(prepared, q, 10).indices.tolist() == want
     assert search.search_batch(prepared, np.stack([q, q]), 10)[0].indices.tolist() == want
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_random_shapes_ties_and_scales_match_the_reference(seed: int) -> None:
+    """Random sizes, k, block widths and data with exact ties, duplicates, near-duplicates
+    and extreme scales. Rows whose float64 keys agree to 1e-12 count as interchangeable
+    (the reference's own rounding cannot order them)."""
+    rng = np.random.default_rng(seed)
+    for case in range(25):
+        n, d, k = int(rng.integers(1, 1500)), int(rng.integers(1, 64)), int(rng.integers(1, 30))
+        m = rng.standard_normal((n, d))
+        kind, scale = case % 5, 1.0
+        if kind == 1:
+            m = np.round(m)  # many exact ties
+        elif kind == 2:
+            m[rng.integers(0, n, n // 2)] = m[0]
+        elif kind == 3:
+            m = m[0] + rng.standard_normal((n, d)) * 1e-6
+        elif kind == 4:
+            scale = float(rng.choice([1e-20, 1e15]))
+        m = (m * scale).astype(np.float32)
+        queries = (rng.standard_normal((int(rng.integers(1, 6)), d)) * scale).astype(np.float32)
+        queries[-1] = m[int(rng.integers(0, n))]
+        if case % 4 == 0:
+            queries[0] = 0
+        metric = METRICS[case % 3]
+        prepared = search.prepare(m, metric)
+        batch = search.search_batch(prepared, queries, k, block_rows=[None, 16, 300][case % 3])
+        for q, got_batch in zip(queries, batch, strict=True):
+            want = reference(m, q, k, metric)
+            key = _reference_keys(m, q, metric)
+            for got in (search.search(prepared, q, k).indices, got_batch.indices):
+                assert len(got) == len(want)
+                assert np.allclose(np.sort(key[got]), np.sort(key[want]), rtol=1e-12, atol=0)
