@@ -36,7 +36,7 @@ from shared.models.pretrained import find_minilm
 from shared.models.sessions import SessionCache
 from shared.vectors.pool import BufferPool
 
-from .timing import per_call, table
+from .timing import interleaved, per_call, table
 
 ROUNDS = 5
 SEQ = 128
@@ -176,10 +176,7 @@ def main() -> None:
                     m, None, InferRequest.model_validate_json(b)
                 ).model_dump_json(),
             }
-            best = {name: float("inf") for name in variants}
-            for _ in range(ROUNDS):
-                for name, fn in variants.items():
-                    best[name] = min(best[name], per_call(fn, repeat=1, min_time=0.1))
+            best = interleaved(variants, rounds=ROUNDS, min_time=0.1)
             overhead = best["service"] - best["bare"]
             rows.append(
                 [

@@ -2,8 +2,9 @@
 
 Single pair: one call each. One-to-10k: the kernel's batch form over 10,000 rows against
 the scalar function called per row; the scalar side runs on a sample of rows and is scaled
-to 10,000 (it is linear in rows). The scalar side takes the SQL storage format (bytes), as
-it does in SQL; the kernel takes float32 arrays, as the API hands them over.
+to 10,000 (it is linear in rows). Kernel and scalar are sampled in turn, round by round.
+The scalar side takes the SQL storage format (bytes), as it does in SQL; the kernel takes
+float32 arrays, as the API hands them over.
 Goals: >= 30x single pair, >= 300x one-to-10k.
 """
 
@@ -16,7 +17,7 @@ import numpy as np
 from shared.vectors import kernels, scalar
 from shared.vectors.pool import BufferPool
 
-from .timing import blas_info, fmt_time, per_call, table
+from .timing import blas_info, fmt_time, interleaved, table
 
 DIMS = (384, 768, 1536)
 ROWS = 10_000
@@ -127,10 +128,10 @@ def main() -> None:
         m = rng.standard_normal((ROWS, d), dtype=np.float32)
         m2 = rng.standard_normal((ROWS, d), dtype=np.float32)
         for name, k_one, k_many, s_rows, s_one in _ops(a, b, m, m2, pool):
-            t_k1 = per_call(k_one, min_time=0.02)
-            t_s1 = per_call(s_one, min_time=0.02, repeat=3)
-            t_km = per_call(k_many, min_time=0.05, repeat=3)
-            t_sm = per_call(s_rows, min_time=0.05, repeat=2) * ROWS / SAMPLE
+            ones = interleaved({"k": k_one, "s": s_one}, rounds=5, min_time=0.02)
+            many = interleaved({"k": k_many, "s": s_rows}, rounds=3, min_time=0.05)
+            t_k1, t_s1 = ones["k"], ones["s"]
+            t_km, t_sm = many["k"], many["s"] * ROWS / SAMPLE
             results.append((name, d, t_s1, t_k1, t_sm, t_km))
     rows = []
     for name, d, t_s1, t_k1, t_sm, t_km in results:

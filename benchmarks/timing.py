@@ -27,6 +27,19 @@ def per_call(fn: Callable[[], object], *, repeat: int = 5, min_time: float = 0.0
     return best
 
 
+def interleaved(
+    fns: dict[str, Callable[[], object]], *, rounds: int = 5, min_time: float = 0.05
+) -> dict[str, float]:
+    """Best seconds per call of each function, sampled round by round in turn, so drift
+    on a noisy machine (frequency, a neighbour's load, BLAS threads still spinning)
+    hits every variant alike instead of whichever ran in a bad moment."""
+    best = dict.fromkeys(fns, float("inf"))
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            best[name] = min(best[name], per_call(fn, repeat=1, min_time=min_time))
+    return best
+
+
 def table(title: str, headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     """A plain-text table; numbers are pre-formatted by the caller."""
     cells = [list(map(str, headers))] + [[str(c) for c in row] for row in rows]
