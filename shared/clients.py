@@ -154,7 +154,9 @@ def job_runner():
     return JobRunner(
         JobRepository(database()),
         {
-            "model": ModelIngestion(ModelRepository(database()), fetch_model_file),
+            "model": ModelIngestion(
+                ModelRepository(database()), fetch_model_file, get_settings().max_upload_bytes
+            ),
             "embeddings": EmbeddingsIngestion(store, ingest_store(), max_ids_bytes=256 * 1024**2),
             "embed_text": TextEmbeddingJob(store, text_embedders().get),
         },

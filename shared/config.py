@@ -107,7 +107,7 @@ SETTINGS: tuple[Setting, ...] = (
         "MAX_UPLOAD_BYTES",
         str(2048 * MiB),
         lambda n, r: _int(n, r, 1024, 64 * 1024 * MiB),
-        "Largest model upload through POST /api/models.",
+        "Largest model: POST /api/models refuses a bigger body; ingestion fails a bigger blob.",
     ),
     Setting(
         "MAX_VECTOR_DIM",

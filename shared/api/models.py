@@ -21,6 +21,8 @@ from shared.schemas.models import (
     ModelQuery,
     UploadAccepted,
     UploadQuery,
+    UploadUrlOut,
+    UploadUrlQuery,
 )
 
 bp = func.Blueprint()
@@ -110,6 +112,41 @@ def upload_model(req: func.HttpRequest) -> func.HttpResponse:
     }
     headers = {"Location": out["job_url"]} if job_id else None
     return json_response(out, 202, headers=headers)
+
+
+@http_route(
+    bp,
+    "models/upload-url",
+    ["POST"],
+    summary="A write-only URL to PUT a model of any size straight to Blob Storage.",
+    tags=("models",),
+    query=UploadUrlQuery,
+    response=UploadUrlOut,
+    errors=(400, 501),
+)
+@handle_errors
+def model_upload_url(req: func.HttpRequest) -> func.HttpResponse:
+    """For models too big for a request body: the client streams the file to Blob
+    Storage itself, and the blob trigger registers it as it does any upload."""
+    from datetime import timedelta
+
+    from shared import clients
+    from shared.config import get_settings
+    from shared.storage.blob_store import UploadUrlUnavailableError
+
+    q = read_query(req, UploadUrlQuery)
+    try:
+        up = clients.model_registry().upload_url(q.name, timedelta(seconds=q.expires_in))
+    except UploadUrlUnavailableError as exc:
+        raise RequestError(501, "upload_url_unavailable", str(exc)) from exc
+    out = UploadUrlOut(
+        url=up.url,
+        headers={"x-ms-blob-type": "BlockBlob", "Content-Type": "application/octet-stream"},
+        blob=f"{get_settings().models_container}/{up.blob_name}",
+        expires_at=up.expires_at.isoformat(timespec="seconds"),
+        max_bytes=get_settings().max_upload_bytes,
+    )
+    return json_response(out.model_dump())
 
 
 @http_route(

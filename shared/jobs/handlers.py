@@ -34,10 +34,14 @@ class ModelIngestion:
     """Download a registered model, verify it, record its tensors and metadata."""
 
     def __init__(
-        self, models: ModelRepository, fetch_model_file: Callable[[ModelRecord], Path]
+        self,
+        models: ModelRepository,
+        fetch_model_file: Callable[[ModelRecord], Path],
+        max_bytes: int | None = None,
     ) -> None:
         self.models = models
         self.fetch = fetch_model_file
+        self.max_bytes = max_bytes
 
     def __call__(self, job_id: str, payload: ModelPayload) -> dict[str, Any]:
         from shared.models.errors import ModelValidationError
@@ -46,6 +50,15 @@ class ModelIngestion:
         record = self.models.get(payload.model_id)
         if record is None:
             raise PermanentJobError(f"model {payload.model_id!r} is not registered")
+        size = record.size_bytes or 0
+        if self.max_bytes is not None and size > self.max_bytes:
+            # Blobs written straight to the container (or through an upload URL) meet
+            # the same limit as POST /api/models, here, before any download.
+            reason = (
+                f"the model is {size} bytes, over the limit of {self.max_bytes} (MAX_UPLOAD_BYTES)"
+            )
+            self.models.set_status(record.id, "failed", error=reason)
+            raise PermanentJobError(reason)
         self.models.set_status(record.id, "ingesting")
         try:
             path = self.fetch(record)

@@ -10,12 +10,13 @@ Uploads through the API are staged under `_uploads/`, which the trigger ignores.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import IO
 
 from shared.db.repos.jobs import JobRecord
 from shared.db.repos.models import ModelRecord, ModelRepository
 from shared.jobs.submit import JobSubmitter
-from shared.storage.blob_store import BlobFile, BlobModelStore, staging_name
+from shared.storage.blob_store import BlobFile, BlobModelStore, UploadUrl, staging_name
 from shared.storage.names import model_name_from_blob, validate_model_name
 
 
@@ -59,6 +60,13 @@ class ModelRegistry:
         finally:
             self.store.delete(staged.name)
         return reg
+
+    def upload_url(self, name: str, ttl: timedelta) -> UploadUrl:
+        """For a client that uploads itself (curl, azcopy): a write-only URL for
+        `<name>.onnx`. The blob trigger then registers it like any upload, and ingestion
+        refuses a model over MAX_UPLOAD_BYTES with that reason in its status."""
+        validate_model_name(name)
+        return self.store.upload_url(f"{name}.onnx", ttl)
 
     def _register(self, name: str, blob: BlobFile, uploaded_as: str) -> Registration:
         known = self.models.latest_with_sha(name, blob.sha256)

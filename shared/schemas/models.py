@@ -48,6 +48,21 @@ class UploadAccepted(BaseModel):
     job_url: str | None
 
 
+class UploadUrlQuery(UploadQuery):
+    expires_in: int = Field(
+        default=3600, ge=60, le=86400, description="Seconds the URL stays valid (60-86400)."
+    )
+
+
+class UploadUrlOut(BaseModel):
+    url: str = Field(description="Write-only URL for <name>.onnx; PUT the file to it.")
+    method: Literal["PUT"] = "PUT"
+    headers: dict[str, str] = Field(description="Headers the PUT must carry.")
+    blob: str
+    expires_at: str
+    max_bytes: int = Field(description="Larger models fail ingestion (MAX_UPLOAD_BYTES).")
+
+
 class TextEmbedStore(Strict):
     entity_ids: list[str] = Field(min_length=1)
     embedding_type: str = Field(default="text", min_length=1, max_length=256)

@@ -13,6 +13,7 @@ import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
@@ -26,6 +27,17 @@ class UploadTooLargeError(ValueError):
     def __init__(self, limit: int) -> None:
         super().__init__(f"the upload is larger than the limit of {limit} bytes")
         self.limit = limit
+
+
+class UploadUrlUnavailableError(RuntimeError):
+    """The storage connection can sign no upload URL (no account key, no identity)."""
+
+
+@dataclass(frozen=True)
+class UploadUrl:
+    url: str
+    blob_name: str
+    expires_at: datetime
 
 
 @dataclass(frozen=True)
@@ -110,6 +122,37 @@ class BlobModelStore:
         return BlobFile(
             self.container, blob_name, client.url, reader.size, sha, content_type, props.etag
         )
+
+    def upload_url(self, blob_name: str, ttl: timedelta) -> UploadUrl:
+        """A URL that lets its holder write this one blob until it expires (a SAS with
+        create and write only: it cannot read, list or delete). Signed with the account
+        key of a connection string, or with a user delegation key under an identity."""
+        from azure.storage.blob import BlobSasPermissions, generate_blob_sas
+
+        _check_blob_name(blob_name)
+        now = datetime.now(UTC)
+        start, expiry = now - timedelta(minutes=5), now + ttl  # 5 min for clock skew
+        credential = self.service.credential
+        signing: dict[str, Any]
+        if getattr(credential, "account_key", None):
+            signing = {"account_key": credential.account_key}
+        elif hasattr(credential, "get_token"):
+            signing = {"user_delegation_key": self.service.get_user_delegation_key(start, expiry)}
+        else:
+            raise UploadUrlUnavailableError(
+                "the storage connection has neither an account key nor an identity to sign "
+                "an upload URL with"
+            )
+        sas = generate_blob_sas(
+            self.service.account_name,
+            self.container,
+            blob_name,
+            permission=BlobSasPermissions(create=True, write=True),
+            start=start,
+            expiry=expiry,
+            **signing,
+        )
+        return UploadUrl(f"{self.client(blob_name).url}?{sas}", blob_name, expiry)
 
     def chunks(self, blob_name: str) -> Iterator[bytes]:
         _check_blob_name(blob_name)

@@ -129,6 +129,30 @@ def test_same_bytes_again_do_not_make_a_version_new_bytes_do(
     assert versions == [2, 1]
 
 
+def test_upload_url_lets_a_client_put_the_file_straight_to_storage(
+    app_host: AppHost, tmp_path: Path
+) -> None:
+    import urllib.request
+
+    assert app_host.call("POST", "/models/upload-url?name=iris-put", key=None).status == 401
+    reply = app_host.call("POST", "/models/upload-url?name=iris-put&expires_in=600")
+    assert reply.status == 200, reply.body
+    up = reply.json()
+    assert up["method"] == "PUT" and up["blob"] == "models/iris-put.onnx"
+    assert up["max_bytes"] > 0 and up["expires_at"]
+    data = write_classifier(tmp_path, "iris-put.onnx").read_bytes()
+    put = urllib.request.Request(up["url"], data=data, method="PUT", headers=up["headers"])
+    with urllib.request.urlopen(put) as stored:
+        assert stored.status == 201
+    model = wait_for_model(app_host, "iris-put")
+    assert model["status"] == "ready" and model["size_bytes"] == len(data)
+    assert model["metadata"]["uploaded_as"] == "iris-put.onnx"
+
+    for bad in ("name=../x", "name=ok&expires_in=5", "name=ok&expires_in=999999"):
+        refused = app_host.call("POST", f"/models/upload-url?{bad}")
+        assert refused.status == 400 and refused.json()["error"]["field"] in ("name", "expires_in")
+
+
 @pytest.mark.parametrize("name", ["../evil", "a/b", "x" * 200])
 def test_upload_refuses_bad_names(app_host: AppHost, name: str) -> None:
     reply = app_host.call("POST", f"/models?name={name}", raw=b"bytes")

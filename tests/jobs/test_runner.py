@@ -169,3 +169,19 @@ def test_a_jsonl_line_without_end_is_refused_not_buffered(
         _msg("long-1", "embeddings", {"model_id": "m", "blob": "endless.jsonl"})
     )
     assert out.status == "failed" and "longer than 1024 bytes" in out.detail
+
+
+def test_a_model_over_the_upload_limit_fails_before_any_download(repos) -> None:
+    from shared.jobs.handlers import ModelIngestion
+
+    jobs, models, _ = repos
+    model, _ = models.register(
+        "huge", sha256="d" * 64, size_bytes=5000, blob_uri="u", blob_name="_versions/huge/x.onnx"
+    )
+    fetched = []
+    runner = JobRunner(jobs, {"model": ModelIngestion(models, fetched.append, max_bytes=4096)})
+    out = runner.run(_msg("big-1", "model", {"model_id": model.id}))
+    assert out.status == "failed" and fetched == []
+    error = jobs.get("big-1").error
+    assert "5000 bytes" in error and "MAX_UPLOAD_BYTES" in error
+    assert models.get(model.id).status == "failed" and models.get(model.id).error == error

@@ -57,3 +57,43 @@ def test_store_refuses_path_like_blob_names(container) -> None:
         container.upload("../escape.onnx", io.BytesIO(b"x"))
     with pytest.raises(InvalidNameError):
         container.exists("dir/inner.onnx")
+
+
+def test_upload_url_writes_one_blob_and_nothing_else(container) -> None:
+    import urllib.error
+    import urllib.request
+    from datetime import timedelta
+
+    up = container.upload_url("direct.onnx", timedelta(minutes=5))
+    data = os.urandom(300_000)
+    put = urllib.request.Request(
+        up.url, data=data, method="PUT", headers={"x-ms-blob-type": "BlockBlob"}
+    )
+    with urllib.request.urlopen(put) as reply:
+        assert reply.status == 201
+    assert container.hash_pinned("direct.onnx").sha256 == hashlib.sha256(data).hexdigest()
+    with pytest.raises(urllib.error.HTTPError) as read:  # write-only: no read back
+        urllib.request.urlopen(up.url)
+    assert read.value.code == 403
+    other = up.url.replace("/direct.onnx?", "/other.onnx?")  # signed for one blob only
+    with pytest.raises(urllib.error.HTTPError) as wrong:
+        urllib.request.urlopen(
+            urllib.request.Request(
+                other, data=b"x", method="PUT", headers={"x-ms-blob-type": "BlockBlob"}
+            )
+        )
+    assert wrong.value.code == 403
+
+
+def test_upload_url_needs_a_key_or_an_identity(container) -> None:
+    from datetime import timedelta
+
+    from azure.storage.blob import BlobServiceClient
+
+    from shared.storage.blob_store import BlobModelStore, UploadUrlUnavailableError
+
+    anonymous = BlobModelStore(BlobServiceClient(container.service.url), container.container)
+    with pytest.raises(UploadUrlUnavailableError, match="account key nor an identity"):
+        anonymous.upload_url("x.onnx", timedelta(minutes=5))
+    with pytest.raises(InvalidNameError):
+        container.upload_url("../x.onnx", timedelta(minutes=5))
