@@ -30,7 +30,7 @@ class UploadTooLargeError(ValueError):
 
 
 class UploadUrlUnavailableError(RuntimeError):
-    """The storage connection can sign no upload URL (no account key, no identity)."""
+    """The storage connection can sign no upload URL (it has no account key)."""
 
 
 @dataclass(frozen=True)
@@ -125,24 +125,18 @@ class BlobModelStore:
 
     def upload_url(self, blob_name: str, ttl: timedelta) -> UploadUrl:
         """A URL that lets its holder write this one blob until it expires (a SAS with
-        create and write only: it cannot read, list or delete). Signed with the account
-        key of a connection string, or with a user delegation key under an identity."""
+        create and write only: it cannot read, list or delete), signed with the account
+        key of the storage connection string."""
         from azure.storage.blob import BlobSasPermissions, generate_blob_sas
 
         _check_blob_name(blob_name)
+        key = getattr(self.service.credential, "account_key", None)
+        if not key:
+            raise UploadUrlUnavailableError(
+                "the storage connection has no account key to sign an upload URL with"
+            )
         now = datetime.now(UTC)
         start, expiry = now - timedelta(minutes=5), now + ttl  # 5 min for clock skew
-        credential = self.service.credential
-        signing: dict[str, Any]
-        if getattr(credential, "account_key", None):
-            signing = {"account_key": credential.account_key}
-        elif hasattr(credential, "get_token"):
-            signing = {"user_delegation_key": self.service.get_user_delegation_key(start, expiry)}
-        else:
-            raise UploadUrlUnavailableError(
-                "the storage connection has neither an account key nor an identity to sign "
-                "an upload URL with"
-            )
         sas = generate_blob_sas(
             self.service.account_name,
             self.container,
@@ -150,7 +144,7 @@ class BlobModelStore:
             permission=BlobSasPermissions(create=True, write=True),
             start=start,
             expiry=expiry,
-            **signing,
+            account_key=key,
         )
         return UploadUrl(f"{self.client(blob_name).url}?{sas}", blob_name, expiry)
 
