@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 AZURITE_VERSION := 3.37.0
 AZURITE := .tools/node_modules/.bin/azurite
 
-.PHONY: run test lint format bench setup system-deps clean
+.PHONY: run test fuzz lint format bench setup system-deps clean
 
 setup: system-deps $(BIN)/.installed $(AZURITE)
 
@@ -32,6 +32,15 @@ run: setup
 
 test: setup
 	$(BIN)/python -m pytest -q
+
+# Long randomised runs, apart from `make test`: schemathesis against every route with fresh
+# inputs each run, and the exact-search property test over many more random cases.
+FUZZ_EXAMPLES ?= 300
+FUZZ_SEEDS ?= 300
+fuzz: setup
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) FUZZ_SEEDS=$(FUZZ_SEEDS) $(BIN)/python -m pytest -q \
+		--timeout=3600 tests/e2e/test_app_openapi.py \
+		tests/vectors/test_search.py::test_random_shapes_ties_and_scales_match_the_reference
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .

@@ -103,18 +103,36 @@ def dot_pairwise(a: np.ndarray, b: np.ndarray, *, out: np.ndarray | None = None)
 # ---------------------------------------------------------------- norms
 
 
+#: Squared sums outside this range lost digits in float32 (products that underflowed to
+#: subnormals) or overflowed; those vectors are summed again in float64.
+_SQ_SAFE_LOW, _SQ_SAFE_HIGH = 1e-30, 1e30
+
+
 def norm(v: np.ndarray, *, out: np.ndarray | None = None) -> np.ndarray | float:
-    """L2 norm of a vector (float) or of each row of a matrix."""
+    """L2 norm of a vector (float) or of each row of a matrix.
+
+    float32 sums, except for vectors so small or so large that their squares leave
+    float32's normal range: those are summed in float64, so 1e-20 or 1e20 scaled
+    vectors still get their norm right."""
     if not (type(v) is np.ndarray and v.dtype is _F32):
         v = np.asarray(v, dtype=F32)
     if v.ndim == 1:
-        return math.sqrt(float(v.dot(v)))
+        sq = float(np.vdot(v, v))  # vdot, unlike dot, raises no warning on overflow
+        if not _SQ_SAFE_LOW <= sq <= _SQ_SAFE_HIGH:
+            wide = v.astype(np.float64)
+            sq = float(wide.dot(wide))
+        return math.sqrt(sq)
     v = _mat(v, "v")
     done = _by_rows(v.shape[0], v.size, (v.shape[0],), out, lambda p, o: norm(v[p], out=o))
     if done is not None:
         return done
     res = np.einsum("ij,ij->i", v, v, out=out)
-    return np.sqrt(res, out=res)
+    extreme = np.flatnonzero((res < _SQ_SAFE_LOW) | (res > _SQ_SAFE_HIGH))
+    np.sqrt(res, out=res)
+    if extreme.size:
+        wide = v[extreme].astype(np.float64)
+        res[extreme] = np.sqrt(np.einsum("ij,ij->i", wide, wide))
+    return res
 
 
 def inverse_norms(m: np.ndarray, *, out: np.ndarray | None = None) -> np.ndarray:
@@ -129,7 +147,7 @@ def normalize(v: np.ndarray, *, out: np.ndarray | None = None) -> np.ndarray:
     """v / |v| (vector or rows); zero vectors/rows come back unchanged."""
     v = np.asarray(v, dtype=F32)
     if v.ndim == 1:
-        n = math.sqrt(float(v.dot(v)))
+        n = norm(v)
         return np.multiply(v, F32(1.0 / n) if n > 0 else F32(1.0), out=out)
     v = _mat(v, "v")
     if out is None or not np.shares_memory(out, v):
@@ -154,7 +172,11 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float:
     """a.b / (|a| |b|), 0.0 when either norm is 0."""
     a, b = _vec(a, "a"), _vec(b, "b")
     _same_dim(a, b)
-    return _safe_cos(float(a.dot(b)), math.sqrt(float(a.dot(a))), math.sqrt(float(b.dot(b))))
+    aa, bb = float(np.vdot(a, a)), float(np.vdot(b, b))
+    if not (_SQ_SAFE_LOW <= aa <= _SQ_SAFE_HIGH and _SQ_SAFE_LOW <= bb <= _SQ_SAFE_HIGH):
+        a, b = a.astype(np.float64), b.astype(np.float64)  # squares left float32's range
+        aa, bb = float(a.dot(a)), float(b.dot(b))
+    return _safe_cos(float(np.vdot(a, b)), math.sqrt(aa), math.sqrt(bb))
 
 
 def cosine_many(

@@ -47,6 +47,7 @@ RESCORE_CHUNK = 8192
 #: as thousands of identical vectors) finishes through the single-query path instead.
 BAND_CAP = 4096
 _U32 = 2.0**-24  # float32 unit roundoff
+_TINY32 = 2.0**-149  # float32's smallest subnormal
 #: Width of the first row block of a batch.
 SEED_COLUMNS = 4096
 #: Columns of the first block whose k-th best seeds the per-query threshold.
@@ -115,12 +116,14 @@ def error_bound(matrix: SearchMatrix, query_norms: np.ndarray) -> np.ndarray:
     stored values (the textbook bound for a length-d dot product, doubled for margin)."""
     q = np.asarray(query_norms, dtype=np.float64)
     g = 2.0 * (matrix.dim + 4) * _U32
+    # Products that underflow to subnormals each lose up to half the smallest subnormal.
+    tiny = 2.0 * (matrix.dim + 4) * _TINY32
     big = float(matrix.max_norm or 0.0)
     if matrix.metric == "cosine":
         return np.where(q > 0, 3.0 * g, 0.0)  # the dot, plus both float32 normalisations
     if matrix.metric == "dot":
-        return g * q * big
-    return g * (2.0 * q * big + big * big)
+        return np.where((q > 0) & (big > 0), g * q * big + tiny, 0.0)
+    return g * (2.0 * q * big + big * big) + 3.0 * tiny
 
 
 def prepare(

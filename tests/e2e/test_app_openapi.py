@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -16,6 +17,8 @@ from shared.config import ROOT
 from tests.e2e.conftest import AppHost
 
 schema = schemathesis.openapi.from_dict(openapi.build())
+#: `make fuzz` raises this and lets hypothesis pick new inputs each run.
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "25"))
 
 PROBE = """
 import json, function_app
@@ -52,10 +55,10 @@ def test_document_lists_every_http_function(app_host: AppHost) -> None:
 
 @schema.parametrize()
 @hypothesis.settings(
-    max_examples=25,
+    max_examples=EXAMPLES,
     deadline=None,
     suppress_health_check=list(hypothesis.HealthCheck),
-    derandomize=True,
+    derandomize="FUZZ_EXAMPLES" not in os.environ,
 )
 def test_no_input_makes_a_server_error(case, app_host: AppHost) -> None:
     case.call_and_validate(

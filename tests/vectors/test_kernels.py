@@ -75,6 +75,25 @@ def test_empty_vector_edges() -> None:
     assert kernels.norm(empty) == 0.0 == scalar.norm(b"")
 
 
+@pytest.mark.parametrize("scale", [1e-20, 1e-25, 1e20, 1e25])
+def test_norms_and_normalize_hold_where_float32_squares_underflow_or_overflow(
+    rng: np.random.Generator, scale: float
+) -> None:
+    """Squares of 1e-20 are subnormal and squares of 1e20 overflow in float32; the norm
+    must still match the scalar twin and normalised rows must still have unit length."""
+    m = (rng.standard_normal((50, 384)) * scale).astype(np.float32)
+    m[7] = rng.standard_normal(384).astype(np.float32)  # an ordinary row among them
+    want = [scalar.norm(blob(row)) for row in m]
+    assert np.allclose(kernels.norm(m), want, rtol=1e-6)
+    assert kernels.norm(m[0]) == pytest.approx(want[0], rel=1e-6)
+    unit = kernels.normalize(m)
+    assert np.allclose(np.linalg.norm(unit.astype(np.float64), axis=1), 1.0, atol=1e-6)
+    assert np.linalg.norm(kernels.normalize(m[0]).astype(np.float64)) == pytest.approx(1.0)
+    for a, b in ((m[0], m[1]), (m[0], m[7])):
+        want_cos = scalar.cosine_similarity(blob(a), blob(b))
+        assert kernels.cosine(a, b) == pytest.approx(want_cos, abs=1e-6)
+
+
 def test_zero_rows_stay_unchanged_when_normalised(rng: np.random.Generator) -> None:
     m = rng.standard_normal((5, 16)).astype(np.float32)
     m[2] = 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -206,7 +208,7 @@ def test_euclidean_far_from_the_origin_ranks_by_the_differences(
     assert search.search_batch(prepared, np.stack([q, q]), 10)[0].indices.tolist() == want
 
 
-@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("seed", range(int(os.environ.get("FUZZ_SEEDS", "6"))))
 def test_random_shapes_ties_and_scales_match_the_reference(seed: int) -> None:
     """Random sizes, k, block widths and data with exact ties, duplicates, near-duplicates
     and extreme scales. Rows whose float64 keys agree to 1e-12 count as interchangeable
