@@ -93,6 +93,7 @@ def handle_errors(
     @functools.wraps(fn)
     def wrapper(req: func.HttpRequest) -> func.HttpResponse:
         from shared.db.repos.embeddings import EmbeddingDimensionError
+        from shared.storage.names import InvalidNameError
         from shared.vectors.errors import VectorError
 
         try:
@@ -103,6 +104,8 @@ def handle_errors(
             return error_response(400, exc.code, exc.message, exc.field)
         except EmbeddingDimensionError as exc:
             return error_response(409, "dimension_conflict", str(exc), "items")
+        except InvalidNameError as exc:  # rules a schema pattern cannot say, such as no ".."
+            return error_response(400, "invalid_name", str(exc), exc.field)
         except Exception:
             log.exception("unhandled error in %s", fn.__name__)
             return error_response(500, "internal_error", "the server failed; see its log")

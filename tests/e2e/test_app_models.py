@@ -153,7 +153,9 @@ def test_upload_url_lets_a_client_put_the_file_straight_to_storage(
         assert refused.status == 400 and refused.json()["error"]["field"] in ("name", "expires_in")
 
 
-@pytest.mark.parametrize("name", ["../evil", "a/b", "x" * 200])
+@pytest.mark.parametrize("name", ["../evil", "a/b", "x" * 200, "a..b"])
 def test_upload_refuses_bad_names(app_host: AppHost, name: str) -> None:
     reply = app_host.call("POST", f"/models?name={name}", raw=b"bytes")
     assert reply.status == 400 and reply.json()["error"]["field"] == "name"
+    url = app_host.call("POST", f"/models/upload-url?name={name}")
+    assert url.status == 400 and url.json()["error"]["field"] == "name"
