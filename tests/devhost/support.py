@@ -77,7 +77,7 @@ def unb64(text: str) -> str:
 
 
 def wait_for(
-    predicate: Callable[[], Any], timeout: float = 15, interval: float = 0.05, what: str = ""
+    predicate: Callable[[], Any], timeout: float = 30, interval: float = 0.05, what: str = ""
 ) -> Any:
     """Poll until predicate() is truthy; its value, or AssertionError after the timeout."""
     deadline = time.monotonic() + timeout
