@@ -43,6 +43,8 @@ BLOCK_BYTES = 16 * 1024 * 1024
 RERANK_MARGIN = 16
 #: Candidates re-scored in float64 per step (bounds the float64 copy).
 RESCORE_CHUNK = 8192
+#: A band of this many rows that fills a quarter of its span is read as a dense span.
+DENSE_FROM = 2048
 #: A batch query whose band of near-ties outgrows this many rows (degenerate data, such
 #: as thousands of identical vectors) finishes through the single-query path instead.
 BAND_CAP = 4096
@@ -236,22 +238,51 @@ def _finish(
     matrix: SearchMatrix, query: np.ndarray, cand: np.ndarray, top_k: int, pool: BufferPool
 ) -> SearchResult:
     """Re-score a band of candidate rows in float64, a chunk at a time (the band can be
-    large on degenerate data), keeping the best ``top_k`` by (score, row index)."""
+    large on degenerate data), keeping the best ``top_k`` by (score, row index).
+
+    A large band that fills much of its span of rows (thousands of duplicates) is scored
+    by reading that span block by block, every row of it: streaming memory beats picking
+    scattered rows, and extra rows are harmless (the band only has to contain the
+    answer, and the float64 order decides)."""
+    q = np.asarray(query, dtype=np.float64)
+    first, last = (int(cand.min()), int(cand.max())) if cand.size else (0, -1)
+    dense = cand.size >= DENSE_FROM and cand.size * 4 >= last - first + 1
+    if dense:
+        starts = range(first, last + 1, RESCORE_CHUNK)
+        parts = (np.arange(lo, min(lo + RESCORE_CHUNK, last + 1)) for lo in starts)
+    else:
+        parts = (cand[lo : lo + RESCORE_CHUNK] for lo in range(0, cand.size, RESCORE_CHUNK))
     best_rows = np.empty(0, np.int64)
     best = (np.empty(0), np.empty(0), np.empty(0))
-    for lo in range(0, cand.size, RESCORE_CHUNK):
-        rows = np.concatenate([best_rows, cand[lo : lo + RESCORE_CHUNK]])
-        fresh = _rescore(
-            matrix,
-            query,
-            np.zeros(rows.size - best_rows.size, np.intp),
-            rows[best_rows.size :],
-            pool,
-        )
+    for part in parts:
+        if dense:
+            fresh = _rescore_span(matrix, q, int(part[0]), int(part[-1]) + 1)
+        else:
+            fresh = _rescore(matrix, q, np.zeros(part.size, np.intp), part, pool)
+        rows = np.concatenate([best_rows, part])
         scored = tuple(np.concatenate([b, f]) for b, f in zip(best, fresh, strict=True))
         keep = _best_per_query(1, top_k, np.zeros(rows.size, np.intp), rows, scored[0])
         best_rows, best = rows[keep], tuple(a[keep] for a in scored)
     return SearchResult(best_rows.astype(np.int64), best[1], best[2])
+
+
+def _rescore_span(
+    matrix: SearchMatrix, q: np.ndarray, lo: int, hi: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``_rescore`` for one query and every row in ``[lo, hi)``, read as a contiguous
+    block in whichever layout the stored rows have."""
+    source = matrix.columns.T if matrix.raw is None else matrix.raw
+    x = source[lo:hi].astype(np.float64)  # a (rows, d) copy; from columns, a strided one
+    if matrix.metric == "euclidean":
+        x -= q
+        dist = np.sqrt(np.einsum("ij,ij->i", x, x))
+        return dist, dist, 1.0 / (1.0 + dist)
+    dots = x @ q
+    if matrix.metric == "dot":
+        return -dots, -dots, dots
+    denom = np.sqrt(np.einsum("ij,ij->i", x, x) * float(q @ q))
+    sim = np.divide(dots, denom, out=np.zeros_like(dots), where=denom > 0)
+    return -sim, 1.0 - sim, sim
 
 
 def _band(scores: np.ndarray, top_k: int, eps: float, pool: BufferPool) -> np.ndarray:

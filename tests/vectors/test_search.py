@@ -164,16 +164,22 @@ def test_near_duplicates_float32_cannot_order_are_still_exact(
 
 
 @pytest.mark.parametrize("metric", METRICS)
+@pytest.mark.parametrize("layout", ["scattered", "dense"])
 def test_a_band_wider_than_the_cap_still_finishes_exactly(
-    rng: np.random.Generator, metric: str, monkeypatch: pytest.MonkeyPatch
+    rng: np.random.Generator, metric: str, layout: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Thousands of identical rows: the batch hands the query to the single path, and
-    the single path re-scores the whole band in chunks."""
+    """Hundreds of identical rows: the batch hands the query to the single path, and
+    the single path re-scores the whole band in chunks, or, when the duplicates fill
+    their span of rows, reads that span block by block."""
     monkeypatch.setattr(search, "BAND_CAP", 50)
     monkeypatch.setattr(search, "RESCORE_CHUNK", 64)
+    monkeypatch.setattr(search, "DENSE_FROM", 100 if layout == "dense" else 10**9)
     row = rng.standard_normal(32).astype(np.float32)
     m = rng.standard_normal((2000, 32)).astype(np.float32)
-    same = rng.choice(2000, 300, replace=False)
+    if layout == "dense":
+        same = np.concatenate([np.arange(700, 1000), rng.choice(700, 20, replace=False)])
+    else:
+        same = rng.choice(2000, 300, replace=False)
     m[same] = row
     prepared = search.prepare(m, metric)
     want = reference(m, row, 10, metric).tolist()
@@ -209,10 +215,17 @@ def test_euclidean_far_from_the_origin_ranks_by_the_differences(
 
 
 @pytest.mark.parametrize("seed", range(int(os.environ.get("FUZZ_SEEDS", "6"))))
-def test_random_shapes_ties_and_scales_match_the_reference(seed: int) -> None:
+@pytest.mark.parametrize("small_steps", [False, True])
+def test_random_shapes_ties_and_scales_match_the_reference(
+    seed: int, small_steps: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Random sizes, k, block widths and data with exact ties, duplicates, near-duplicates
     and extreme scales. Rows whose float64 keys agree to 1e-12 count as interchangeable
-    (the reference's own rounding cannot order them)."""
+    (the reference's own rounding cannot order them). ``small_steps`` shrinks the
+    re-score chunk and the dense-span threshold so these small cases take those paths."""
+    if small_steps:
+        monkeypatch.setattr(search, "RESCORE_CHUNK", 128)
+        monkeypatch.setattr(search, "DENSE_FROM", 16)
     rng = np.random.default_rng(seed)
     for case in range(25):
         n, d, k = int(rng.integers(1, 1500)), int(rng.integers(1, 64)), int(rng.integers(1, 30))
