@@ -3,9 +3,9 @@ them on real Azurite and SQLite without the Functions runtime."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,8 @@ from shared.jobs.messages import EmbeddingsPayload, EmbedTextPayload, ModelPaylo
 from shared.jobs.runner import PermanentJobError
 from shared.search.store import EmbeddingStore
 from shared.storage.blob_store import BlobModelStore
+from shared.storage.npy_reader import NpyFormatError, NpyRows
+from shared.storage.prefetch import prefetch
 from shared.vectors.errors import VectorError
 
 log = logging.getLogger(__name__)
@@ -118,7 +120,9 @@ class EmbeddingsIngestion:
                 raise PermanentJobError(f"blob not found in the ingest container: {exc}") from exc
             raise
 
-    def _store(self, payload: EmbeddingsPayload, ids: list[str], matrix: np.ndarray) -> dict:
+    def _store(
+        self, payload: EmbeddingsPayload, ids: list[str], matrix: np.ndarray, offset: int = 0
+    ) -> dict:
         inserted = updated = 0
         for start in range(0, len(ids), CHUNK_ROWS):
             counts = self.store.upsert_array(
@@ -126,35 +130,36 @@ class EmbeddingsIngestion:
                 payload.embedding_type,
                 ids[start : start + CHUNK_ROWS],
                 matrix[start : start + CHUNK_ROWS],
-                field=f"rows[{start}:]",
+                field=f"rows[{offset + start}:]",
             )
             inserted += counts.inserted
             updated += counts.updated
         return {"rows": len(ids), "inserted": inserted, "updated": updated}
 
     def _from_npy(self, payload: EmbeddingsPayload) -> dict:
+        """Rows are stored block by block as the download delivers them: no temp file,
+        memory bounded by a few blocks, whatever the size of the batch."""
         assert payload.blob is not None
         ids_blob = payload.ids_blob or payload.blob[: -len(".npy")] + ".json"
         ids = json.loads(self.data.read_bytes(ids_blob, self.max_ids_bytes))
         if not isinstance(ids, list) or not all(isinstance(i, str) and i for i in ids):
             raise PermanentJobError(f"{ids_blob}: expected a JSON list of non-empty strings")
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "batch.npy"
-            self.data.download_to(payload.blob, path)
+        total = {"rows": 0, "inserted": 0, "updated": 0}
+        with contextlib.closing(prefetch(self.data.chunks(payload.blob))) as chunks:
             try:
-                matrix = np.load(path, mmap_mode="r", allow_pickle=False)
-            except (ValueError, OSError) as exc:
-                raise PermanentJobError(f"{payload.blob}: not a readable .npy file: {exc}") from exc
-            if matrix.ndim != 2 or matrix.dtype.kind != "f":
-                raise PermanentJobError(
-                    f"{payload.blob}: expected a 2-D float matrix, got {matrix.dtype} "
-                    f"with shape {list(matrix.shape)}"
-                )
-            if matrix.shape[0] != len(ids):
-                raise PermanentJobError(
-                    f"{payload.blob} has {matrix.shape[0]} rows but {ids_blob} has {len(ids)} ids"
-                )
-            return self._store(payload, ids, matrix)
+                npy = NpyRows(chunks)
+                if npy.shape[0] != len(ids):
+                    raise PermanentJobError(
+                        f"{payload.blob} has {npy.shape[0]} rows but {ids_blob} has {len(ids)} ids"
+                    )
+                start = 0
+                for block in npy.blocks(CHUNK_ROWS):
+                    stop = start + len(block)
+                    _add(total, self._store(payload, ids[start:stop], block, offset=start))
+                    start = stop
+            except NpyFormatError as exc:
+                raise PermanentJobError(f"{payload.blob}: {exc}") from exc
+        return total
 
     def _from_jsonl(self, payload: EmbeddingsPayload) -> dict:
         assert payload.blob is not None

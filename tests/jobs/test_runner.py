@@ -185,3 +185,19 @@ def test_a_model_over_the_upload_limit_fails_before_any_download(repos) -> None:
     error = jobs.get("big-1").error
     assert "5000 bytes" in error and "MAX_UPLOAD_BYTES" in error
     assert models.get(model.id).status == "failed" and models.get(model.id).error == error
+
+
+def test_a_truncated_npy_batch_fails_with_how_far_it_got(repos, store, container) -> None:
+    buf = io.BytesIO()
+    np.save(buf, np.ones((12_000, 4), np.float32))
+    container.upload("cut.npy", io.BytesIO(buf.getvalue()[:-1000]))
+    container.upload("cut.json", io.BytesIO(json.dumps([f"c{i}" for i in range(12_000)]).encode()))
+    out = _runner(repos, store, container).run(
+        _msg("npy-cut", "embeddings", {"model_id": "m", "blob": "cut.npy"})
+    )
+    assert out.status == "failed"
+    error = repos[0].get("npy-cut").error
+    assert error.startswith("cut.npy: ") and "of 12000 rows" in error
+    # the whole blocks before the cut were stored (a replay upserts them again)
+    _, stored, _, _ = repos[2].load_set("m", "default")
+    assert stored == [f"c{i}" for i in range(10_000)]
