@@ -166,20 +166,21 @@ class EmbeddingsIngestion:
         ids: list[str] = []
         rows: list[list[float]] = []
         total = {"rows": 0, "inserted": 0, "updated": 0}
-        for n, line in enumerate(_lines(self.data.chunks(payload.blob)), start=1):
-            if not line.strip():
-                continue
-            try:
-                item = json.loads(line)
-                ids.append(str(item["entity_id"]))
-                rows.append(item["vector"])
-            except (json.JSONDecodeError, KeyError, TypeError) as exc:
-                raise PermanentJobError(
-                    f'{payload.blob} line {n}: expected {{"entity_id", "vector"}} ({exc})'
-                ) from exc
-            if len(ids) >= CHUNK_ROWS:
-                _add(total, self._store(payload, ids, _matrix(rows, f"line {n}")))
-                ids, rows = [], []
+        with contextlib.closing(prefetch(self.data.chunks(payload.blob))) as chunks:
+            for n, line in enumerate(_lines(chunks), start=1):
+                if not line.strip():
+                    continue
+                try:
+                    item = json.loads(line)
+                    ids.append(str(item["entity_id"]))
+                    rows.append(item["vector"])
+                except (json.JSONDecodeError, KeyError, TypeError) as exc:
+                    raise PermanentJobError(
+                        f'{payload.blob} line {n}: expected {{"entity_id", "vector"}} ({exc})'
+                    ) from exc
+                if len(ids) >= CHUNK_ROWS:
+                    _add(total, self._store(payload, ids, _matrix(rows, f"line {n}")))
+                    ids, rows = [], []
         if ids:
             _add(total, self._store(payload, ids, _matrix(rows, payload.blob)))
         return total
