@@ -27,6 +27,10 @@ class Registration:
     job: JobRecord | None
 
 
+#: A staging blob this old belongs to no upload still running.
+STAGING_MAX_AGE = timedelta(hours=6)
+
+
 def ingest_job_id(model_id: str) -> str:
     return f"ingest-{model_id}"
 
@@ -59,6 +63,7 @@ class ModelRegistry:
             self.store.publish(staged, f"{name}.onnx")
         finally:
             self.store.delete(staged.name)
+        self.store.sweep_staging(STAGING_MAX_AGE)  # what an upload killed midway left
         return reg
 
     def upload_url(self, name: str, ttl: timedelta) -> UploadUrl:

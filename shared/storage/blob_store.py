@@ -216,6 +216,20 @@ class BlobModelStore:
         self._copy(source, blob_name, {"sha256": source.sha256})
         return self._as(source, blob_name)
 
+    def sweep_staging(self, older_than: timedelta) -> int:
+        """Delete staging blobs left by uploads that died midway; returns how many."""
+        cutoff = datetime.now(UTC) - older_than
+        stale = [
+            b.name
+            for b in self.service.get_container_client(self.container).list_blobs(
+                name_starts_with=STAGING_PREFIX
+            )
+            if b.last_modified is not None and b.last_modified <= cutoff
+        ]
+        for name in stale:
+            self.delete(name)
+        return len(stale)
+
     def delete(self, blob_name: str) -> None:
         from azure.core.exceptions import ResourceNotFoundError
 

@@ -95,3 +95,15 @@ def test_upload_over_the_limit_leaves_nothing(registry, repos) -> None:
 def test_blob_trigger_ignores_staging_names(registry) -> None:
     with pytest.raises(InvalidNameError):
         registry.register_blob("_uploads/" + "a" * 32 + ".onnx")
+
+
+def test_staging_blobs_left_by_dead_uploads_are_swept(registry) -> None:
+    from datetime import timedelta
+
+    store = registry.store
+    stray = "_uploads/" + "b" * 32 + ".onnx"
+    store.upload(stray, io.BytesIO(b"half an upload"))
+    assert store.sweep_staging(timedelta(hours=1)) == 0  # too young: maybe still running
+    assert store.exists(stray)
+    assert store.sweep_staging(timedelta(0)) == 1
+    assert not store.exists(stray)
