@@ -151,7 +151,10 @@ def prepare(
         raise VectorFormatError("vectors", f"expected a matrix (2-D), got shape {m.shape}")
     raw = None
     if metric == "cosine" and not normalized:
-        raw = m if copy else None  # the caller's rows (or a view of them), not a copy
+        # The caller's rows (or a view of them), not a copy, unless no layout of theirs
+        # is contiguous: the re-score would then copy the whole matrix on every query.
+        contiguous = m.flags.c_contiguous or m.T.flags.c_contiguous
+        raw = (m if contiguous else np.ascontiguousarray(m)) if copy else None
         m = np.ascontiguousarray(m)
         m = kernels.normalize(m, out=None if copy else m)
     if metric == "euclidean" and sq_norms is None:

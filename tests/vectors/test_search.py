@@ -253,3 +253,16 @@ def test_random_shapes_ties_and_scales_match_the_reference(
             for got in (search.search(prepared, q, k).indices, got_batch.indices):
                 assert len(got) == len(want)
                 assert np.allclose(np.sort(key[got]), np.sort(key[want]), rtol=1e-12, atol=0)
+
+
+def test_cosine_on_a_strided_view_keeps_one_contiguous_copy_for_the_rescore(
+    rng: np.random.Generator,
+) -> None:
+    m = rng.standard_normal((400, 16)).astype(np.float32)
+    view = m[::2]  # neither C- nor F-contiguous
+    prepared = search.prepare(view, "cosine")
+    assert prepared.raw is not None and prepared.raw.flags.c_contiguous
+    q = rng.standard_normal(16).astype(np.float32)
+    assert (
+        search.search(prepared, q, 5).indices.tolist() == reference(view, q, 5, "cosine").tolist()
+    )
