@@ -210,11 +210,10 @@ class BlobModelStore:
             self._copy(source, target_name, {"sha256": source.sha256, "model": model_name})
         return self._as(source, target_name)
 
-    def publish(self, source: BlobFile, blob_name: str) -> BlobFile:
+    def publish(self, source: BlobFile, blob_name: str) -> None:
         """Server-side copy of `source` to `blob_name`, overwriting it."""
         _check_blob_name(blob_name)
         self._copy(source, blob_name, {"sha256": source.sha256})
-        return self._as(source, blob_name)
 
     def sweep_staging(self, older_than: timedelta) -> int:
         """Delete staging blobs left by uploads that died midway; returns how many."""

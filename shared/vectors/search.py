@@ -198,7 +198,7 @@ def _rescore(
     unique, inverse = np.unique(rows, return_inverse=True)
     k, d = unique.size, matrix.dim
     q = np.asarray(queries, dtype=np.float64).reshape(-1, d)
-    with pool.rent((k, d), np.float32) as x32, pool.rent((k, d), np.float64) as x:
+    with pool.rent((k, d), np.float64) as x:
         # take() on a C-contiguous source with mode="clip" writes straight into the
         # buffer; "raise", or a strided source, would first copy the whole matrix.
         columns = matrix.columns if matrix.raw is None else matrix.raw.T
@@ -206,9 +206,10 @@ def _rescore(
             with pool.rent((d, k), np.float32) as cols:
                 np.take(columns, unique, axis=1, out=cols, mode="clip")
                 np.copyto(x, cols.T)
-        else:  # the caller's own row-major rows
-            np.take(np.ascontiguousarray(matrix.raw), unique, axis=0, out=x32, mode="clip")
-            np.copyto(x, x32)
+        else:  # the caller's own row-major rows (prepare keeps them contiguous)
+            with pool.rent((k, d), np.float32) as x32:
+                np.take(matrix.raw, unique, axis=0, out=x32, mode="clip")
+                np.copyto(x, x32)
         if matrix.metric == "euclidean":
             # From the differences: |x|^2 + |q|^2 - 2 x.q cancels away the digits
             # that separate rows far from the origin.
