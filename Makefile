@@ -28,7 +28,7 @@ $(AZURITE):
 
 run: setup
 	$(BIN)/python -m shared.db.migrate
-	$(BIN)/python -m shared.devhost --with-azurite
+	$(BIN)/python -m devhost --with-azurite
 
 test: setup
 	$(BIN)/python -m pytest -q

@@ -32,10 +32,10 @@ def _fill(db_url: str, vectors: np.ndarray) -> None:
 
 
 def main() -> None:
+    from devhost import azurite
+    from devhost.launcher import launch_app
     from shared.db.connection import open_database
     from shared.db.repos.embeddings import EmbeddingRepository
-    from shared.devhost import azurite
-    from shared.devhost.launcher import launch_app
     from shared.search.index_cache import IndexCache
     from shared.search.service import SearchService
 

@@ -21,11 +21,11 @@ N, D = 100_000, 384
 def main() -> None:
     from azure.storage.blob import BlobServiceClient
 
+    from devhost import azurite
+    from devhost.launcher import launch_app
     from shared.db.connection import open_database
     from shared.db.migrate import apply_migrations
     from shared.db.repos.embeddings import EmbeddingRepository
-    from shared.devhost import azurite
-    from shared.devhost.launcher import launch_app
     from shared.search.store import EmbeddingStore, Limits
     from shared.storage.blob_store import BlobModelStore
 

@@ -120,7 +120,7 @@ def peak_rss(tmp: Path, connection: str) -> dict:
 
 
 def main() -> None:
-    from shared.devhost import azurite
+    from devhost import azurite
 
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.devhost import azurite as azurite_mod
+from devhost import azurite as azurite_mod
 
 ROOT = Path(__file__).resolve().parents[1]
 

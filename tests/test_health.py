@@ -5,8 +5,8 @@ from pathlib import Path
 from azure.storage.blob import BlobServiceClient
 from azure.storage.queue import QueueServiceClient
 
+from devhost.azurite import connection_string, free_port
 from shared.db.connection import open_database
-from shared.devhost.azurite import connection_string, free_port
 from shared.health import readiness
 
 

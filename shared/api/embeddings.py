@@ -32,10 +32,10 @@ bp = func.Blueprint()
 @handle_errors
 def upsert_embeddings(req: func.HttpRequest) -> func.HttpResponse:
     """Insert or replace a batch of vectors in one transaction."""
-    from shared import clients
+    from shared import services
 
     body = read_json(req, EmbeddingUpsertRequest)
-    dim, counts = clients.embedding_store().upsert(
+    dim, counts = services.embedding_store().upsert(
         body.model_id, body.embedding_type, [(i.entity_id, i.vector) for i in body.items]
     )
     out = EmbeddingUpsertResponse(
@@ -69,12 +69,12 @@ def _entity_id(req: func.HttpRequest) -> str:
 def get_embeddings(req: func.HttpRequest) -> func.HttpResponse:
     import numpy as np
 
-    from shared import clients
+    from shared import services
     from shared.vectors import codec
 
     entity_id = _entity_id(req)
     q = read_query(req, EmbeddingQuery)
-    rows = clients.embedding_store().get(entity_id, q.model_id, q.embedding_type)
+    rows = services.embedding_store().get(entity_id, q.model_id, q.embedding_type)
     if not rows:
         raise RequestError(404, "not_found", f"no embeddings for entity {entity_id!r}")
     out = EmbeddingGetResponse(
@@ -107,11 +107,11 @@ def get_embeddings(req: func.HttpRequest) -> func.HttpResponse:
 )
 @handle_errors
 def delete_embeddings(req: func.HttpRequest) -> func.HttpResponse:
-    from shared import clients
+    from shared import services
 
     entity_id = _entity_id(req)
     q = read_query(req, EmbeddingQuery)
-    deleted = clients.embedding_store().delete(entity_id, q.model_id, q.embedding_type)
+    deleted = services.embedding_store().delete(entity_id, q.model_id, q.embedding_type)
     if not deleted:
         raise RequestError(404, "not_found", f"no embeddings for entity {entity_id!r}")
     return json_response(EmbeddingDeleteResponse(entity_id=entity_id, deleted=deleted).model_dump())

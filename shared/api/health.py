@@ -47,10 +47,10 @@ def health(req: func.HttpRequest) -> func.HttpResponse:
     errors=(503,),
 )
 def ready(req: func.HttpRequest) -> func.HttpResponse:
-    from shared import clients
+    from shared import services
     from shared.health import readiness
 
-    checks = readiness(clients.database, clients.blob_service, clients.queue_service)
+    checks = readiness(services.database, services.blob_service, services.queue_service)
     failed = [c.part for c in checks if not c.ok]
     body = {
         "status": "ok" if not failed else "unavailable",

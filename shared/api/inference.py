@@ -116,27 +116,27 @@ def oip_live(req: func.HttpRequest) -> func.HttpResponse:
 )
 @oip_errors
 def oip_ready(req: func.HttpRequest) -> func.HttpResponse:
-    from shared import clients
+    from shared import services
 
     try:
-        clients.database().scalar("SELECT 1 AS one")
+        services.database().scalar("SELECT 1 AS one")
     except Exception as exc:
         return _reply({"ready": False, "error": f"sql: {type(exc).__name__}"}, 503)
     return _reply({"ready": True})
 
 
 def _metadata(req: func.HttpRequest) -> func.HttpResponse:
-    from shared import clients
+    from shared import services
 
     name, version = _name_version(req)
-    return _reply(clients.inference().metadata(name, version))
+    return _reply(services.inference().metadata(name, version))
 
 
 def _model_ready(req: func.HttpRequest) -> func.HttpResponse:
-    from shared import clients
+    from shared import services
 
     name, version = _name_version(req)
-    ready = clients.inference().ready(name, version)
+    ready = services.inference().ready(name, version)
     return _reply({"name": name, "ready": ready}, 200 if ready else 400)
 
 
@@ -153,7 +153,7 @@ def _infer_response():
 
 
 def _infer(req: func.HttpRequest) -> func.HttpResponse:
-    from shared import clients
+    from shared import services
     from shared.api.http import RequestError, read_json
     from shared.models.oip import InferRequest
 
@@ -162,7 +162,7 @@ def _infer(req: func.HttpRequest) -> func.HttpResponse:
         body = read_json(req, InferRequest)
     except RequestError as exc:
         raise RequestError(exc.status, exc.code, exc.message, exc.field) from None
-    response = clients.inference().infer(name, version, body)
+    response = services.inference().infer(name, version, body)
     return func.HttpResponse(
         response.model_dump_json(exclude_none=True), status_code=200, mimetype="application/json"
     )

@@ -41,9 +41,9 @@ def max_dequeue_count() -> int:
 )
 def run_ingestion_job(msg: func.QueueMessage) -> None:
     """Run one job. Raising hands the message back to the host for a retry."""
-    from shared import clients
+    from shared import services
 
-    outcome = clients.job_runner().run(
+    outcome = services.job_runner().run(
         msg.get_body(),
         message_id=msg.id or "",
         dequeue_count=msg.dequeue_count or 1,
@@ -83,12 +83,12 @@ def job_out(record) -> dict:
 def submit_job(req: func.HttpRequest) -> func.HttpResponse:
     from pydantic import ValidationError
 
-    from shared import clients
+    from shared import services
     from shared.api.http import validation_error
 
     body = read_json(req, JobSubmitRequest)
     try:
-        record, _ = clients.job_submitter().submit(body.kind, body.payload, body.job_id)
+        record, _ = services.job_submitter().submit(body.kind, body.payload, body.job_id)
     except ValidationError as exc:
         err = validation_error(exc)
         field = f"payload.{err.field}" if err.field else "payload"
@@ -107,10 +107,10 @@ def submit_job(req: func.HttpRequest) -> func.HttpResponse:
 )
 @handle_errors
 def list_jobs(req: func.HttpRequest) -> func.HttpResponse:
-    from shared import clients
+    from shared import services
 
     q = read_query(req, JobQuery)
-    records = clients.job_submitter().jobs.list(status=q.status, kind=q.kind, limit=q.limit)
+    records = services.job_submitter().jobs.list(status=q.status, kind=q.kind, limit=q.limit)
     return json_response({"jobs": [job_out(r) for r in records]})
 
 
@@ -125,9 +125,9 @@ def list_jobs(req: func.HttpRequest) -> func.HttpResponse:
 )
 @handle_errors
 def get_job(req: func.HttpRequest) -> func.HttpResponse:
-    from shared import clients
+    from shared import services
 
-    record = clients.job_submitter().jobs.get(req.route_params.get("job_id", ""))
+    record = services.job_submitter().jobs.get(req.route_params.get("job_id", ""))
     if record is None:
         raise RequestError(404, "not_found", "no job with this id", "job_id")
     return json_response(job_out(record))
@@ -145,11 +145,11 @@ def get_job(req: func.HttpRequest) -> func.HttpResponse:
 )
 @handle_errors
 def retry_job(req: func.HttpRequest) -> func.HttpResponse:
-    from shared import clients
+    from shared import services
     from shared.jobs.messages import KINDS
 
     job_id = req.route_params.get("job_id", "")
-    submitter = clients.job_submitter()
+    submitter = services.job_submitter()
     current = submitter.jobs.get(job_id)
     if current is None:
         raise RequestError(404, "not_found", "no job with this id", "job_id")

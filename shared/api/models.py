@@ -57,12 +57,12 @@ def register_model_blob(blob: blob_binding.BlobClient) -> None:
     Bound as an SDK BlobClient, not an InputStream: the registry hashes the blob by
     streaming it, so a multi-GB model never sits whole in this worker's memory.
     """
-    from shared import clients
+    from shared import services
     from shared.storage.names import InvalidNameError
 
     blob_name = blob.blob_name
     try:
-        reg = clients.model_registry().register_blob(blob_name)
+        reg = services.model_registry().register_blob(blob_name)
     except InvalidNameError as exc:
         log.warning("ignored blob %s: %s", blob.name, exc)
         return
@@ -88,7 +88,7 @@ def register_model_blob(blob: blob_binding.BlobClient) -> None:
 )
 @handle_errors
 def upload_model(req: func.HttpRequest) -> func.HttpResponse:
-    from shared import clients
+    from shared import services
     from shared.config import get_settings
     from shared.storage.blob_store import UploadTooLargeError
 
@@ -100,7 +100,7 @@ def upload_model(req: func.HttpRequest) -> func.HttpResponse:
     if len(body) > limit:
         raise RequestError(413, "body_too_large", f"model is {len(body)} bytes; limit {limit}")
     try:
-        reg = clients.model_registry().upload(q.name, io.BytesIO(body), limit)
+        reg = services.model_registry().upload(q.name, io.BytesIO(body), limit)
     except UploadTooLargeError as exc:
         raise RequestError(413, "body_too_large", str(exc)) from exc
     job_id = reg.job.id if reg.job else None
@@ -130,13 +130,13 @@ def model_upload_url(req: func.HttpRequest) -> func.HttpResponse:
     Storage itself, and the blob trigger registers it as it does any upload."""
     from datetime import timedelta
 
-    from shared import clients
+    from shared import services
     from shared.config import get_settings
     from shared.storage.blob_store import UploadUrlUnavailableError
 
     q = read_query(req, UploadUrlQuery)
     try:
-        up = clients.model_registry().upload_url(q.name, timedelta(seconds=q.expires_in))
+        up = services.model_registry().upload_url(q.name, timedelta(seconds=q.expires_in))
     except UploadUrlUnavailableError as exc:
         raise RequestError(501, "upload_url_unavailable", str(exc)) from exc
     out = UploadUrlOut(
@@ -160,11 +160,11 @@ def model_upload_url(req: func.HttpRequest) -> func.HttpResponse:
 )
 @handle_errors
 def list_models(req: func.HttpRequest) -> func.HttpResponse:
-    from shared import clients
+    from shared import services
     from shared.db.repos.models import ModelRepository
 
     q = read_query(req, ModelQuery)
-    records = ModelRepository(clients.database()).list(name=q.name, status=q.status, limit=q.limit)
+    records = ModelRepository(services.database()).list(name=q.name, status=q.status, limit=q.limit)
     return json_response({"models": [model_out(r) for r in records]})
 
 
@@ -181,10 +181,10 @@ def list_models(req: func.HttpRequest) -> func.HttpResponse:
 def get_model(req: func.HttpRequest) -> func.HttpResponse:
     from dataclasses import asdict
 
-    from shared import clients
+    from shared import services
     from shared.db.repos.models import ModelRepository
 
-    repo = ModelRepository(clients.database())
+    repo = ModelRepository(services.database())
     record = repo.get(req.route_params.get("model_id", ""))
     if record is None:
         raise RequestError(404, "not_found", "no model with this id", "model_id")

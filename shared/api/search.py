@@ -23,10 +23,10 @@ bp = func.Blueprint()
 )
 @handle_errors
 def search(req: func.HttpRequest) -> func.HttpResponse:
-    from shared import clients
+    from shared import services
 
     body = read_json(req, SearchRequest)
-    service = clients.search_service()
+    service = services.search_service()
     queries, single = service.decode_queries(body.vector, body.vectors)
     try:
         hits = service.search(

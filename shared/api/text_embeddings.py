@@ -24,7 +24,7 @@ bp = func.Blueprint()
 )
 @handle_errors
 def embed_text(req: func.HttpRequest) -> func.HttpResponse:
-    from shared import clients
+    from shared import services
     from shared.models.errors import ModelNotFoundError, ModelNotReadyError
     from shared.vectors import codec
 
@@ -36,7 +36,7 @@ def embed_text(req: func.HttpRequest) -> func.HttpResponse:
             f"store.entity_ids: {len(body.store.entity_ids)} ids for {len(body.texts)} texts",
             "store.entity_ids",
         )
-    models = clients.text_embedders()
+    models = services.text_embedders()
     try:
         record = models.record(body.model)
         embedder = models.get(body.model)
@@ -50,7 +50,7 @@ def embed_text(req: func.HttpRequest) -> func.HttpResponse:
         raise RequestError(400, "invalid_request", str(exc), "texts") from exc
     stored = None
     if body.store:
-        counts = clients.embedding_store().upsert_array(
+        counts = services.embedding_store().upsert_array(
             body.model, body.store.embedding_type, body.store.entity_ids, vectors
         )
         stored = {"inserted": counts.inserted, "updated": counts.updated}

@@ -71,8 +71,8 @@ def _encode(result: Any, fmt: str) -> Any:
 )
 @handle_errors
 def vector_op(req: func.HttpRequest) -> func.HttpResponse:
-    from shared import vector_ops
     from shared.config import get_settings
+    from shared.vectors import ops as vector_ops
     from shared.vectors.pool import default_pool
 
     op = _op(req, VECTOR_OPS)
@@ -108,9 +108,9 @@ def vector_op(req: func.HttpRequest) -> func.HttpResponse:
 )
 @handle_errors
 def vector_aggregate(req: func.HttpRequest) -> func.HttpResponse:
-    from shared import vector_ops
     from shared.config import get_settings
     from shared.vectors import codec
+    from shared.vectors import ops as vector_ops
     from shared.vectors.pool import default_pool
 
     op = _op(req, AGGREGATE_OPS)

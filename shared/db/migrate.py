@@ -71,10 +71,12 @@ def apply_migrations(db: Database, migrations: tuple[Migration, ...] = MIGRATION
 
 def main() -> None:
     """`python -m shared.db.migrate`: apply migrations to the configured database."""
-    from shared.clients import database
+    from shared.config import ROOT, get_settings
+    from shared.db.connection import open_database
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    db = database()
+    db = open_database(get_settings().sql_connection, base_dir=ROOT)
+    apply_migrations(db)
     print(f"schema version {current_version(db)} ({db.spec.redacted})")
 
 

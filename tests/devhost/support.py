@@ -17,8 +17,8 @@ from typing import Any
 from azure.storage.blob import BlobServiceClient
 from azure.storage.queue import QueueClient
 
-from shared.devhost.azurite import free_port
-from shared.devhost.launcher import Reply, http_call, launch
+from devhost.azurite import free_port
+from devhost.launcher import Reply, http_call, launch
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -30,7 +30,7 @@ MASTER_KEY = "mastertestkey"
 
 @dataclass
 class HostProcess:
-    """A running `python -m shared.devhost` and the names it was given."""
+    """A running `python -m devhost` and the names it was given."""
 
     process: subprocess.Popen
     base_url: str

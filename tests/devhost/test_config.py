@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from shared.devhost.hostconfig import (
+from devhost.hostconfig import (
     HostConfig,
     QueueOptions,
     load_host_config,
     parse_host_config,
     parse_timespan,
 )
-from shared.devhost.localsettings import load_local_settings
+from devhost.localsettings import load_local_settings
 
 
 @pytest.mark.parametrize(
@@ -135,7 +135,7 @@ def test_local_settings_fill_missing_environment_only(tmp_path: Path) -> None:
 def test_app_settings_override_host_json_values_as_in_azure(tmp_path) -> None:
     import json
 
-    from shared.devhost.hostconfig import load_host_config
+    from devhost.hostconfig import load_host_config
 
     (tmp_path / "host.json").write_text(
         json.dumps({"extensions": {"queues": {"batchSize": 16, "visibilityTimeout": "00:00:05"}}})

@@ -8,12 +8,12 @@ import azure.functions as func
 import pytest
 from azure.storage.blob import BlobClient
 
-from shared.devhost.auth import KeyRing, presented_key
-from shared.devhost.bindings import blob_argument_kind, render_path
-from shared.devhost.blob_listener import parse_blob_path, sanitize_host_id
-from shared.devhost.loader import resolve_settings
-from shared.devhost.messages import decode_body, encode_body, message_bodies
-from shared.devhost.queue_listener import next_delay
+from devhost.auth import KeyRing, presented_key
+from devhost.bindings import blob_argument_kind, render_path
+from devhost.blob_listener import parse_blob_path, sanitize_host_id
+from devhost.loader import resolve_settings
+from devhost.messages import decode_body, encode_body, message_bodies
+from devhost.queue_listener import next_delay
 
 
 def test_message_encoding_none_passes_text_through() -> None:

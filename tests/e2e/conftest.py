@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from shared.devhost.launcher import LaunchedHost, Reply, launch_app
+from devhost.launcher import LaunchedHost, Reply, launch_app
 
 KEY = "e2e-function-key"
 

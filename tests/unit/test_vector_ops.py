@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from shared import vector_ops
+from shared.vectors import ops as vector_ops
 from shared.vectors import scalar
 from shared.vectors.errors import DimensionMismatchError, NonFiniteError, VectorFormatError
 

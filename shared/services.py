@@ -1,4 +1,5 @@
-"""Process-wide clients, created once and reused (port exhaustion under load otherwise).
+"""The app's services, built once per process and reused (ports run out under load
+otherwise): the composition of storage, SQL and the services above them.
 
 Everything is lazy: importing this module touches no network, database or disk, so
 `function_app.py` imports stay light and a broken setting shows up as a clear error

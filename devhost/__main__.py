@@ -1,4 +1,4 @@
-"""Command line of the local host: `python -m shared.devhost --help`."""
+"""Command line of the local host: `python -m devhost --help`."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from .host import Options, run
 def parse_args(argv: list[str] | None = None) -> Options:
     """Options from the command line (port default: local.settings.json Host, else 7071)."""
     parser = argparse.ArgumentParser(
-        prog="python -m shared.devhost", description="Run function_app.py like the Functions host."
+        prog="python -m devhost", description="Run function_app.py like the Functions host."
     )
     parser.add_argument("--script", default="function_app.py", help="the app's function_app.py")
     parser.add_argument("--host", default="127.0.0.1", help="HTTP interface (default 127.0.0.1)")

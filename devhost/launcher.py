@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from shared.devhost.azurite import free_port
+from devhost.azurite import free_port
 
 
 @dataclass
@@ -86,9 +86,9 @@ def launch(
     route_prefix: str = "/api",
     timeout: float = 60,
 ) -> LaunchedHost:
-    """Start `python -m shared.devhost` and wait for its "Host started" line."""
+    """Start `python -m devhost` and wait for its "Host started" line."""
     port = port or free_port()
-    command = [sys.executable, "-m", "shared.devhost", "--script", str(script)]
+    command = [sys.executable, "-m", "devhost", "--script", str(script)]
     process = subprocess.Popen(
         [*command, "--port", str(port)],
         cwd=cwd,
@@ -121,7 +121,7 @@ def launch_app(
     data folder under `tmp`: what the end-to-end tests and the benchmarks run."""
     import os
 
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parents[1]
     env = {
         **os.environ,
         "PYTHONPATH": str(root),
