@@ -1,7 +1,13 @@
 """Settings from the environment: the same keys as local.settings.json "Values".
 
-Every setting has a default that makes the local run (Azurite + SQLite) work with
-no configuration at all. An invalid value raises `ConfigError` naming the setting.
+Locally every setting has a default that makes the run (Azurite + SQLite) work with no
+configuration at all. In Azure (`WEBSITE_INSTANCE_ID` is set) nothing falls back to a
+local default: the app folder is read-only and there is no emulator, so the SQL and
+storage connections must be set, local folders default to /tmp, and caches default to
+a share of the instance's memory. An invalid value raises `ConfigError` naming the
+setting. A missing required one is reported by the part that needs it
+(`Settings.require`), so functions that do not need it keep working and the worker
+still indexes every function.
 """
 
 from __future__ import annotations
@@ -14,6 +20,34 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+AZURE_DATA_DIR = Path("/tmp/hartonomous")  # the one writable place in Azure
+MiB = 1024 * 1024
+
+
+def in_azure(environ: Mapping[str, str] | None = None) -> bool:
+    """The Functions host in Azure sets WEBSITE_INSTANCE_ID; nothing local does."""
+    env = os.environ if environ is None else environ
+    return bool(env.get("WEBSITE_INSTANCE_ID", "").strip())
+
+
+def instance_memory_bytes(
+    environ: Mapping[str, str] | None = None, cgroup_root: Path = Path("/sys/fs/cgroup")
+) -> int:
+    """Memory this instance may use: `INSTANCE_MEMORY_MB` if set, else the cgroup limit
+    (how Flex Consumption enforces its 512, 2048 or 4096 MB), else physical memory."""
+    env = os.environ if environ is None else environ
+    override = env.get("INSTANCE_MEMORY_MB", "").strip()
+    if override:
+        return _int("INSTANCE_MEMORY_MB", override, 128, 1024 * 1024) * MiB
+    physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    for limit_file in (cgroup_root / "memory.max", cgroup_root / "memory/memory.limit_in_bytes"):
+        try:
+            raw = limit_file.read_text().strip()
+        except OSError:
+            continue
+        if raw.isdigit() and 0 < int(raw) < physical:
+            return int(raw)
+    return physical
 
 
 class ConfigError(ValueError):
@@ -64,13 +98,28 @@ def _nonempty(name: str, raw: str) -> str:
 
 @dataclass(frozen=True)
 class Setting:
+    """One setting. `default` applies everywhere unless `local_default` overrides it off
+    Azure; a `None` default makes the setting required (the part that needs it says so).
+    A callable default is computed from the environment (shares of instance memory)."""
+
     key: str
-    default: str
+    default: str | Callable[[Mapping[str, str]], str] | None
     parse: Callable[[str, str], Any]
     doc: str
+    local_default: str | None = None
+    default_doc: str | None = None  # how the README shows a computed default
+
+    def default_for(self, environ: Mapping[str, str]) -> str | None:
+        if self.local_default is not None and not in_azure(environ):
+            return self.local_default
+        if callable(self.default):
+            return self.default(environ)
+        return self.default
 
 
-MiB = 1024 * 1024
+def _memory_share(fraction: float, cap: int) -> Callable[[Mapping[str, str]], str]:
+    return lambda env: str(max(MiB, min(cap, int(instance_memory_bytes(env) * fraction))))
+
 
 # One table: the config module, local.settings.sample.json and the README all follow it.
 SETTINGS: tuple[Setting, ...] = (
@@ -82,11 +131,30 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "SQL_CONNECTION_STRING",
-        "sqlite:///.data/hartonomous.db",
+        None,
         _nonempty,
-        "sqlite:///<path> (embedded), or an ODBC string (SQL Server / Azure SQL via pyodbc).",
+        "sqlite:///<path> (embedded), or an ODBC string (SQL Server / Azure SQL via pyodbc). "
+        "Required in Azure.",
+        local_default="sqlite:///.data/hartonomous.db",
     ),
-    Setting("MODELS_CONTAINER", "models", _name, "Blob container that holds model files."),
+    Setting(
+        "MODELS_CONTAINER",
+        "models",
+        _name,
+        "Blob container users upload models to (the blob trigger watches it).",
+    ),
+    Setting(
+        "MODEL_VERSIONS_CONTAINER",
+        "model-versions",
+        _name,
+        "Blob container of registered versions, immutable: <name>/<sha256>.onnx.",
+    ),
+    Setting(
+        "MODEL_UPLOADS_CONTAINER",
+        "model-uploads",
+        _name,
+        "Blob container holding API uploads while they are registered.",
+    ),
     Setting("INGESTION_QUEUE", "ingestion-jobs", _name, "Queue that carries ingestion jobs."),
     Setting(
         "INGEST_CONTAINER",
@@ -95,7 +163,11 @@ SETTINGS: tuple[Setting, ...] = (
         "Blob container for embeddings batch files (.npy + .json ids, or .jsonl).",
     ),
     Setting(
-        "DATA_DIR", ".data", _nonempty, "Local folder for the SQLite file and the model cache."
+        "DATA_DIR",
+        str(AZURE_DATA_DIR),
+        _nonempty,
+        "Local folder for the model cache and tokenizers (and the local SQLite file).",
+        local_default=".data",
     ),
     Setting(
         "MAX_REQUEST_BYTES",
@@ -123,15 +195,17 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "MODEL_CACHE_BYTES",
-        str(4096 * MiB),
+        _memory_share(0.5, 4096 * MiB),
         lambda n, r: _int(n, r, MiB, 1024 * 1024 * MiB),
         "Local model file cache size (LRU, sha256-verified).",
+        default_doc="half the instance memory, at most 4 GiB",
     ),
     Setting(
         "SEARCH_CACHE_BYTES",
-        str(4096 * MiB),
+        _memory_share(0.25, 4096 * MiB),
         lambda n, r: _int(n, r, MiB, 1024 * 1024 * MiB),
         "Memory for in-memory search matrices (least recently searched sets go first).",
+        default_doc="a quarter of the instance memory, at most 4 GiB",
     ),
     Setting(
         "MAX_SESSIONS",
@@ -151,8 +225,10 @@ SETTINGS: tuple[Setting, ...] = (
 @dataclass(frozen=True)
 class Settings:
     storage_connection: str
-    sql_connection: str
+    sql_connection: str | None
     models_container: str
+    model_versions_container: str
+    model_uploads_container: str
     ingestion_queue: str
     ingest_container: str
     data_dir: Path
@@ -164,24 +240,55 @@ class Settings:
     search_cache_bytes: int
     max_sessions: int
     appinsights_connection: str
+    azure: bool = False
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
+        azure = in_azure(env)
         values = []
         for setting in SETTINGS:
             raw = env.get(setting.key)
-            if raw is None or (raw.strip() == "" and setting.default != ""):
-                raw = setting.default
-            values.append(setting.parse(setting.key, raw))
-        kwargs = dict(zip([f.name for f in fields(cls)], values, strict=True))
+            default = setting.default_for(env)
+            if raw is None or (raw.strip() == "" and default != ""):
+                raw = default
+            values.append(None if raw is None else setting.parse(setting.key, raw))
+        kwargs = dict(zip([f.name for f in fields(cls) if f.name != "azure"], values, strict=True))
+        base = AZURE_DATA_DIR if azure else ROOT
         data_dir = Path(kwargs["data_dir"])
-        kwargs["data_dir"] = data_dir if data_dir.is_absolute() else ROOT / data_dir
-        return cls(**kwargs)
+        kwargs["data_dir"] = data_dir if data_dir.is_absolute() else base / data_dir
+        sql = kwargs["sql_connection"]
+        if azure and sql and _relative_sqlite(sql):
+            raise ConfigError(
+                "SQL_CONNECTION_STRING",
+                "a relative SQLite path points into the app folder, which is read-only in "
+                "Azure: use Azure SQL (an ODBC connection string) or an absolute path",
+            )
+        return cls(**kwargs, azure=azure)
+
+    def require(self, field: str) -> Any:
+        """A setting the caller cannot work without: ConfigError naming it when unset."""
+        value = getattr(self, field)
+        if value is None:
+            key = _KEYS[field]
+            where = "in Azure (WEBSITE_INSTANCE_ID is set)" if self.azure else "here"
+            raise ConfigError(key, f"is required {where} and not set")
+        return value
 
     @property
     def poison_queue(self) -> str:
         return f"{self.ingestion_queue}-poison"
+
+
+_KEYS = {
+    "storage_connection": "AzureWebJobsStorage",
+    "sql_connection": "SQL_CONNECTION_STRING",
+}
+
+
+def _relative_sqlite(url: str) -> bool:
+    prefix = "sqlite:///"
+    return url.lower().startswith(prefix) and not url[len(prefix) :].startswith("/")
 
 
 def binding_name(key: str, environ: Mapping[str, str] | None = None) -> str:
@@ -194,10 +301,12 @@ def binding_name(key: str, environ: Mapping[str, str] | None = None) -> str:
     """
     setting = next(s for s in SETTINGS if s.key == key)
     env = os.environ if environ is None else environ
+    default = setting.default_for(env)
+    assert isinstance(default, str)
     try:
-        return setting.parse(key, env.get(key) or setting.default)
+        return setting.parse(key, env.get(key) or default)
     except ConfigError:
-        return setting.default
+        return default
 
 
 @lru_cache(maxsize=1)

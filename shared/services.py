@@ -37,7 +37,9 @@ def database() -> Database:
 
     with _lock:
         db = open_database(
-            get_settings().sql_connection, base_dir=ROOT, on_connect=[_vector_sql_functions]
+            get_settings().require("sql_connection"),
+            base_dir=ROOT,
+            on_connect=[_vector_sql_functions],
         )
         apply_migrations(db)
         return db
@@ -55,6 +57,35 @@ def queue_service() -> QueueServiceClient:
     from azure.storage.queue import QueueServiceClient
 
     return QueueServiceClient.from_connection_string(get_settings().storage_connection)
+
+
+# Readiness probes must answer fast: no SDK retry loop, short socket timeouts.
+PROBE_CLIENT_OPTIONS = {"retry_total": 0, "connection_timeout": 1, "read_timeout": 1}
+
+
+@cache
+def _probe_blob_service() -> BlobServiceClient:
+    from azure.storage.blob import BlobServiceClient
+
+    conn = get_settings().storage_connection
+    return BlobServiceClient.from_connection_string(conn, **PROBE_CLIENT_OPTIONS)
+
+
+@cache
+def _probe_queue_service() -> QueueServiceClient:
+    from azure.storage.queue import QueueServiceClient
+
+    conn = get_settings().storage_connection
+    return QueueServiceClient.from_connection_string(conn, **PROBE_CLIENT_OPTIONS)
+
+
+@cache
+def readiness():
+    """One prober per process, so a part that hangs is not probed again while it hangs."""
+    from shared.health import Readiness, storage_probes
+
+    probes = storage_probes(database, _probe_blob_service, _probe_queue_service)
+    return Readiness(probes, timeout=1.5)
 
 
 @cache
@@ -86,9 +117,26 @@ def search_service():
 
 @cache
 def model_store():
+    """The container users upload to (the blob trigger watches it)."""
     from shared.storage.blob_store import BlobModelStore
 
     return BlobModelStore(blob_service(), get_settings().models_container)
+
+
+@cache
+def version_store():
+    """Registered versions' bytes, immutable, where no trigger fires."""
+    from shared.storage.blob_store import BlobModelStore
+
+    return BlobModelStore(blob_service(), get_settings().model_versions_container)
+
+
+@cache
+def upload_store():
+    """API uploads while they are registered, where no trigger fires."""
+    from shared.storage.blob_store import BlobModelStore
+
+    return BlobModelStore(blob_service(), get_settings().model_uploads_container)
 
 
 @cache
@@ -113,7 +161,14 @@ def model_registry():
     from shared.db.repos.models import ModelRepository
     from shared.models.registry import ModelRegistry
 
-    return ModelRegistry(ModelRepository(database()), model_store(), job_submitter())
+    return ModelRegistry(
+        ModelRepository(database()),
+        uploads=model_store(),
+        versions=version_store(),
+        staging=upload_store(),
+        submitter=job_submitter(),
+        max_bytes=get_settings().max_upload_bytes,
+    )
 
 
 @cache
@@ -127,7 +182,7 @@ def model_files():
 
 def fetch_model_file(record):
     """A local path to a registered model's bytes (downloaded once, then cached)."""
-    store = model_store()
+    store = version_store()
     return model_files().path_for(
         record.sha256, lambda dest: store.download_to(record.blob_name, dest)
     )
@@ -173,7 +228,7 @@ def inference():
     from shared.models.sessions import SessionCache
     from shared.vectors.pool import default_pool
 
-    store = model_store()
+    store = version_store()
     return InferenceService(
         ModelRepository(database()),
         InferenceLogRepository(database()),

@@ -58,3 +58,49 @@ def test_binding_names_default_and_never_raise_at_import() -> None:
     assert binding_name("INGESTION_QUEUE", {}) == "ingestion-jobs"
     assert binding_name("INGESTION_QUEUE", {"INGESTION_QUEUE": "jobs-2"}) == "jobs-2"
     assert binding_name("MODELS_CONTAINER", {"MODELS_CONTAINER": "Bad_Name"}) == "models"
+
+
+def test_in_azure_nothing_falls_back_to_a_local_default() -> None:
+    azure = {"WEBSITE_INSTANCE_ID": "abc", "INSTANCE_MEMORY_MB": "2048"}
+    s = Settings.from_env(azure)
+    assert s.azure and s.sql_connection is None
+    with pytest.raises(ConfigError, match="required in Azure") as err:
+        s.require("sql_connection")
+    assert err.value.setting == "SQL_CONNECTION_STRING"
+    assert s.data_dir == Path("/tmp/hartonomous")
+    assert s.model_cache_bytes == 1024 * 1024 * 1024  # half of 2048 MB
+    assert s.search_cache_bytes == 512 * 1024 * 1024  # a quarter
+    relative = Settings.from_env({**azure, "DATA_DIR": "cache"})
+    assert relative.data_dir == Path("/tmp/hartonomous/cache")  # never the app folder
+
+
+def test_in_azure_a_relative_sqlite_path_is_refused() -> None:
+    with pytest.raises(ConfigError, match="read-only") as err:
+        Settings.from_env({"WEBSITE_INSTANCE_ID": "abc", "SQL_CONNECTION_STRING": "sqlite:///x.db"})
+    assert err.value.setting == "SQL_CONNECTION_STRING"
+    ok = Settings.from_env(
+        {"WEBSITE_INSTANCE_ID": "a", "SQL_CONNECTION_STRING": "sqlite:////t/x.db"}
+    )
+    assert ok.sql_connection == "sqlite:////t/x.db"
+
+
+def test_locally_caches_are_capped_at_4_gib_and_settings_still_win(tmp_path: Path) -> None:
+    s = Settings.from_env({"INSTANCE_MEMORY_MB": "65536"})
+    assert s.model_cache_bytes == s.search_cache_bytes == 4096 * 1024 * 1024
+    assert Settings.from_env({"SEARCH_CACHE_BYTES": "2097152"}).search_cache_bytes == 2097152
+
+
+def test_instance_memory_reads_the_cgroup_limit(tmp_path: Path) -> None:
+    from shared.config import instance_memory_bytes
+
+    (tmp_path / "memory.max").write_text("2147483648\n")  # a 2048 MB instance (cgroup v2)
+    assert instance_memory_bytes({}, cgroup_root=tmp_path) == 2 * 1024**3
+    import os
+
+    physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    (tmp_path / "memory.max").write_text("max\n")  # no limit: physical memory
+    assert instance_memory_bytes({}, cgroup_root=tmp_path) == physical
+    assert instance_memory_bytes({"INSTANCE_MEMORY_MB": "512"}, cgroup_root=tmp_path) == 512 * 2**20
+    with pytest.raises(ConfigError) as err:
+        instance_memory_bytes({"INSTANCE_MEMORY_MB": "lots"})
+    assert err.value.setting == "INSTANCE_MEMORY_MB"

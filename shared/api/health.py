@@ -21,6 +21,19 @@ class ReadyResponse(BaseModel):
     checks: dict[str, str]
 
 
+def _ready(detailed: bool) -> func.HttpResponse:
+    from shared import services
+
+    checks = services.readiness().check()
+    failed = [c.part for c in checks if not c.ok]
+    body = {
+        "status": "ok" if not failed else "unavailable",
+        "failed": failed,
+        "checks": {c.part: c.detail if detailed else c.public for c in checks},
+    }
+    return json_response(body, 200 if not failed else 503)
+
+
 @http_route(
     bp,
     "health",
@@ -40,21 +53,25 @@ def health(req: func.HttpRequest) -> func.HttpResponse:
     bp,
     "ready",
     ["GET"],
-    summary="Readiness: 200 when SQL and storage answer, else 503 naming what failed.",
+    summary="Readiness within 2 s: 200 when SQL and storage answer, else 503 naming the "
+    "parts that failed (and a missing setting's name); no hosts or messages.",
     tags=("health",),
     auth=func.AuthLevel.ANONYMOUS,
     response=ReadyResponse,
     errors=(503,),
 )
 def ready(req: func.HttpRequest) -> func.HttpResponse:
-    from shared import services
-    from shared.health import readiness
+    return _ready(detailed=False)
 
-    checks = readiness(services.database, services.blob_service, services.queue_service)
-    failed = [c.part for c in checks if not c.ok]
-    body = {
-        "status": "ok" if not failed else "unavailable",
-        "failed": failed,
-        "checks": {c.part: c.detail for c in checks},
-    }
-    return json_response(body, 200 if not failed else 503)
+
+@http_route(
+    bp,
+    "ready/details",
+    ["GET"],
+    summary="Readiness with each failure's reason (hosts, messages): for key holders.",
+    tags=("health",),
+    response=ReadyResponse,
+    errors=(503,),
+)
+def ready_details(req: func.HttpRequest) -> func.HttpResponse:
+    return _ready(detailed=True)

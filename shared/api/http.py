@@ -92,6 +92,7 @@ def handle_errors(
 
     @functools.wraps(fn)
     def wrapper(req: func.HttpRequest) -> func.HttpResponse:
+        from shared.config import ConfigError
         from shared.db.repos.embeddings import EmbeddingDimensionError
         from shared.storage.names import InvalidNameError
         from shared.vectors.errors import VectorError
@@ -106,6 +107,8 @@ def handle_errors(
             return error_response(409, "dimension_conflict", str(exc), "items")
         except InvalidNameError as exc:  # rules a schema pattern cannot say, such as no ".."
             return error_response(400, "invalid_name", str(exc), exc.field)
+        except ConfigError as exc:  # a setting this function needs is missing or wrong
+            return error_response(503, "not_configured", str(exc))
         except Exception:
             log.exception("unhandled error in %s", fn.__name__)
             return error_response(500, "internal_error", "the server failed; see its log")

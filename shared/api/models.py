@@ -54,8 +54,10 @@ def model_out(record) -> dict:
 def register_model_blob(blob: blob_binding.BlobClient) -> None:
     """A new or changed `<name>.onnx` in the models container: register it.
 
-    Bound as an SDK BlobClient, not an InputStream: the registry hashes the blob by
-    streaming it, so a multi-GB model never sits whole in this worker's memory.
+    Bound as an SDK BlobClient, not an InputStream: the registry reads the size from the
+    blob's properties and hashes it by streaming, so a multi-GB model never sits whole in
+    this worker's memory. A name that is no model (`a/b.onnx`: the trigger path matches
+    nested names too) is ignored with one warning: retrying could never register it.
     """
     from shared import services
     from shared.storage.names import InvalidNameError
@@ -64,7 +66,10 @@ def register_model_blob(blob: blob_binding.BlobClient) -> None:
     try:
         reg = services.model_registry().register_blob(blob_name)
     except InvalidNameError as exc:
-        log.warning("ignored blob %s: %s", blob.name, exc)
+        log.warning("ignored blob %s: %s", blob_name, exc.reason)
+        return
+    if reg.model.status == "failed" and reg.job is None:
+        log.warning("model %s refused: %s", reg.model.name, reg.model.error)
         return
     log.info(
         "model %s v%s %s (job %s)",

@@ -1,10 +1,11 @@
 """Model registration: a model blob becomes a versioned row plus an ingestion job.
 
 The uploaded blob (`models/<name>.onnx`) is the "latest upload"; each registered
-version's bytes are copied server-side to an immutable archive name
-(`_versions/<name>/<sha256>.onnx`), so a new upload under the same name makes a new
-version while the old one stays until deleted. The same bytes again change nothing.
-Uploads through the API are staged under `_uploads/`, which the trigger ignores.
+version's bytes are copied server-side to an immutable name in the versions container
+(`model-versions/<name>/<sha256>.onnx`), so a new upload under the same name makes a
+new version while the old one stays until deleted. The same bytes again change nothing.
+Uploads through the API are staged in their own container. Only what users upload lives
+where the blob trigger fires: the registry's own writes never trigger it.
 """
 
 from __future__ import annotations
@@ -37,16 +38,39 @@ def ingest_job_id(model_id: str) -> str:
 
 class ModelRegistry:
     def __init__(
-        self, models: ModelRepository, store: BlobModelStore, submitter: JobSubmitter
+        self,
+        models: ModelRepository,
+        *,
+        uploads: BlobModelStore,
+        versions: BlobModelStore,
+        staging: BlobModelStore,
+        submitter: JobSubmitter,
+        max_bytes: int,
     ) -> None:
         self.models = models
-        self.store = store
+        self.uploads = uploads
+        self.versions = versions
+        self.staging = staging
         self.submitter = submitter
+        self.max_bytes = max_bytes
 
     def register_blob(self, blob_name: str) -> Registration:
-        """For the blob trigger: hash the blob by streaming, then register it."""
+        """For the blob trigger: size from the blob's properties, then hash by streaming.
+
+        A blob over MAX_UPLOAD_BYTES is recorded as a failed version that says why,
+        before a byte of it is read.
+        """
         name = model_name_from_blob(blob_name)
-        return self._register(name, self.store.hash_pinned(blob_name), blob_name)
+        size = self.uploads.size(blob_name)
+        if size > self.max_bytes:
+            reason = (
+                f"the model is {size} bytes, over the limit of {self.max_bytes} (MAX_UPLOAD_BYTES)"
+            )
+            record = self.models.record_refused(
+                name, size_bytes=size, uploaded_as=blob_name, reason=reason
+            )
+            return Registration(record, False, None)
+        return self._register(name, self.uploads.hash_pinned(blob_name), blob_name)
 
     def upload(self, name: str, body: IO[bytes], max_bytes: int) -> Registration:
         """For POST /api/models: register the body, then publish it as `<name>.onnx`.
@@ -57,13 +81,13 @@ class ModelRegistry:
         upload's own answer, never lost in a race with the trigger.
         """
         validate_model_name(name)
-        staged = self.store.upload(staging_name(), body, max_bytes=max_bytes)
+        staged = self.staging.upload(staging_name(), body, max_bytes=max_bytes)
         try:
             reg = self._register(name, staged, f"{name}.onnx")
-            self.store.publish(staged, f"{name}.onnx")
+            self.uploads.publish(staged, f"{name}.onnx")
         finally:
-            self.store.delete(staged.name)
-        self.store.sweep_staging(STAGING_MAX_AGE)  # what an upload killed midway left
+            self.staging.delete(staged.name)
+        self.staging.sweep(STAGING_MAX_AGE)  # what an upload killed midway left
         return reg
 
     def upload_url(self, name: str, ttl: timedelta) -> UploadUrl:
@@ -71,13 +95,13 @@ class ModelRegistry:
         `<name>.onnx`. The blob trigger then registers it like any upload, and ingestion
         refuses a model over MAX_UPLOAD_BYTES with that reason in its status."""
         validate_model_name(name)
-        return self.store.upload_url(f"{name}.onnx", ttl)
+        return self.uploads.upload_url(f"{name}.onnx", ttl)
 
     def _register(self, name: str, blob: BlobFile, uploaded_as: str) -> Registration:
         known = self.models.latest_with_sha(name, blob.sha256)
         if known is not None:
             return Registration(known, False, self.submitter.jobs.get(ingest_job_id(known.id)))
-        archived = self.store.archive(blob, name)
+        archived = self.versions.archive(blob, name)
         record, created = self.models.register(
             name,
             sha256=blob.sha256,

@@ -84,12 +84,25 @@ class BlobModelStore:
     def __init__(self, blob_service: Any, container: str) -> None:
         self.service = blob_service
         self.container = container
+        self._ensured = False
 
     def ensure_container(self) -> None:
-        from azure.core.exceptions import ResourceExistsError
+        """Create the container unless it exists (the deployment creates it in Azure; a
+        principal without the right to create one goes on and uses the existing one)."""
+        from azure.core.exceptions import HttpResponseError, ResourceExistsError
 
-        with contextlib.suppress(ResourceExistsError):
+        try:
             self.service.create_container(self.container)
+        except ResourceExistsError:
+            pass
+        except HttpResponseError as exc:
+            if exc.status_code != 403:
+                raise
+        self._ensured = True
+
+    def _before_write(self) -> None:
+        if not self._ensured:
+            self.ensure_container()
 
     def client(self, blob_name: str) -> Any:
         return self.service.get_blob_client(self.container, blob_name)
@@ -107,6 +120,7 @@ class BlobModelStore:
         from azure.storage.blob import ContentSettings
 
         _check_blob_name(blob_name)
+        self._before_write()
         reader = _HashingReader(source, max_bytes)
         client = self.client(blob_name)
         client.upload_blob(
@@ -178,6 +192,10 @@ class BlobModelStore:
         _check_blob_name(blob_name)
         return bool(self.client(blob_name).exists())
 
+    def size(self, blob_name: str) -> int:
+        """The blob's size from its properties: no byte of it is read."""
+        return int(self.client(blob_name).get_blob_properties().size)
+
     def hash_pinned(self, blob_name: str) -> BlobFile:
         """Hash a blob by streaming it, pinned to the etag seen first (fails if it changes)."""
         from azure.core import MatchConditions
@@ -204,25 +222,25 @@ class BlobModelStore:
         )
 
     def archive(self, source: BlobFile, model_name: str) -> BlobFile:
-        """Server-side copy to the immutable archive name (no bytes pass through here)."""
+        """Server-side copy of `source` (any container of the account) into this one under
+        its immutable version name (no bytes pass through here)."""
         target_name = archive_name(model_name, source.sha256)
         if not self.client(target_name).exists():
             self._copy(source, target_name, {"sha256": source.sha256, "model": model_name})
         return self._as(source, target_name)
 
     def publish(self, source: BlobFile, blob_name: str) -> None:
-        """Server-side copy of `source` to `blob_name`, overwriting it."""
+        """Server-side copy of `source` (any container of the account) to `blob_name`."""
         _check_blob_name(blob_name)
         self._copy(source, blob_name, {"sha256": source.sha256})
 
-    def sweep_staging(self, older_than: timedelta) -> int:
-        """Delete staging blobs left by uploads that died midway; returns how many."""
+    def sweep(self, older_than: timedelta) -> int:
+        """Delete blobs older than `older_than` (staging left by uploads that died
+        midway); returns how many."""
         cutoff = datetime.now(UTC) - older_than
         stale = [
             b.name
-            for b in self.service.get_container_client(self.container).list_blobs(
-                name_starts_with=STAGING_PREFIX
-            )
+            for b in self.service.get_container_client(self.container).list_blobs()
             if b.last_modified is not None and b.last_modified <= cutoff
         ]
         for name in stale:
@@ -241,9 +259,10 @@ class BlobModelStore:
 
         from azure.core import MatchConditions
 
+        self._before_write()
         target = self.client(target_name)
         target.start_copy_from_url(
-            self.client(source.name).url,
+            self.service.get_blob_client(source.container, source.name).url,
             metadata=metadata,
             source_etag=source.etag,
             source_match_condition=MatchConditions.IfNotModified,
@@ -272,30 +291,26 @@ class BlobModelStore:
 
 
 def staging_name() -> str:
-    """A fresh name for an upload in flight; the models trigger ignores this prefix."""
+    """A fresh name for an upload in flight (in the uploads container)."""
     import uuid
 
-    return f"{STAGING_PREFIX}{uuid.uuid4().hex}.onnx"
+    return f"{uuid.uuid4().hex}.onnx"
 
 
-VERSIONS_PREFIX = "_versions/"
-STAGING_PREFIX = "_uploads/"
-_ARCHIVE = re.compile(r"^_versions/([^/]+)/([0-9a-f]{64})\.onnx$")
-_STAGING = re.compile(r"^_uploads/[0-9a-f]{32}\.onnx$")
+_ARCHIVE = re.compile(r"^([^/]+)/([0-9a-f]{64})\.onnx$")
 
 
 def archive_name(model_name: str, sha256: str) -> str:
-    """Where a registered version's bytes live, immutable: `_versions/<name>/<sha256>.onnx`."""
+    """Where a registered version's bytes live, immutable: `<name>/<sha256>.onnx` in the
+    versions container."""
     validate_model_name(model_name)
     if not re.fullmatch(r"[0-9a-f]{64}", sha256):
         raise ValueError(f"sha256: {sha256!r} is not 64 lowercase hex digits")
-    return f"{VERSIONS_PREFIX}{model_name}/{sha256}.onnx"
+    return f"{model_name}/{sha256}.onnx"
 
 
 def _check_blob_name(blob_name: str) -> None:
-    """Blob names are model names plus a known suffix, archive or staging names; never paths."""
-    if _STAGING.match(blob_name):
-        return
+    """Blob names are model names plus a known suffix, or version names; never paths."""
     archived = _ARCHIVE.match(blob_name)
     if archived:
         validate_model_name(archived.group(1), "blob")

@@ -10,8 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from azure.storage.queue import QueueServiceClient
 
 from devhost.launcher import LaunchedHost, Reply, launch_app
+from tests.e2e.failures import FailureWatch
 
 KEY = "e2e-function-key"
 
@@ -21,6 +23,7 @@ class AppHost:
     host: LaunchedHost
     key: str
     env: dict[str, str]
+    watch: FailureWatch
 
     @property
     def base_url(self) -> str:
@@ -48,17 +51,52 @@ class AppHost:
     def log(self) -> str:
         return self.host.log()
 
+    def expect_failures(
+        self,
+        function: str | None = None,
+        invocations: int = 0,
+        *,
+        poison_queue: str | None = None,
+        poison: int = 0,
+    ) -> None:
+        """Declare failed invocations or poison messages this test causes on purpose."""
+        self.watch.expect(function, invocations, poison_queue=poison_queue, poison=poison)
+
 
 def start_host(
     tmp: Path, storage_connection: str, extra_env: dict[str, str] | None = None
 ) -> AppHost:
     env = {"LOCAL_BLOB_SCAN_INTERVAL_SECONDS": "0.3", **(extra_env or {})}
+    queues = QueueServiceClient.from_connection_string(storage_connection)
+    watch = FailureWatch(queues)  # the baseline is taken before the host starts
     host = launch_app(tmp, storage_connection, key=KEY, extra_env=env)
-    return AppHost(host, KEY, {**os.environ, "AzureWebJobsStorage": storage_connection, **env})
+    watch.read_log = host.log
+    env = {**os.environ, "AzureWebJobsStorage": storage_connection, **env}
+    return AppHost(host, KEY, env, watch)
 
 
-def stop_host(app: AppHost) -> None:
+def stop_host(app: AppHost, *, check: bool = True) -> None:
+    """Stop the host (in-flight invocations finish), then fail on anything unexpected."""
     app.host.stop()
+    if check:
+        problems = app.watch.unexpected() + app.watch.missing()
+        assert not problems, _report(app, problems)
+
+
+def _report(app: AppHost, problems: list[str]) -> str:
+    tail = "\n".join(app.log().splitlines()[-60:])
+    return "the host did what no test expected:\n  " + "\n  ".join(problems) + "\n" + tail
+
+
+@pytest.fixture(autouse=True)
+def no_silent_failures(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After each test on the shared host: no failed invocation, no poison message that
+    the test did not declare with `app_host.expect_failures(...)`."""
+    yield
+    if "app_host" in request.fixturenames:
+        app: AppHost = request.getfixturevalue("app_host")
+        problems = app.watch.unexpected()
+        assert not problems, _report(app, problems)
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,36 @@ def test_ready_is_503_naming_sql_when_the_database_cannot_open(
         assert reply.status == 503
         body = reply.json()
         assert body["failed"] == ["sql"] and body["status"] == "unavailable"
-        assert body["checks"]["blob_storage"] == "ok"
+        assert body["checks"] == {"sql": "failed", "blob_storage": "ok", "queue_storage": "ok"}
+        assert str(blocker) not in reply.body.decode()  # no paths or messages anonymously
+        details = host.call("GET", "/ready/details")
+        assert details.status == 503 and str(blocker) in details.json()["checks"]["sql"]
+        assert host.call("GET", "/ready/details", key=None).status == 401
+    finally:
+        stop_host(host)
+
+
+def test_in_azure_a_missing_setting_is_named_and_only_its_functions_fail(
+    tmp_path: Path, storage_connection: str
+) -> None:
+    """WEBSITE_INSTANCE_ID set, SQL_CONNECTION_STRING not: no SQLite file appears in the
+    app folder, readiness names the setting, a route that needs SQL says which setting is
+    missing, and vector math, which needs none, still works."""
+    host = start_host(
+        tmp_path,
+        storage_connection,
+        {"WEBSITE_INSTANCE_ID": "e2e-instance", "SQL_CONNECTION_STRING": ""},
+    )
+    try:
+        reply = host.call("GET", "/ready", key=None)
+        assert reply.status == 503
+        assert reply.json()["checks"]["sql"] == "not configured: SQL_CONNECTION_STRING"
+        models = host.call("GET", "/models")
+        assert models.status == 503
+        error = models.json()["error"]
+        assert error["code"] == "not_configured" and "SQL_CONNECTION_STRING" in error["message"]
+        assert host.call("POST", "/vectors/dot", {"a": [1, 2], "b": [3, 4]}).json()["result"] == (
+            11.0
+        )
     finally:
         stop_host(host)

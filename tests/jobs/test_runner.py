@@ -139,7 +139,7 @@ def test_permanent_error_fails_at_once(repos) -> None:
 def test_the_last_failed_attempt_lets_the_handler_give_up(repos) -> None:
     jobs, models, _ = repos
     model, _ = models.register(
-        "m", sha256="c" * 64, size_bytes=1, blob_uri="u", blob_name="_versions/m/x.onnx"
+        "m", sha256="c" * 64, size_bytes=1, blob_uri="u", blob_name="m/x.onnx"
     )
 
     from shared.jobs.handlers import ModelIngestion
@@ -176,7 +176,7 @@ def test_a_model_over_the_upload_limit_fails_before_any_download(repos) -> None:
 
     jobs, models, _ = repos
     model, _ = models.register(
-        "huge", sha256="d" * 64, size_bytes=5000, blob_uri="u", blob_name="_versions/huge/x.onnx"
+        "huge", sha256="d" * 64, size_bytes=5000, blob_uri="u", blob_name="huge/x.onnx"
     )
     fetched = []
     runner = JobRunner(jobs, {"model": ModelIngestion(models, fetched.append, max_bytes=4096)})

@@ -42,7 +42,7 @@ class Harness:
     blobs: dict[str, Path]  # blob name -> local file standing in for Blob Storage
 
     def register(self, name: str, path: Path, *, ready: bool = True) -> ModelRecord:
-        blob_name = f"_versions/{name}/{sha256_of(path)}.onnx"
+        blob_name = f"{name}/{sha256_of(path)}.onnx"
         self.blobs[blob_name] = path
         record, _ = self.models.register(
             name,

@@ -27,12 +27,16 @@ def test_upload_over_the_limit_is_refused(container) -> None:
         container.upload("x.onnx", io.BytesIO(b"a" * 5000), max_bytes=1024)
 
 
-def test_archive_copy_is_immutable_under_a_content_name(container) -> None:
+def test_archive_copy_is_immutable_under_a_content_name(container, blob_service) -> None:
+    from shared.storage.blob_store import BlobModelStore
+
+    versions = BlobModelStore(blob_service, container.container + "-v")  # made on first write
     up = container.upload("m.onnx", io.BytesIO(b"version one"))
-    archived = container.archive(up, "m")
-    assert archived.name == f"_versions/m/{up.sha256}.onnx"
+    archived = versions.archive(up, "m")
+    assert archived.name == f"m/{up.sha256}.onnx" and archived.container == versions.container
     container.upload("m.onnx", io.BytesIO(b"version two"))  # overwrite the upload name
-    assert container.hash_pinned(archived.name).sha256 == up.sha256
+    assert versions.hash_pinned(archived.name).sha256 == up.sha256
+    assert not container.exists(archived.name)
 
 
 @pytest.mark.parametrize(
@@ -45,7 +49,7 @@ def test_invalid_model_names_are_refused_before_any_call(bad: str) -> None:
 
 def test_blob_names_map_to_model_names() -> None:
     assert model_name_from_blob("iris-v2.onnx") == "iris-v2"
-    for bad in ("_versions/x/abc.onnx", "iris.tokenizer.json", "../x.onnx"):
+    for bad in ("x/" + "a" * 64 + ".onnx", "a/b.onnx", "iris.tokenizer.json", "../x.onnx"):
         with pytest.raises(InvalidNameError):
             model_name_from_blob(bad)
     with pytest.raises(ValueError, match="sha256"):

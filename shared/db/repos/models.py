@@ -94,34 +94,94 @@ class ModelRepository:
             )
             if existing:
                 return _model(existing), False
-            version = int(
-                self.db.scalar(
-                    "SELECT COALESCE(MAX(version), 0) + 1 AS v FROM models WHERE name = ?", (name,)
-                )
-            )
-            ts = now()
-            model_id = uuid.uuid4().hex
-            self.db.execute(
-                f"INSERT INTO models ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
-                (
-                    model_id,
-                    name,
-                    version,
-                    blob_uri,
-                    blob_name,
-                    size_bytes,
-                    sha256,
-                    content_type,
-                    "registered",
-                    None,
-                    json.dumps(metadata or {}),
-                    ts,
-                    ts,
-                ),
+            model_id = self._insert(
+                name,
+                sha256=sha256,
+                size_bytes=size_bytes,
+                blob_uri=blob_uri,
+                blob_name=blob_name,
+                content_type=content_type,
+                status="registered",
+                error=None,
+                metadata=metadata,
             )
         record = self.get(model_id)
         assert record is not None
         return record, True
+
+    def record_refused(
+        self, name: str, *, size_bytes: int, uploaded_as: str, reason: str
+    ) -> ModelRecord:
+        """An upload that cannot be registered (too big to read): a failed version with
+        no bytes or hash that says why. One such row per name, updated on each refusal."""
+        with self.db.transaction():
+            row = self.db.query_one(
+                f"SELECT {_COLUMNS} FROM models WHERE name = ? AND sha256 IS NULL",  # noqa: S608
+                (name,),
+            )
+            if row:
+                model_id = row["id"]
+                self.db.execute(
+                    "UPDATE models SET size_bytes = ?, status = ?, error = ?, updated_at = ? "
+                    "WHERE id = ?",
+                    (size_bytes, "failed", reason, now(), model_id),
+                )
+            else:
+                model_id = self._insert(
+                    name,
+                    sha256=None,
+                    size_bytes=size_bytes,
+                    blob_uri=None,
+                    blob_name=None,
+                    content_type=None,
+                    status="failed",
+                    error=reason,
+                    metadata={"uploaded_as": uploaded_as},
+                )
+        record = self.get(model_id)
+        assert record is not None
+        return record
+
+    def _insert(
+        self,
+        name: str,
+        *,
+        sha256: str | None,
+        size_bytes: int,
+        blob_uri: str | None,
+        blob_name: str | None,
+        content_type: str | None,
+        status: str,
+        error: str | None,
+        metadata: dict[str, Any] | None,
+    ) -> str:
+        """Insert the next version of `name` (inside the caller's transaction)."""
+        version = int(
+            self.db.scalar(
+                "SELECT COALESCE(MAX(version), 0) + 1 AS v FROM models WHERE name = ?", (name,)
+            )
+        )
+        ts = now()
+        model_id = uuid.uuid4().hex
+        self.db.execute(
+            f"INSERT INTO models ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
+            (
+                model_id,
+                name,
+                version,
+                blob_uri,
+                blob_name,
+                size_bytes,
+                sha256,
+                content_type,
+                status,
+                error,
+                json.dumps(metadata or {}),
+                ts,
+                ts,
+            ),
+        )
+        return model_id
 
     def latest_with_sha(self, name: str, sha256: str) -> ModelRecord | None:
         row = self.db.query_one(
