@@ -152,8 +152,18 @@ def job_submitter():
     from shared.jobs.submit import JobQueue, JobSubmitter
 
     return JobSubmitter(
-        JobRepository(database()), JobQueue(queue_service(), get_settings().ingestion_queue)
+        JobRepository(database()),
+        JobQueue(queue_service(), get_settings().ingestion_queue),
+        job_payloads(),
     )
+
+
+@cache
+def job_payloads():
+    """Payloads too big for a queue message, kept in the ingest container."""
+    from shared.jobs.payloads import PayloadStore
+
+    return PayloadStore(ingest_store())
 
 
 @cache
@@ -216,6 +226,7 @@ def job_runner():
             "embeddings": EmbeddingsIngestion(store, ingest_store(), max_ids_bytes=256 * 1024**2),
             "embed_text": TextEmbeddingJob(store, text_embedders().get),
         },
+        job_payloads(),
     )
 
 

@@ -8,6 +8,7 @@ message dropped by any tool (az CLI, Storage Explorer, the SDK) runs.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -109,8 +110,14 @@ def _first_error(exc: ValidationError, prefix: str = "") -> str:
     return f"{loc}: {msg}" if loc else msg
 
 
-def parse_message(body: str | bytes) -> tuple[JobMessage, BaseModel]:
-    """The message and its typed payload, or MalformedMessageError saying why."""
+def parse_message(
+    body: str | bytes, resolve: Callable[[dict[str, Any]], Any] | None = None
+) -> tuple[JobMessage, BaseModel]:
+    """The message and its typed payload, or MalformedMessageError saying why.
+
+    `resolve` reads a payload that travels by reference (`{"$blob": ...}`); the message
+    keeps the reference, the typed payload is what it points at.
+    """
     try:
         data = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -134,8 +141,14 @@ def parse_message(body: str | bytes) -> tuple[JobMessage, BaseModel]:
         message = JobMessage.model_validate(data)
     except ValidationError as exc:
         raise MalformedMessageError(_first_error(exc), job_id, kind) from None
+    raw_payload: Any = message.payload
+    if resolve is not None and isinstance(raw_payload.get("$blob"), str):
+        try:
+            raw_payload = resolve(raw_payload)
+        except LookupError as exc:
+            raise MalformedMessageError(f"payload: {exc}", job_id, kind) from None
     try:
-        payload = message.typed_payload()
+        payload = PAYLOADS[message.kind].model_validate(raw_payload)
     except ValidationError as exc:
         raise MalformedMessageError(_first_error(exc, "payload."), job_id, kind) from None
     return message, payload

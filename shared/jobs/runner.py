@@ -20,6 +20,7 @@ from pydantic import BaseModel
 
 from shared.db.repos.jobs import JobRepository
 from shared.jobs.messages import MalformedMessageError, parse_message
+from shared.jobs.payloads import PayloadStore, is_reference
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +44,25 @@ class Outcome:
 
 
 class JobRunner:
-    def __init__(self, jobs: JobRepository, handlers: dict[str, Handler]) -> None:
+    def __init__(
+        self,
+        jobs: JobRepository,
+        handlers: dict[str, Handler],
+        payloads: PayloadStore | None = None,
+    ) -> None:
         self.jobs = jobs
         self.handlers = handlers
+        self.payloads = payloads
+
+    def _resolve(self, reference: dict[str, Any]) -> Any:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        if self.payloads is None:
+            raise LookupError("this runner reads no payload references")
+        try:
+            return self.payloads.load(reference)
+        except ResourceNotFoundError:
+            raise LookupError(f"the payload blob {reference['$blob']!r} does not exist") from None
 
     def run(
         self,
@@ -56,7 +73,7 @@ class JobRunner:
         max_dequeue_count: int = 5,
     ) -> Outcome:
         try:
-            message, payload = parse_message(body)
+            message, payload = parse_message(body, self._resolve)
         except MalformedMessageError as exc:
             return self._malformed(exc, body, message_id)
 
@@ -84,6 +101,8 @@ class JobRunner:
                 self.jobs.retry_later(job_id, reason)
             raise
         self.jobs.succeed(job_id, result)
+        if self.payloads is not None and is_reference(message.payload):
+            self.payloads.delete(message.payload)  # no retry reads it again
         return Outcome(job_id, "succeeded")
 
     def _malformed(self, exc: MalformedMessageError, body: str | bytes, message_id: str) -> Outcome:

@@ -8,6 +8,7 @@ from typing import Any
 
 from shared.db.repos.jobs import JobRecord, JobRepository
 from shared.jobs.messages import PAYLOADS, JobMessage
+from shared.jobs.payloads import MAX_INLINE_BYTES, PayloadStore, message_bytes
 
 
 class JobQueue:
@@ -33,9 +34,10 @@ class JobQueue:
 
 
 class JobSubmitter:
-    def __init__(self, jobs: JobRepository, queue: JobQueue) -> None:
+    def __init__(self, jobs: JobRepository, queue: JobQueue, payloads: PayloadStore) -> None:
         self.jobs = jobs
         self.queue = queue
+        self.payloads = payloads
 
     def submit(
         self, kind: str, payload: dict[str, Any], job_id: str | None = None
@@ -43,12 +45,20 @@ class JobSubmitter:
         """Record and enqueue a job. The same job_id twice enqueues once.
 
         The payload is validated here so a bad HTTP request is a 400, not a failed job.
+        One too big for a queue message travels as a blob (see payloads.py).
         """
         PAYLOADS[kind].model_validate(payload)
-        message = JobMessage(job_id=job_id or uuid.uuid4().hex, kind=kind, payload=payload)  # type: ignore[arg-type]
-        record, created = self.jobs.create(message.job_id, kind, payload)
+        job_id = job_id or uuid.uuid4().hex
+        existing = self.jobs.get(job_id)
+        if existing is not None:
+            return existing, False
+        message = JobMessage(job_id=job_id, kind=kind, payload=payload)  # type: ignore[arg-type]
+        if message_bytes(message.to_json()) > MAX_INLINE_BYTES:
+            message = JobMessage(job_id=job_id, kind=kind, payload=self.payloads.put(payload))  # type: ignore[arg-type]
+        record, created = self.jobs.create(job_id, kind, message.payload)
         if created:
-            self.queue.send(message)
+            self._send(message)
+            record = self.jobs.get(job_id) or record
         return record, created
 
     def retry(self, job_id: str) -> JobRecord | None:
@@ -56,5 +66,28 @@ class JobSubmitter:
         record = self.jobs.get(job_id)
         if record is None or not self.jobs.requeue(job_id):
             return None
-        self.queue.send(JobMessage(job_id=job_id, kind=record.kind, payload=record.payload))  # type: ignore[arg-type]
+        self._send(JobMessage(job_id=job_id, kind=record.kind, payload=record.payload))  # type: ignore[arg-type]
         return self.jobs.get(job_id)
+
+    def _send(self, message: JobMessage) -> None:
+        """Send, or fail the row saying so: a row is never left queued with no message."""
+        try:
+            self.queue.send(message)
+        except Exception as exc:
+            self.jobs.fail(
+                message.job_id,
+                f"the job could not be queued ({type(exc).__name__}); retry it with "
+                f"POST /api/jobs/{message.job_id}/retry",
+            )
+            raise JobNotQueuedError(message.job_id) from exc
+
+
+class JobNotQueuedError(RuntimeError):
+    """The queue refused the message; the job row says `failed` and can be retried."""
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(
+            f"job {job_id} could not be queued: the queue service did not accept it; "
+            f"retry it with POST /api/jobs/{job_id}/retry"
+        )
+        self.job_id = job_id

@@ -5,10 +5,14 @@ checked against the registered sha256 while it is read back, and moved into plac
 os.replace, so readers never see a partial file and several processes can share the
 folder. Least-recently-used files (by mtime, touched on every hit) are evicted once the
 folder holds more than ``max_bytes``.
+
+Each model sits alone in its own folder (``<sha256>/model.onnx``): ONNX external data
+resolves relative to the model file, so a model can never read another cached model.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -22,6 +26,7 @@ from shared.models.errors import IntegrityError
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 CHUNK_BYTES = 1 << 20
+MODEL_FILE = "model.onnx"
 STALE_TEMP_SECONDS = 24 * 3600  # temp files a crashed process left behind
 
 
@@ -61,7 +66,7 @@ class ModelFileCache:
             return self._locks.setdefault(sha, threading.Lock())
 
     def _file(self, sha: str) -> Path:
-        return self.root / f"{sha}.onnx"
+        return self.root / sha / MODEL_FILE
 
     def _touch(self, path: Path) -> None:
         """Mark as most recently used; strictly increasing within the process."""
@@ -100,6 +105,7 @@ class ModelFileCache:
                         f"one is {sha[:12]}...; the blob changed after registration or the "
                         "download was corrupted: upload the model again"
                     )
+                path.parent.mkdir(exist_ok=True)
                 os.replace(tmp, path)
                 self._touch(path)
             finally:
@@ -128,8 +134,12 @@ class ModelFileCache:
                 if now - st.st_mtime > STALE_TEMP_SECONDS:
                     path.unlink(missing_ok=True)
                 continue
-            if name.endswith(".onnx") and _SHA256.fullmatch(name[: -len(".onnx")]):
-                entries.append((st.st_mtime_ns, path, st.st_size))
+            if _SHA256.fullmatch(name):
+                try:
+                    model = (path / MODEL_FILE).stat()
+                except (FileNotFoundError, NotADirectoryError):
+                    continue
+                entries.append((model.st_mtime_ns, path / MODEL_FILE, model.st_size))
         return entries
 
     def _evict(self, keep: Path) -> None:
@@ -142,8 +152,10 @@ class ModelFileCache:
                     break
                 if path == keep:
                     continue
-                lock = self._locks.get(path.stem)
+                lock = self._locks.get(path.parent.name)
                 if lock is not None and lock.locked():
                     continue  # being fetched or handed out by another thread right now
                 path.unlink(missing_ok=True)
+                with contextlib.suppress(OSError):  # another process may be filling it
+                    path.parent.rmdir()
                 total -= size

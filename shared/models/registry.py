@@ -100,7 +100,10 @@ class ModelRegistry:
     def _register(self, name: str, blob: BlobFile, uploaded_as: str) -> Registration:
         known = self.models.latest_with_sha(name, blob.sha256)
         if known is not None:
-            return Registration(known, False, self.submitter.jobs.get(ingest_job_id(known.id)))
+            job = self.submitter.jobs.get(ingest_job_id(known.id))
+            if job is not None and job.status == "failed" and known.status == "registered":
+                job = self.submitter.retry(job.id)  # its message never reached the queue
+            return Registration(known, False, job)
         archived = self.versions.archive(blob, name)
         record, created = self.models.register(
             name,

@@ -79,3 +79,31 @@ def test_a_malformed_message_dropped_on_the_queue_is_a_failed_job_not_a_poison_l
 def test_a_missing_job_is_a_404(app_host: AppHost) -> None:
     reply = app_host.call("GET", "/jobs/does-not-exist")
     assert reply.status == 404 and reply.json()["error"]["field"] == "job_id"
+
+
+def test_an_inline_batch_bigger_than_a_queue_message_runs(app_host: AppHost) -> None:
+    """200 x 384 floats inline is ~1.5 MB of JSON, far over a queue message's 64 KiB:
+    it travels as a blob and runs; the row and the message carry the reference."""
+    import random
+
+    rng = random.Random(3)
+    items = [
+        {"entity_id": f"big{i}", "vector": [rng.uniform(-1, 1) for _ in range(384)]}
+        for i in range(200)
+    ]
+    job_id = f"big-{uuid.uuid4().hex[:8]}"
+    payload = {"model_id": "big-inline", "items": items}
+    reply = app_host.call(
+        "POST", "/jobs", {"kind": "embeddings", "job_id": job_id, "payload": payload}
+    )
+    assert reply.status == 202, reply.body
+    assert set(reply.json()["payload"]) == {"$blob", "bytes"}
+    job = wait_for_job(app_host, job_id)
+    assert job["status"] == "succeeded", job
+    assert job["result"] == {"rows": 200, "inserted": 200, "updated": 0}
+    hit = app_host.call(
+        "POST",
+        "/search",
+        {"vector": items[123]["vector"], "top_k": 1, "metric": "cosine", "model_id": "big-inline"},
+    ).json()["results"][0]
+    assert hit["entity_id"] == "big123"

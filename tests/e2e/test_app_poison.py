@@ -42,6 +42,7 @@ def test_a_failing_ingestion_ends_in_the_poison_queue_with_its_error(
         job = wait_for_job(host, f"ingest-{model['id']}", timeout=60)
         assert job["status"] == "failed" and job["attempts"] == 3
         assert job["error"].endswith("(after 3 attempts)")
+        assert "Not a directory" in job["error"] and str(tmp_path) not in job["error"]
         assert model["status"] == "failed" and model["error"] == job["error"]
 
         poison = QueueServiceClient.from_connection_string(storage_connection).get_queue_client(

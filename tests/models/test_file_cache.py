@@ -29,7 +29,7 @@ def writer(data: bytes, calls: list[int] | None = None) -> Callable[[Path], None
 
 
 def cached(cache: ModelFileCache) -> set[str]:
-    return {p.stem for p in cache.root.glob("*.onnx")}
+    return {p.parent.name for p in cache.root.glob("*/model.onnx")}
 
 
 def test_hit_returns_the_same_file_without_fetching(tmp_path: Path) -> None:
@@ -128,3 +128,30 @@ def test_two_caches_on_one_folder_share_files(tmp_path: Path) -> None:
     calls: list[int] = []
     assert second.path_for(sha, writer(data, calls)).read_bytes() == data
     assert calls == []
+
+
+def test_a_model_cannot_read_another_cached_model_as_external_data(tmp_path: Path) -> None:
+    """Each model has its own folder: external data naming a neighbour's file (as the
+    flat layout once allowed) finds nothing, and the reason names no internal path."""
+    import hashlib
+
+    import numpy as np
+
+    from shared.models.errors import ModelValidationError
+    from shared.models.inspect import inspect_model
+    from shared.public_text import without_paths
+    from tests.models.fixtures import write_external
+
+    cache = ModelFileCache(tmp_path / "cache", 10**9)
+    victim = np.array([1.5, -0.5], np.float32).tobytes()
+    victim_sha = hashlib.sha256(victim).hexdigest()
+    cache.path_for(victim_sha, lambda dest: dest.write_bytes(victim))
+    for location in (f"{victim_sha}.onnx", f"{victim_sha}/model.onnx"):
+        source = tmp_path / f"src-{location.replace('/', '-')}"
+        source.mkdir()
+        data = write_external(source, location).read_bytes()
+        path = cache.path_for(hashlib.sha256(data).hexdigest(), lambda d, b=data: d.write_bytes(b))
+        assert path.parent.name == hashlib.sha256(data).hexdigest()
+        with pytest.raises(ModelValidationError) as err:
+            inspect_model(path)
+        assert str(tmp_path) not in without_paths(err.value.reason)

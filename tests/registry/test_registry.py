@@ -9,6 +9,7 @@ import uuid
 import pytest
 from azure.storage.queue import QueueServiceClient
 
+from shared.jobs.payloads import PayloadStore
 from shared.jobs.submit import JobQueue, JobSubmitter
 from shared.models.registry import ModelRegistry, ingest_job_id
 from shared.storage.blob_store import BlobModelStore
@@ -37,7 +38,7 @@ def registry(repos, container, blob_service, queue) -> ModelRegistry:
         uploads=container,
         versions=BlobModelStore(blob_service, f"versions-{suffix}"),
         staging=BlobModelStore(blob_service, f"staging-{suffix}"),
-        submitter=JobSubmitter(jobs, queue),
+        submitter=JobSubmitter(jobs, queue, PayloadStore(container)),
         max_bytes=LIMIT,
     )
 

@@ -10,6 +10,7 @@ from typing import Any
 from shared.db.connection import Database
 from shared.db.filters import and_equal
 from shared.db.timestamps import now, to_iso
+from shared.public_text import without_paths
 
 JOB_STATUSES = ("queued", "running", "succeeded", "failed")
 
@@ -106,14 +107,14 @@ class JobRepository:
         ts = now()
         self.db.execute(
             "UPDATE jobs SET status = ?, error = ?, finished_at = ?, updated_at = ? WHERE id = ?",
-            ("failed", error[:4000], ts, ts, job_id),
+            ("failed", without_paths(error)[:4000], ts, ts, job_id),
         )
 
     def retry_later(self, job_id: str, error: str) -> None:
         """A failed attempt that the queue will retry: back to queued, error kept."""
         self.db.execute(
             "UPDATE jobs SET status = ?, error = ?, updated_at = ? WHERE id = ?",
-            ("queued", error[:4000], now(), job_id),
+            ("queued", without_paths(error)[:4000], now(), job_id),
         )
 
     def requeue(self, job_id: str) -> bool:

@@ -11,6 +11,7 @@ from typing import Any
 from shared.db.connection import Database
 from shared.db.filters import and_equal
 from shared.db.timestamps import now, to_iso
+from shared.public_text import without_paths
 
 MODEL_STATUSES = ("registered", "ingesting", "ready", "failed")
 
@@ -230,6 +231,7 @@ class ModelRepository:
     ) -> bool:
         if status not in MODEL_STATUSES:
             raise ValueError(f"status must be one of {MODEL_STATUSES}, got {status!r}")
+        error = without_paths(error) if error else error  # users read it
         if metadata is None:
             changed = self.db.execute(
                 "UPDATE models SET status = ?, error = ?, updated_at = ? WHERE id = ?",

@@ -1,0 +1,93 @@
+"""Payloads too big for a queue message travel as a blob, on real Azurite and SQLite;
+a message the queue refuses leaves the job failed (and retryable), never queued."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import numpy as np
+import pytest
+from azure.storage.queue import QueueServiceClient
+
+from devhost.azurite import connection_string, free_port
+from shared.jobs.handlers import EmbeddingsIngestion
+from shared.jobs.payloads import MAX_INLINE_BYTES, REF, PayloadStore, message_bytes
+from shared.jobs.runner import JobRunner
+from shared.jobs.submit import JobNotQueuedError, JobQueue, JobSubmitter
+
+
+@pytest.fixture
+def queue(storage_connection: str) -> JobQueue:
+    q = JobQueue(
+        QueueServiceClient.from_connection_string(storage_connection), f"p-{uuid.uuid4().hex[:10]}"
+    )
+    q.ensure()
+    return q
+
+
+def _items(rows: int, dim: int) -> list[dict]:
+    rng = np.random.default_rng(7)
+    return [
+        {"entity_id": f"e{i}", "vector": [float(x) for x in rng.standard_normal(dim)]}
+        for i in range(rows)
+    ]
+
+
+def test_a_big_inline_payload_travels_as_a_blob_and_runs(repos, store, container, queue) -> None:
+    jobs = repos[0]
+    payloads = PayloadStore(container)
+    submitter = JobSubmitter(jobs, queue, payloads)
+    payload = {"model_id": "big", "items": _items(200, 384)}  # ~1.5 MB of JSON
+    record, created = submitter.submit("embeddings", payload, job_id="big-1")
+    assert created and record.status == "queued"
+    assert set(record.payload) == {REF, "bytes"}  # the row keeps the reference, not 1.5 MB
+    (sent,) = queue.client.receive_messages(max_messages=1)
+    assert message_bytes(sent.content) <= MAX_INLINE_BYTES
+    assert json.loads(sent.content)["payload"] == record.payload
+    assert container.exists(record.payload[REF])
+
+    runner = JobRunner(jobs, {"embeddings": EmbeddingsIngestion(store, container, 10**6)}, payloads)
+    outcome = runner.run(sent.content)
+    assert outcome.status == "succeeded", outcome
+    assert jobs.get("big-1").result == {"rows": 200, "inserted": 200, "updated": 0}
+    got = np.frombuffer(repos[2].get("e199")[0].vector, dtype="<f4")
+    np.testing.assert_allclose(got, payload["items"][199]["vector"], rtol=1e-6)
+    assert not container.exists(record.payload[REF])  # succeeded: nothing will read it again
+
+
+def test_a_small_payload_stays_inline(repos, container, queue) -> None:
+    submitter = JobSubmitter(repos[0], queue, PayloadStore(container))
+    payload = {"model_id": "s", "items": _items(2, 3)}
+    record, _ = submitter.submit("embeddings", payload, job_id="small-1")
+    assert record.payload == payload
+    (sent,) = queue.client.receive_messages(max_messages=1)
+    assert json.loads(sent.content)["payload"] == payload
+
+
+def test_a_reference_to_a_missing_blob_fails_the_job_once_with_the_reason(
+    repos, store, container
+) -> None:
+    runner = JobRunner(
+        repos[0],
+        {"embeddings": EmbeddingsIngestion(store, container, 10**6)},
+        PayloadStore(container),
+    )
+    body = json.dumps(
+        {"job_id": "gone-1", "kind": "embeddings", "payload": {REF: "job-payload-x.json"}}
+    )
+    outcome = runner.run(body)
+    assert outcome.status == "failed"
+    assert "job-payload-x.json" in repos[0].get("gone-1").error
+
+
+def test_a_message_the_queue_refuses_leaves_the_job_failed_not_queued(repos, container) -> None:
+    dead = free_port()
+    queues = QueueServiceClient.from_connection_string(
+        connection_string(dead, dead, dead), retry_total=0
+    )
+    submitter = JobSubmitter(repos[0], JobQueue(queues, "nowhere"), PayloadStore(container))
+    with pytest.raises(JobNotQueuedError, match="retry it with POST /api/jobs/lost-1/retry"):
+        submitter.submit("embeddings", {"model_id": "m", "items": _items(1, 2)}, job_id="lost-1")
+    job = repos[0].get("lost-1")
+    assert job.status == "failed" and "could not be queued" in job.error
