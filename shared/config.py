@@ -76,8 +76,10 @@ MiB = 1024 * 1024
 SETTINGS: tuple[Setting, ...] = (
     Setting(
         "AzureWebJobsStorage",
-        "UseDevelopmentStorage=true",
-        _nonempty,
+        "",
+        _str,
+        # Empty: the identity-based AzureWebJobsStorage__* settings, else (locally only)
+        # UseDevelopmentStorage=true; shared/storage/accounts.py resolves which.
         "Storage account connection string (blobs, queues, host receipts).",
     ),
     Setting(
