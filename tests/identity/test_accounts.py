@@ -128,3 +128,20 @@ def test_client_kwargs_reach_the_sdk() -> None:
     client = blob_service_client(account, retry_total=0, connection_timeout=2)
     assert client._config.retry_policy.total_retries == 0
     assert queue_service_client(account).url.startswith("http://127.0.0.1:10001/")
+
+
+def test_identity_settings_are_documented_and_sampled_without_secrets() -> None:
+    import json
+
+    from shared.config import ROOT
+
+    readme = (ROOT / "README.md").read_text()
+    sample = json.loads((ROOT / "local.settings.sample.json").read_text())["Values"]
+    keys = [f"{P}__{s}" for s in ("accountName", "blobServiceUri", "queueServiceUri")]
+    keys += [f"{P}__credential", f"{P}__clientId", "SQL_CREDENTIAL", "SQL_CLIENT_ID"]
+    for key in keys:
+        assert f"`{key}`" in readme, key
+    for key in (f"{P}__accountName", f"{P}__clientId", "SQL_CREDENTIAL", "SQL_CLIENT_ID"):
+        assert key in sample and (sample[key] == "" or sample[key].startswith("<")), key
+    # the sample's connection string wins: its identity placeholders change nothing locally
+    assert resolve_account(P, sample).connection_string == DEV_STORAGE
