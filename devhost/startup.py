@@ -94,6 +94,7 @@ def partition_by_storage(specs: tuple[FunctionSpec, ...]) -> tuple[list[Function
 def prepare_storage(storage: StorageClients, specs: list[FunctionSpec]) -> None:
     """Check the endpoints answer, then create the queues and containers bindings name."""
     for connection, (queues, containers) in required_resources(specs).items():
+        log.info("Storage: %s", resolve_connection(connection).describe())
         for url in (storage.queue_service(connection).url, storage.blob_service(connection).url):
             if not reachable(url):
                 raise ConnectionError(

@@ -42,6 +42,7 @@ def test_host_runs_with_no_connection_string(keyless_host: AppHost, identity_end
     names = {item.split(b"=", 1)[0].decode() for item in environ if item}
     assert "AzureWebJobsStorage" not in names
     assert "AzureWebJobsStorage__clientId" in names
+    assert f"identity: managedidentity, client id {CLIENT_ID}" in keyless_host.log()
     ready = keyless_host.call("GET", "/ready", key=None)
     assert ready.status == 200, ready.body
     assert any(q["client_id"] == CLIENT_ID for q in identity_endpoint.requests)
