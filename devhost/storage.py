@@ -160,6 +160,7 @@ class StorageClients:
                 *self._queue_services.values(),
                 *self._queues.values(),
                 *self._containers.values(),
+                *(c for c in self._credentials.values() if c is not None),
             ]
         for client in clients:
             try:

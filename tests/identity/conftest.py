@@ -54,7 +54,7 @@ def keyless_env(
     }
 
 
-def _clear_service_caches() -> None:
+def clear_service_caches() -> None:
     from shared import services
     from shared.config import get_settings
 
@@ -80,7 +80,7 @@ def keyless_services(
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("SQL_CONNECTION_STRING", f"sqlite:///{tmp_path / 'app.db'}")
     monkeypatch.setenv("DATA_DIR", str(tmp_path / "data"))
-    _clear_service_caches()
+    clear_service_caches()
     try:
         yield services
     finally:
@@ -88,4 +88,4 @@ def keyless_services(
             if services.database.cache_info().currsize:
                 services.database().close()
         finally:
-            _clear_service_caches()
+            clear_service_caches()

@@ -3,6 +3,7 @@ DefaultAzureCredential without `__credential`, and resolution that imports no id
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -60,3 +61,24 @@ def test_resolving_settings_does_not_load_azure_identity() -> None:
         [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == "False"
+
+
+def test_readiness_in_azure_with_no_storage_setting_names_it(monkeypatch) -> None:
+    from shared import services
+    from shared.health import readiness
+    from tests.identity.conftest import clear_service_caches
+
+    for key in [k for k in os.environ if k.startswith("AzureWebJobsStorage")]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("WEBSITE_INSTANCE_ID", "abc")
+    clear_service_caches()
+    try:
+        checks = {
+            c.part: c
+            for c in readiness(lambda: None, services.blob_service, services.queue_service)
+        }
+    finally:
+        clear_service_caches()
+    for part in ("blob_storage", "queue_storage"):
+        assert not checks[part].ok
+        assert "AzureWebJobsStorage or AzureWebJobsStorage__accountName" in checks[part].detail
