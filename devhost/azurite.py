@@ -31,10 +31,12 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
         return s.connect_ex((host, port)) == 0
 
 
-def connection_string(blob_port: int, queue_port: int, table_port: int) -> str:
-    base = "http://127.0.0.1"
+def connection_string(
+    blob_port: int, queue_port: int, table_port: int, scheme: str = "http"
+) -> str:
+    base = f"{scheme}://127.0.0.1"
     return (
-        f"DefaultEndpointsProtocol=http;AccountName={DEV_ACCOUNT};AccountKey={DEV_KEY};"
+        f"DefaultEndpointsProtocol={scheme};AccountName={DEV_ACCOUNT};AccountKey={DEV_KEY};"
         f"BlobEndpoint={base}:{blob_port}/{DEV_ACCOUNT};"
         f"QueueEndpoint={base}:{queue_port}/{DEV_ACCOUNT};"
         f"TableEndpoint={base}:{table_port}/{DEV_ACCOUNT};"
@@ -61,10 +63,24 @@ class Azurite:
     queue_port: int
     table_port: int
     location: Path
+    https: bool = False
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.https else "http"
 
     @property
     def connection_string(self) -> str:
-        return connection_string(self.blob_port, self.queue_port, self.table_port)
+        return connection_string(self.blob_port, self.queue_port, self.table_port, self.scheme)
+
+    @property
+    def blob_uri(self) -> str:
+        """The blob service URI (what `AzureWebJobsStorage__blobServiceUri` takes)."""
+        return f"{self.scheme}://127.0.0.1:{self.blob_port}/{DEV_ACCOUNT}"
+
+    @property
+    def queue_uri(self) -> str:
+        return f"{self.scheme}://127.0.0.1:{self.queue_port}/{DEV_ACCOUNT}"
 
     def stop(self, timeout: float = 10.0) -> None:
         if self.process.poll() is None:
@@ -84,8 +100,14 @@ def start(
     table_port: int | None = None,
     timeout: float = 30.0,
     log_file: Path | None = None,
+    oauth_tls: tuple[Path, Path] | None = None,
 ) -> Azurite:
-    """Start Azurite with its data under `location`; ports default to free ones."""
+    """Start Azurite with its data under `location`; ports default to free ones.
+
+    `oauth_tls=(cert.pem, key.pem)` serves HTTPS with that certificate and accepts OAuth
+    bearer tokens (`--oauth basic`: Azurite checks issuer, audience and lifetime, not the
+    signature), so the keyless, identity-based code paths run against it.
+    """
     location.mkdir(parents=True, exist_ok=True)
     ports = [p or free_port() for p in (blob_port, queue_port, table_port)]
     cmd = [
@@ -109,11 +131,14 @@ def start(
         "--tablePort",
         str(ports[2]),
     ]
+    if oauth_tls is not None:
+        cert, key = oauth_tls
+        cmd += ["--oauth", "basic", "--cert", str(cert), "--key", str(key)]
     out = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115
     proc = subprocess.Popen(
         cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=os.environ.copy()
     )
-    azurite = Azurite(proc, ports[0], ports[1], ports[2], location)
+    azurite = Azurite(proc, ports[0], ports[1], ports[2], location, oauth_tls is not None)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:

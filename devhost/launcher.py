@@ -111,21 +111,26 @@ def launch(
 
 def launch_app(
     tmp: Path,
-    storage_connection: str,
+    storage_connection: str | None,
     *,
     key: str,
     sql_connection: str | None = None,
     extra_env: dict[str, str] | None = None,
 ) -> LaunchedHost:
     """This repository's function_app.py on the given storage, with its SQLite file and
-    data folder under `tmp`: what the end-to-end tests and the benchmarks run."""
+    data folder under `tmp`: what the end-to-end tests and the benchmarks run.
+
+    `storage_connection=None` leaves AzureWebJobsStorage unset (identity-based settings
+    in `extra_env` then name the account)."""
     import os
 
     root = Path(__file__).resolve().parents[1]
+    inherited = {k: v for k, v in os.environ.items() if k != "AzureWebJobsStorage"}
+    storage = {} if storage_connection is None else {"AzureWebJobsStorage": storage_connection}
     env = {
-        **os.environ,
+        **inherited,
         "PYTHONPATH": str(root),
-        "AzureWebJobsStorage": storage_connection,
+        **storage,
         "SQL_CONNECTION_STRING": sql_connection or f"sqlite:///{tmp / 'app.db'}",
         "DATA_DIR": str(tmp / "data"),
         "LOCAL_FUNCTION_KEYS": key,

@@ -11,6 +11,8 @@ import os
 import socket
 from pathlib import Path
 
+from shared.storage.accounts import find_account
+
 from . import azurite as azurite_mod
 from .bindings import split_blob_path
 from .blob_listener import POISON_QUEUE, RECEIPTS_CONTAINER
@@ -25,7 +27,6 @@ from .storage import (
 
 log = logging.getLogger("devhost")
 
-DEV_STORAGE = "usedevelopmentstorage=true"
 STORAGE_BINDINGS = ("queueTrigger", "blobTrigger", "queue", "blob")
 
 
@@ -57,10 +58,10 @@ def required_resources(specs: list[FunctionSpec]) -> dict[str | None, tuple[set,
 
 def maybe_start_azurite(folder: Path) -> azurite_mod.Azurite | None:
     """Start Azurite on the development ports unless storage points elsewhere or it runs."""
-    current = os.environ.get(DEFAULT_CONNECTION, "").strip()
-    if current and current.replace(" ", "").lower() != DEV_STORAGE:
-        return None
-    if not current:
+    account = find_account(DEFAULT_CONNECTION)
+    if account is not None and not account.is_dev_storage:
+        return None  # a real connection string or identity-based settings
+    if account is None:
         os.environ[DEFAULT_CONNECTION] = "UseDevelopmentStorage=true"
     if azurite_mod.port_open(10000):
         log.info("Something already listens on 127.0.0.1:10000; using it as Azurite")
@@ -93,6 +94,7 @@ def partition_by_storage(specs: tuple[FunctionSpec, ...]) -> tuple[list[Function
 def prepare_storage(storage: StorageClients, specs: list[FunctionSpec]) -> None:
     """Check the endpoints answer, then create the queues and containers bindings name."""
     for connection, (queues, containers) in required_resources(specs).items():
+        log.info("Storage: %s", resolve_connection(connection).describe())
         for url in (storage.queue_service(connection).url, storage.blob_service(connection).url):
             if not reachable(url):
                 raise ConnectionError(

@@ -1,7 +1,10 @@
 """Storage clients for triggers and output bindings: one per connection, reused.
 
-A binding's `connection` names an app setting (default AzureWebJobsStorage; Azure also
-tries the name with an `AzureWebJobs` prefix). Clients are made once per process, because
+A binding's `connection` names an app setting prefix (default AzureWebJobsStorage; Azure
+also tries the name with an `AzureWebJobs` prefix): a connection string, or identity-based
+`<prefix>__accountName` / `__blobServiceUri` + `__queueServiceUri` with `__credential` and
+`__clientId`, resolved by the app's own `shared.storage.accounts` so the triggers reach the
+account the app's clients reach, keyless too. Clients are made once per process, because
 a client per message exhausts ports under load.
 """
 
@@ -12,6 +15,7 @@ import os
 import socket
 import threading
 from collections.abc import Iterable, Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 import requests
@@ -19,6 +23,14 @@ from azure.core.exceptions import ResourceExistsError
 from azure.core.pipeline.transport import RequestsTransport
 from azure.storage.blob import BlobServiceClient, ContainerClient
 from azure.storage.queue import QueueClient, QueueServiceClient
+
+from shared.storage.accounts import (
+    StorageAccount,
+    blob_service_client,
+    find_account,
+    queue_service_client,
+    token_credential,
+)
 
 DEFAULT_CONNECTION = "AzureWebJobsStorage"
 log = logging.getLogger("devhost.storage")
@@ -51,37 +63,49 @@ def reachable(url: str, timeout: float = 2.0) -> bool:
         return False
 
 
-def resolve_connection(name: str | None, environ: Mapping[str, str] | None = None) -> str:
-    """The connection string for a binding's `connection` property."""
+def resolve_connection(
+    name: str | None, environ: Mapping[str, str] | None = None
+) -> StorageAccount:
+    """The storage account for a binding's `connection` property."""
     env = os.environ if environ is None else environ
     key = name or DEFAULT_CONNECTION
-    for candidate in (key, f"AzureWebJobs{key}"):
-        value = env.get(candidate, "").strip()
-        if value:
-            return value
-    raise StorageNotConfigured(f"storage connection setting {key!r} is not set")
+    account = find_account(key, env)
+    if account is None:
+        raise StorageNotConfigured(
+            f"storage connection setting {key!r} is not set (nor {key}__accountName, "
+            f"{key}__blobServiceUri / {key}__queueServiceUri)"
+        )
+    return account
 
 
 class StorageClients:
-    """Process-wide cache of blob and queue clients keyed by connection string."""
+    """Process-wide cache of blob and queue clients keyed by storage account."""
 
     def __init__(self, environ: Mapping[str, str] | None = None) -> None:
         self._env = os.environ if environ is None else environ
         self._lock = threading.Lock()
-        self._blob: dict[str, BlobServiceClient] = {}
-        self._queue_services: dict[str, QueueServiceClient] = {}
-        self._queues: dict[tuple[str, str], QueueClient] = {}
-        self._containers: dict[tuple[str, str], ContainerClient] = {}
+        self._blob: dict[StorageAccount, BlobServiceClient] = {}
+        self._queue_services: dict[StorageAccount, QueueServiceClient] = {}
+        self._queues: dict[tuple[StorageAccount, str], QueueClient] = {}
+        self._containers: dict[tuple[StorageAccount, str], ContainerClient] = {}
+        self._credentials: dict[StorageAccount, Any] = {}
         self._transport = _shared_transport()
 
     def blob_service(self, connection: str | None) -> BlobServiceClient:
         conn = resolve_connection(connection, self._env)
         with self._lock:
             if conn not in self._blob:
-                self._blob[conn] = BlobServiceClient.from_connection_string(
-                    conn, transport=self._transport
+                self._blob[conn] = blob_service_client(
+                    conn, credential=self._credential(conn), transport=self._transport
                 )
             return self._blob[conn]
+
+    def _credential(self, account: StorageAccount) -> Any:
+        """One token credential per identity-based account (it caches tokens); called
+        under the lock."""
+        if account not in self._credentials:
+            self._credentials[account] = token_credential(account)
+        return self._credentials[account]
 
     def container(self, connection: str | None, name: str) -> ContainerClient:
         conn = resolve_connection(connection, self._env)
@@ -96,8 +120,8 @@ class StorageClients:
         conn = resolve_connection(connection, self._env)
         with self._lock:
             if conn not in self._queue_services:
-                self._queue_services[conn] = QueueServiceClient.from_connection_string(
-                    conn, transport=self._transport
+                self._queue_services[conn] = queue_service_client(
+                    conn, credential=self._credential(conn), transport=self._transport
                 )
             return self._queue_services[conn]
 
@@ -136,6 +160,7 @@ class StorageClients:
                 *self._queue_services.values(),
                 *self._queues.values(),
                 *self._containers.values(),
+                *(c for c in self._credentials.values() if c is not None),
             ]
         for client in clients:
             try:

@@ -125,8 +125,10 @@ def _memory_share(fraction: float, cap: int) -> Callable[[Mapping[str, str]], st
 SETTINGS: tuple[Setting, ...] = (
     Setting(
         "AzureWebJobsStorage",
-        "UseDevelopmentStorage=true",
-        _nonempty,
+        "",
+        _str,
+        # Empty: the identity-based AzureWebJobsStorage__* settings, else (locally only)
+        # UseDevelopmentStorage=true; shared/storage/accounts.py resolves which.
         "Storage account connection string (blobs, queues, host receipts).",
     ),
     Setting(

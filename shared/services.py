@@ -15,10 +15,12 @@ from typing import TYPE_CHECKING
 from shared.config import ROOT, get_settings
 
 if TYPE_CHECKING:
+    from azure.core.credentials import TokenCredential
     from azure.storage.blob import BlobServiceClient
     from azure.storage.queue import QueueServiceClient
 
     from shared.db.connection import Database
+    from shared.storage.accounts import StorageAccount
 
 _lock = threading.Lock()
 
@@ -46,17 +48,33 @@ def database() -> Database:
 
 
 @cache
-def blob_service() -> BlobServiceClient:
-    from azure.storage.blob import BlobServiceClient
+def storage_account() -> StorageAccount:
+    """The AzureWebJobsStorage account: connection string or identity-based settings."""
+    from shared.storage.accounts import resolve_account
 
-    return BlobServiceClient.from_connection_string(get_settings().storage_connection)
+    return resolve_account()
+
+
+@cache
+def storage_credential() -> TokenCredential | None:
+    """One token credential per process for identity-based storage (it caches tokens)."""
+    from shared.storage.accounts import token_credential
+
+    return token_credential(storage_account())
+
+
+@cache
+def blob_service() -> BlobServiceClient:
+    from shared.storage.accounts import blob_service_client
+
+    return blob_service_client(storage_account(), credential=storage_credential())
 
 
 @cache
 def queue_service() -> QueueServiceClient:
-    from azure.storage.queue import QueueServiceClient
+    from shared.storage.accounts import queue_service_client
 
-    return QueueServiceClient.from_connection_string(get_settings().storage_connection)
+    return queue_service_client(storage_account(), credential=storage_credential())
 
 
 # Readiness probes must answer fast: no SDK retry loop, short socket timeouts.
@@ -65,18 +83,18 @@ PROBE_CLIENT_OPTIONS = {"retry_total": 0, "connection_timeout": 1, "read_timeout
 
 @cache
 def _probe_blob_service() -> BlobServiceClient:
-    from azure.storage.blob import BlobServiceClient
+    from shared.storage.accounts import blob_service_client
 
-    conn = get_settings().storage_connection
-    return BlobServiceClient.from_connection_string(conn, **PROBE_CLIENT_OPTIONS)
+    account, credential = storage_account(), storage_credential()
+    return blob_service_client(account, credential=credential, **PROBE_CLIENT_OPTIONS)
 
 
 @cache
 def _probe_queue_service() -> QueueServiceClient:
-    from azure.storage.queue import QueueServiceClient
+    from shared.storage.accounts import queue_service_client
 
-    conn = get_settings().storage_connection
-    return QueueServiceClient.from_connection_string(conn, **PROBE_CLIENT_OPTIONS)
+    account, credential = storage_account(), storage_credential()
+    return queue_service_client(account, credential=credential, **PROBE_CLIENT_OPTIONS)
 
 
 @cache

@@ -8,7 +8,7 @@ from shared.config import ROOT, SETTINGS, ConfigError, Settings
 
 def test_no_settings_at_all_gives_the_local_defaults(clean_env) -> None:
     s = Settings.from_env({})
-    assert s.storage_connection == "UseDevelopmentStorage=true"
+    assert s.storage_connection == ""  # storage.accounts resolves it (Azurite locally)
     assert s.sql_connection.startswith("sqlite:///")
     assert (s.models_container, s.ingestion_queue) == ("models", "ingestion-jobs")
     assert s.poison_queue == "ingestion-jobs-poison"

@@ -105,6 +105,7 @@ def _connect_pyodbc(spec: ConnectionSpec) -> Any:
         import pyodbc
     except ImportError as exc:  # unixODBC missing
         raise DatabaseError(f"pyodbc cannot load (is unixODBC installed?): {exc}") from exc
+    auth = _entra_kwargs(spec.target)
     target = spec.target
     if spec.dialect is SQLITE:
         # Debian's SQLite3 ODBC driver: busy timeout, foreign keys, WAL, as for sqlite3.
@@ -115,8 +116,16 @@ def _connect_pyodbc(spec: ConnectionSpec) -> Any:
         for key, val in extras.items():
             if not re.search(rf"(?i)(^|;)\s*{key}\s*=", target):
                 target = target.rstrip(";") + f";{key}={val}"
-        return _retry_while_locked(lambda: pyodbc.connect(target, autocommit=True))
-    return pyodbc.connect(target, autocommit=False)
+        return _retry_while_locked(lambda: pyodbc.connect(target, autocommit=True, **auth))
+    return pyodbc.connect(target, autocommit=False, **auth)
+
+
+def _entra_kwargs(target: str) -> dict[str, Any]:
+    """Entra access token for the login when SQL_CREDENTIAL asks for one, and the
+    no-password-in-Azure rule (shared/db/entra.py)."""
+    from shared.db.entra import connect_kwargs
+
+    return connect_kwargs(target)
 
 
 class Database:

@@ -30,7 +30,23 @@ class UploadTooLargeError(ValueError):
 
 
 class UploadUrlUnavailableError(RuntimeError):
-    """The storage connection can sign no upload URL (it has no account key)."""
+    """The storage connection can sign no upload URL (no account key, no token)."""
+
+
+def _signing_key(service: Any, start: datetime, expiry: datetime) -> dict[str, Any]:
+    """`generate_blob_sas` keyword for what can sign: the account key, else a user
+    delegation key (token credentials only); neither: UploadUrlUnavailableError."""
+    credential = service.credential
+    key = getattr(credential, "account_key", None)
+    if key:
+        return {"account_key": key}
+    if hasattr(credential, "get_token"):
+        delegation = service.get_user_delegation_key(start, expiry, timeout=30)
+        return {"user_delegation_key": delegation}
+    raise UploadUrlUnavailableError(
+        "the storage connection has neither an account key nor a token credential "
+        "to sign an upload URL with"
+    )
 
 
 @dataclass(frozen=True)
@@ -139,18 +155,18 @@ class BlobModelStore:
 
     def upload_url(self, blob_name: str, ttl: timedelta) -> UploadUrl:
         """A URL that lets its holder write this one blob until it expires (a SAS with
-        create and write only: it cannot read, list or delete), signed with the account
-        key of the storage connection string."""
+        create and write only: it cannot read, list or delete).
+
+        Signed with the account key of a connection string (Azurite, key-based accounts),
+        or, for identity-based connections (shared-key access off), with a user delegation
+        key that the app's identity obtains from the service for just this lifetime.
+        """
         from azure.storage.blob import BlobSasPermissions, generate_blob_sas
 
         _check_blob_name(blob_name)
-        key = getattr(self.service.credential, "account_key", None)
-        if not key:
-            raise UploadUrlUnavailableError(
-                "the storage connection has no account key to sign an upload URL with"
-            )
         now = datetime.now(UTC)
         start, expiry = now - timedelta(minutes=5), now + ttl  # 5 min for clock skew
+        signing = _signing_key(self.service, start, expiry)
         sas = generate_blob_sas(
             self.service.account_name,
             self.container,
@@ -158,7 +174,7 @@ class BlobModelStore:
             permission=BlobSasPermissions(create=True, write=True),
             start=start,
             expiry=expiry,
-            account_key=key,
+            **signing,
         )
         return UploadUrl(f"{self.client(blob_name).url}?{sas}", blob_name, expiry)
 

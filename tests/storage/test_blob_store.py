@@ -97,7 +97,7 @@ def test_upload_url_needs_an_account_key(container) -> None:
     from shared.storage.blob_store import BlobModelStore, UploadUrlUnavailableError
 
     anonymous = BlobModelStore(BlobServiceClient(container.service.url), container.container)
-    with pytest.raises(UploadUrlUnavailableError, match="no account key"):
+    with pytest.raises(UploadUrlUnavailableError, match="neither an account key nor a token"):
         anonymous.upload_url("x.onnx", timedelta(minutes=5))
     with pytest.raises(InvalidNameError):
         container.upload_url("../x.onnx", timedelta(minutes=5))

@@ -1,0 +1,78 @@
+"""End to end with no key: the local host runs function_app.py with only identity-based
+storage settings (no AzureWebJobsStorage), against Azurite over HTTPS with OAuth."""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from devhost.launcher import launch_app
+from shared.storage.accounts import blob_service_client, resolve_account
+from tests.e2e.conftest import KEY, AppHost
+from tests.e2e.test_app_jobs import wait_for_job
+from tests.e2e.test_app_models import wait_for_model
+from tests.identity.conftest import CLIENT_ID, keyless_env
+from tests.models.fixtures import write_classifier
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def keyless_host(
+    oauth_azurite, identity_endpoint, tls, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[AppHost]:
+    env = {**keyless_env(oauth_azurite, identity_endpoint, tls[0])}
+    env["LOCAL_BLOB_SCAN_INTERVAL_SECONDS"] = "0.3"
+    host = launch_app(tmp_path_factory.mktemp("keyless-app"), None, key=KEY, extra_env=env)
+    app = AppHost(host, KEY, {k: v for k, v in {**os.environ, **env}.items()})
+    try:
+        yield app
+    finally:
+        host.stop()
+        if os.environ.get("SHOW_HOST_LOG"):
+            print(host.log())
+
+
+def test_host_runs_with_no_connection_string(keyless_host: AppHost, identity_endpoint) -> None:
+    environ = Path(f"/proc/{keyless_host.host.process.pid}/environ").read_bytes().split(b"\0")
+    names = {item.split(b"=", 1)[0].decode() for item in environ if item}
+    assert "AzureWebJobsStorage" not in names
+    assert "AzureWebJobsStorage__clientId" in names
+    assert f"identity: managedidentity, client id {CLIENT_ID}" in keyless_host.log()
+    ready = keyless_host.call("GET", "/ready", key=None)
+    assert ready.status == 200, ready.body
+    assert any(q["client_id"] == CLIENT_ID for q in identity_endpoint.requests)
+
+
+def test_model_upload_is_ingested_through_the_queue_trigger(keyless_host: AppHost, tmp_path):
+    data = write_classifier(tmp_path, "iris-keyless.onnx").read_bytes()
+    reply = keyless_host.call("POST", "/models?name=iris-keyless", raw=data)
+    assert reply.status == 202, reply.body
+    job = wait_for_job(keyless_host, reply.json()["job_id"])
+    assert job["status"] == "succeeded", job
+    model = wait_for_model(keyless_host, "iris-keyless")
+    assert model["status"] == "ready" and model["size_bytes"] == len(data)
+
+
+def test_blob_trigger_registers_a_model_written_keylessly(
+    keyless_host: AppHost, tmp_path, monkeypatch
+) -> None:
+    for key, value in keyless_host.env.items():
+        if key.startswith(("AzureWebJobsStorage__", "IDENTITY_", "REQUESTS_CA")):
+            monkeypatch.setenv(key, value)
+    monkeypatch.delenv("AzureWebJobsStorage", raising=False)
+    service = blob_service_client(resolve_account())
+    data = write_classifier(tmp_path, "iris-dropped.onnx").read_bytes()
+    service.get_blob_client("models", "iris-dropped.onnx").upload_blob(io.BytesIO(data))
+    model = wait_for_model(keyless_host, "iris-dropped")
+    assert model["status"] == "ready" and model["size_bytes"] == len(data)
+
+
+def test_upload_url_from_the_host_is_a_user_delegation_sas(keyless_host: AppHost) -> None:
+    reply = keyless_host.call("POST", "/models/upload-url?name=iris-big&expires_in=600")
+    assert reply.status == 200, reply.body
+    assert "skoid=" in reply.json()["url"] and "sp=cw" in reply.json()["url"]
