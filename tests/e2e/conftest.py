@@ -64,15 +64,24 @@ class AppHost:
 
 
 def start_host(
-    tmp: Path, storage_connection: str, extra_env: dict[str, str] | None = None
+    tmp: Path,
+    storage_connection: str | None,
+    extra_env: dict[str, str] | None = None,
+    *,
+    watch_queues: QueueServiceClient | None = None,
 ) -> AppHost:
+    """The app on a fresh SQLite file, watched for failures. `storage_connection=None`
+    leaves AzureWebJobsStorage unset (identity-based settings in `extra_env`); then
+    `watch_queues` is how the test itself reads the account's poison queues."""
     env = {"LOCAL_BLOB_SCAN_INTERVAL_SECONDS": "0.3", **(extra_env or {})}
-    queues = QueueServiceClient.from_connection_string(storage_connection)
-    watch = FailureWatch(queues)  # the baseline is taken before the host starts
+    if watch_queues is None:
+        assert storage_connection is not None
+        watch_queues = QueueServiceClient.from_connection_string(storage_connection)
+    watch = FailureWatch(watch_queues)  # the baseline is taken before the host starts
     host = launch_app(tmp, storage_connection, key=KEY, extra_env=env)
     watch.read_log = host.log
-    env = {**os.environ, "AzureWebJobsStorage": storage_connection, **env}
-    return AppHost(host, KEY, env, watch)
+    storage = {} if storage_connection is None else {"AzureWebJobsStorage": storage_connection}
+    return AppHost(host, KEY, {**os.environ, **storage, **env}, watch)
 
 
 def stop_host(app: AppHost, *, check: bool = True) -> None:

@@ -9,10 +9,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from azure.storage.queue import QueueServiceClient
 
-from devhost.launcher import launch_app
+from devhost.azurite import DEV_ACCOUNT, DEV_KEY
 from shared.storage.accounts import blob_service_client, resolve_account
-from tests.e2e.conftest import KEY, AppHost
+from tests.e2e.conftest import AppHost, start_host, stop_host
 from tests.e2e.test_app_jobs import wait_for_job
 from tests.e2e.test_app_models import wait_for_model
 from tests.identity.conftest import CLIENT_ID, keyless_env
@@ -25,16 +26,21 @@ pytestmark = pytest.mark.e2e
 def keyless_host(
     oauth_azurite, identity_endpoint, tls, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[AppHost]:
-    env = {**keyless_env(oauth_azurite, identity_endpoint, tls[0])}
-    env["LOCAL_BLOB_SCAN_INTERVAL_SECONDS"] = "0.3"
-    host = launch_app(tmp_path_factory.mktemp("keyless-app"), None, key=KEY, extra_env=env)
-    app = AppHost(host, KEY, {k: v for k, v in {**os.environ, **env}.items()})
+    env = keyless_env(oauth_azurite, identity_endpoint, tls[0])
+    # The test reads the poison queues with the emulator's key (Azurite takes both); the
+    # host itself has no key.
+    queues = QueueServiceClient(
+        oauth_azurite.queue_uri,
+        credential={"account_name": DEV_ACCOUNT, "account_key": DEV_KEY},
+        connection_verify=str(tls[0]),
+    )
+    app = start_host(tmp_path_factory.mktemp("keyless-app"), None, env, watch_queues=queues)
     try:
         yield app
     finally:
-        host.stop()
+        stop_host(app)
         if os.environ.get("SHOW_HOST_LOG"):
-            print(host.log())
+            print(app.log())
 
 
 def test_host_runs_with_no_connection_string(keyless_host: AppHost, identity_endpoint) -> None:
