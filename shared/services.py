@@ -149,17 +149,20 @@ def job_runner():
     from shared.db.repos.jobs import JobRepository
     from shared.db.repos.models import ModelRepository
     from shared.jobs.handlers import EmbeddingsIngestion, ModelIngestion, TextEmbeddingJob
+    from shared.jobs.kinds import JobKind
     from shared.jobs.runner import JobRunner
 
     store = embedding_store()
     return JobRunner(
         JobRepository(database()),
         {
-            "model": ModelIngestion(
+            JobKind.MODEL: ModelIngestion(
                 ModelRepository(database()), fetch_model_file, get_settings().max_upload_bytes
             ),
-            "embeddings": EmbeddingsIngestion(store, ingest_store(), max_ids_bytes=256 * 1024**2),
-            "embed_text": TextEmbeddingJob(store, text_embedders().get),
+            JobKind.EMBEDDINGS: EmbeddingsIngestion(
+                store, ingest_store(), max_ids_bytes=256 * 1024**2
+            ),
+            JobKind.EMBED_TEXT: TextEmbeddingJob(store, text_embedders().get),
         },
     )
 

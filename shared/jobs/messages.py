@@ -8,12 +8,13 @@ message dropped by any tool (az CLI, Storage Explorer, the SDK) runs.
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from shared.jobs.kinds import KINDS, JobKind, KindName
+
 SCHEMA_VERSION = 1
-KINDS = ("model", "embeddings", "embed_text")
 
 Name = Annotated[str, Field(min_length=1, max_length=256)]
 BlobName = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][\w.-]*$")]
@@ -70,21 +71,24 @@ class EmbedTextPayload(_Strict):
         return self
 
 
-PAYLOADS: dict[str, type[BaseModel]] = {
-    "model": ModelPayload,
-    "embeddings": EmbeddingsPayload,
-    "embed_text": EmbedTextPayload,
+#: The payload class of each job kind.
+PAYLOADS: dict[JobKind, type[BaseModel]] = {
+    JobKind.MODEL: ModelPayload,
+    JobKind.EMBEDDINGS: EmbeddingsPayload,
+    JobKind.EMBED_TEXT: EmbedTextPayload,
 }
+if set(PAYLOADS) != set(JobKind):  # a kind without a payload class could never run
+    raise ImportError(f"PAYLOADS must cover every JobKind; missing {set(JobKind) - set(PAYLOADS)}")
 
 
 class JobMessage(_Strict):
     job_id: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]
-    kind: Literal["model", "embeddings", "embed_text"]
+    kind: KindName
     schema_version: int = SCHEMA_VERSION
     payload: dict[str, Any]
 
     def typed_payload(self) -> BaseModel:
-        return PAYLOADS[self.kind].model_validate(self.payload)
+        return PAYLOADS[JobKind(self.kind)].model_validate(self.payload)
 
     def to_json(self) -> str:
         return self.model_dump_json()

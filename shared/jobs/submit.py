@@ -7,6 +7,7 @@ import uuid
 from typing import Any
 
 from shared.db.repos.jobs import JobRecord, JobRepository
+from shared.jobs.kinds import JobKind
 from shared.jobs.messages import PAYLOADS, JobMessage
 
 
@@ -44,7 +45,7 @@ class JobSubmitter:
 
         The payload is validated here so a bad HTTP request is a 400, not a failed job.
         """
-        PAYLOADS[kind].model_validate(payload)
+        PAYLOADS[JobKind(kind)].model_validate(payload)
         message = JobMessage(job_id=job_id or uuid.uuid4().hex, kind=kind, payload=payload)  # type: ignore[arg-type]
         record, created = self.jobs.create(message.job_id, kind, payload)
         if created:
