@@ -13,16 +13,17 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from shared.errors import ConfigurationError
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
-class ConfigError(ValueError):
-    """A setting has a value the app cannot use."""
+class ConfigError(ConfigurationError, ValueError):
+    """A setting has a value the app cannot use; ``field`` and ``setting`` name it."""
 
     def __init__(self, setting: str, reason: str) -> None:
-        super().__init__(f"setting {setting}: {reason}")
+        super().__init__(f"setting {setting}: {reason}", field=setting, reason=reason)
         self.setting = setting
-        self.reason = reason
 
 
 def _int(name: str, raw: str, lo: int, hi: int) -> int:

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from shared.errors import InvalidInputError
 from shared.jobs.kinds import KINDS, JobKind, KindName
 
 SCHEMA_VERSION = 1
@@ -94,12 +95,13 @@ class JobMessage(_Strict):
         return self.model_dump_json()
 
 
-class MalformedMessageError(ValueError):
+class MalformedMessageError(InvalidInputError, ValueError):
     """The message cannot run as sent: retrying will not help."""
+
+    code = "malformed_message"
 
     def __init__(self, reason: str, job_id: str | None = None, kind: str | None = None) -> None:
         super().__init__(reason)
-        self.reason = reason
         self.job_id = job_id
         self.kind = kind
 

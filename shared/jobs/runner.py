@@ -19,18 +19,20 @@ from typing import Any
 from pydantic import BaseModel
 
 from shared.db.repos.jobs import JobRepository
+from shared.errors import InvalidInputError
 from shared.jobs.kinds import UNKNOWN_KIND, JobStatus
 from shared.jobs.messages import MalformedMessageError, parse_message
 
 log = logging.getLogger(__name__)
 
 
-class PermanentJobError(Exception):
+class PermanentJobError(InvalidInputError):
     """The job cannot succeed as submitted; retrying would only repeat the failure."""
+
+    code = "permanent_failure"
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
-        self.reason = reason
 
 
 Handler = Callable[[str, BaseModel], dict[str, Any]]

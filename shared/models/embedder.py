@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from shared.errors import InvalidInputError
+from shared.models.errors import ModelValidationError
 from shared.vectors.pool import default_pool
 
 #: Inputs the embedder knows how to fill; a model may declare any subset containing input_ids.
@@ -26,23 +28,21 @@ _INT_TYPES = {"tensor(int64)": np.int64, "tensor(int32)": np.int32}
 _NORM_EPS = 1e-12
 
 
-class EmbeddingInputError(ValueError):
+class EmbeddingInputError(InvalidInputError, ValueError):
     """The texts passed to ``embed`` cannot be embedded; ``field`` names the bad item."""
 
     code = "invalid_text"
+    field: str
 
     def __init__(self, field: str, reason: str) -> None:
-        self.field = field
-        self.reason = reason
-        self.message = f"{field}: {reason}"
-        super().__init__(self.message)
+        super().__init__(f"{field}: {reason}", field=field, reason=reason)
 
     def to_dict(self) -> dict[str, str]:
         """The shape an HTTP 400 body uses."""
         return {"code": self.code, "field": self.field, "message": self.message}
 
 
-class EmbeddingModelError(ValueError):
+class EmbeddingModelError(ModelValidationError, ValueError):
     """The ONNX file or tokenizer is not a usable sentence-embedding model."""
 
 

@@ -42,9 +42,9 @@ class TextModels:
         if record is None:
             latest = self.models.latest(name)
             if latest is None:
-                raise ModelNotFoundError(f"model {name!r} is not registered")
+                raise ModelNotFoundError(f"model {name!r} is not registered", field="model")
             detail = f": {latest.error}" if latest.error else ""
-            raise ModelNotReadyError(f"model {name!r} is {latest.status}{detail}")
+            raise ModelNotReadyError(f"model {name!r} is {latest.status}{detail}", field="model")
         return record
 
     def get(self, name: str) -> Any:
