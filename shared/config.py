@@ -138,7 +138,7 @@ SETTINGS: tuple[Setting, ...] = (
         "MAX_SESSIONS",
         "4",
         lambda n, r: _int(n, r, 1, 256),
-        "Inference sessions kept loaded (LRU).",
+        "ONNX sessions kept loaded (LRU), inference and text embedding together.",
     ),
     Setting(
         "APPLICATIONINSIGHTS_CONNECTION_STRING",

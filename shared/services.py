@@ -134,13 +134,26 @@ def fetch_model_file(record):
 
 
 @cache
+def sessions():
+    """The process's one cache of warmed onnxruntime sessions: inference and text
+    embedding both load through it, so MAX_SESSIONS bounds every loaded model."""
+    from shared.models.sessions import SessionCache
+
+    return SessionCache(get_settings().max_sessions)
+
+
+@cache
 def text_embedders():
     from shared.db.repos.models import ModelRepository
     from shared.models.text_models import TextModels
 
     s = get_settings()
     return TextModels(
-        ModelRepository(database()), fetch_model_file, model_store(), s.data_dir / "tokenizers"
+        ModelRepository(database()),
+        fetch_model_file,
+        model_store(),
+        s.data_dir / "tokenizers",
+        sessions(),
     )
 
 
@@ -173,7 +186,6 @@ def inference():
     from shared.db.repos.inference_log import InferenceLogRepository
     from shared.db.repos.models import ModelRepository
     from shared.models.inference import InferenceService
-    from shared.models.sessions import SessionCache
     from shared.vectors.pool import default_pool
 
     store = model_store()
@@ -181,7 +193,7 @@ def inference():
         ModelRepository(database()),
         InferenceLogRepository(database()),
         model_files(),
-        SessionCache(get_settings().max_sessions),
+        sessions(),
         lambda record, dest: store.download_to(record.blob_name, dest),
         default_pool(),
     )

@@ -108,14 +108,10 @@ class InferenceService:
             return loaded
         if not record.sha256:
             raise ModelNotReadyError(f"model {record.name!r} has no sha256 recorded")
-        for attempt in (1, 2):
-            path = self.files.path_for(record.sha256, lambda dest: self.download(record, dest))
-            try:
-                return self.sessions.get(record.id, path)
-            except FileNotFoundError:  # evicted by another process in between: fetch again
-                if attempt == 2:
-                    raise
-        raise AssertionError("unreachable")
+        sha256 = record.sha256
+        return self.sessions.get_or_fetch(
+            record.id, lambda: self.files.path_for(sha256, lambda dest: self.download(record, dest))
+        )
 
     def ensure_loaded(self, name: str, version: int | None = None) -> LoadedSession:
         """Resolve, fetch and load (warm) the model; errors say why it cannot serve."""
