@@ -47,3 +47,13 @@ def test_a_kind_outside_the_enum_is_refused_naming_the_declared_ones() -> None:
     with pytest.raises(MalformedMessageError) as err:
         parse_message(body)
     assert err.value.reason.endswith("expected one of " + ", ".join(KIND_VALUES))
+
+
+def test_model_statuses_are_declared_once_too() -> None:
+    from shared.models.status import ModelStatus
+
+    doc = openapi.build()
+    values = [s.value for s in ModelStatus]
+    assert _enum(doc["components"]["schemas"]["ModelOut"]["properties"]["status"]) == values
+    params = {p["name"]: p for p in doc["paths"]["/models"]["get"]["parameters"]}
+    assert _enum(params["status"]["schema"]) == values

@@ -11,8 +11,7 @@ from typing import Any
 from shared.db.connection import Database
 from shared.db.filters import and_equal
 from shared.db.timestamps import now, to_iso
-
-MODEL_STATUSES = ("registered", "ingesting", "ready", "failed")
+from shared.models.status import MODEL_STATUSES, ModelStatus
 
 
 @dataclass(frozen=True)
@@ -112,7 +111,7 @@ class ModelRepository:
                     size_bytes,
                     sha256,
                     content_type,
-                    "registered",
+                    ModelStatus.REGISTERED,
                     None,
                     json.dumps(metadata or {}),
                     ts,
@@ -139,7 +138,7 @@ class ModelRepository:
         params: list[Any] = [name]
         if ready_only:
             sql += " AND status = ?"
-            params.append("ready")
+            params.append(ModelStatus.READY)
         rows = self.db.query(self.db.dialect.limit(sql, "version DESC"), [*params, 1])
         return _model(rows[0]) if rows else None
 
@@ -169,7 +168,7 @@ class ModelRepository:
         metadata: dict[str, Any] | None = None,
     ) -> bool:
         if status not in MODEL_STATUSES:
-            raise ValueError(f"status must be one of {MODEL_STATUSES}, got {status!r}")
+            raise ValueError(f"status must be one of {', '.join(MODEL_STATUSES)}, got {status!r}")
         if metadata is None:
             changed = self.db.execute(
                 "UPDATE models SET status = ?, error = ?, updated_at = ? WHERE id = ?",
