@@ -1,8 +1,9 @@
 """Request parsing shared by the HTTP blueprints.
 
 A body or query that does not fit raises ``RequestError`` (400 or 413) naming the field;
-``shared.api.errors`` maps it, and every other error, to the reply. Its names are
-re-exported here for the blueprints that import them from this module.
+``shared.api.errors`` maps it, and every other error, to the reply (``RequestError``,
+``handle_errors`` and ``validation_error`` are re-exported for the blueprints that
+import them from here).
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ def _reply(body: object, status: int = 200) -> func.HttpResponse:
 
 
 def _name_version(req: func.HttpRequest) -> tuple[str, int | None]:
-    from shared.api.http import RequestError
+    from shared.api.errors import RequestError
     from shared.storage.names import validate_model_name
 
     name = validate_model_name(req.route_params.get("name", ""))
