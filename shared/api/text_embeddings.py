@@ -38,7 +38,7 @@ def embed_text(req: func.HttpRequest) -> func.HttpResponse:
         )
     models = services.text_embedders()
     record = models.record(body.model)  # 404 / 409 naming the field "model"
-    vectors = models.get(body.model).embed(body.texts)
+    vectors = models.embedder(record).embed(body.texts)
     stored = None
     if body.store:
         counts = services.embedding_store().upsert_array(

@@ -57,14 +57,17 @@ class TextModels:
         return record
 
     def get(self, name: str) -> TextEmbedder:
-        """An embedder for the newest ready version of `name`, for this call only.
+        """An embedder for the newest ready version of `name`, for this call only."""
+        return self.embedder(self.record(name))
+
+    def embedder(self, record: ModelRecord) -> TextEmbedder:
+        """An embedder for this model version, for this call only.
 
         Cheap on a warm cache (a lookup and a small object); do not keep it, or its
         session would outlive an eviction from the shared cache.
         """
         from shared.models.embedder import TextEmbedder
 
-        record = self.record(name)
         tokenizer = self._tokenizer(record)
         loaded = self.sessions.get_or_fetch(record.id, lambda: self.fetch(record))
         return TextEmbedder.from_session(loaded.session, tokenizer, model_path=loaded.path)
