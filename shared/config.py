@@ -19,6 +19,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from shared.errors import ConfigurationError
+
 ROOT = Path(__file__).resolve().parents[1]
 AZURE_DATA_DIR = Path("/tmp/hartonomous")  # the one writable place in Azure
 MiB = 1024 * 1024
@@ -50,13 +52,12 @@ def instance_memory_bytes(
     return physical
 
 
-class ConfigError(ValueError):
-    """A setting has a value the app cannot use."""
+class ConfigError(ConfigurationError, ValueError):
+    """A setting has a value the app cannot use; ``field`` and ``setting`` name it."""
 
     def __init__(self, setting: str, reason: str) -> None:
-        super().__init__(f"setting {setting}: {reason}")
+        super().__init__(f"setting {setting}: {reason}", field=setting, reason=reason)
         self.setting = setting
-        self.reason = reason
 
 
 def _int(name: str, raw: str, lo: int, hi: int) -> int:
@@ -213,7 +214,7 @@ SETTINGS: tuple[Setting, ...] = (
         "MAX_SESSIONS",
         "4",
         lambda n, r: _int(n, r, 1, 256),
-        "Inference sessions kept loaded (LRU).",
+        "ONNX sessions kept loaded (LRU), inference and text embedding together.",
     ),
     Setting(
         "APPLICATIONINSIGHTS_CONNECTION_STRING",

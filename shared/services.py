@@ -217,13 +217,26 @@ def fetch_model_file(record):
 
 
 @cache
+def sessions():
+    """The process's one cache of warmed onnxruntime sessions: inference and text
+    embedding both load through it, so MAX_SESSIONS bounds every loaded model."""
+    from shared.models.sessions import SessionCache
+
+    return SessionCache(get_settings().max_sessions)
+
+
+@cache
 def text_embedders():
     from shared.db.repos.models import ModelRepository
     from shared.models.text_models import TextModels
 
     s = get_settings()
     return TextModels(
-        ModelRepository(database()), fetch_model_file, model_store(), s.data_dir / "tokenizers"
+        ModelRepository(database()),
+        fetch_model_file,
+        model_store(),
+        s.data_dir / "tokenizers",
+        sessions(),
     )
 
 
@@ -232,17 +245,20 @@ def job_runner():
     from shared.db.repos.jobs import JobRepository
     from shared.db.repos.models import ModelRepository
     from shared.jobs.handlers import EmbeddingsIngestion, ModelIngestion, TextEmbeddingJob
+    from shared.jobs.kinds import JobKind
     from shared.jobs.runner import JobRunner
 
     store = embedding_store()
     return JobRunner(
         JobRepository(database()),
         {
-            "model": ModelIngestion(
+            JobKind.MODEL: ModelIngestion(
                 ModelRepository(database()), fetch_model_file, get_settings().max_upload_bytes
             ),
-            "embeddings": EmbeddingsIngestion(store, ingest_store(), max_ids_bytes=256 * 1024**2),
-            "embed_text": TextEmbeddingJob(store, text_embedders().get),
+            JobKind.EMBEDDINGS: EmbeddingsIngestion(
+                store, ingest_store(), max_ids_bytes=256 * 1024**2
+            ),
+            JobKind.EMBED_TEXT: TextEmbeddingJob(store, text_embedders().get),
         },
         job_payloads(),
     )
@@ -254,7 +270,6 @@ def inference():
     from shared.db.repos.inference_log import InferenceLogRepository
     from shared.db.repos.models import ModelRepository
     from shared.models.inference import InferenceService
-    from shared.models.sessions import SessionCache
     from shared.vectors.pool import default_pool
 
     store = version_store()
@@ -262,7 +277,7 @@ def inference():
         ModelRepository(database()),
         InferenceLogRepository(database()),
         model_files(),
-        SessionCache(get_settings().max_sessions),
+        sessions(),
         lambda record, dest: store.download_to(record.blob_name, dest),
         default_pool(),
     )

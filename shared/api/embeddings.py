@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from shared.api.http import RequestError, handle_errors, read_json, read_query
+from shared.api.errors import RequestError, handle_errors
+from shared.api.http import read_json, read_query
 from shared.api.responses import json_response
 from shared.api.routing import http_route
 from shared.schemas.embeddings import (

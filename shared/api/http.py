@@ -1,59 +1,25 @@
-"""Request parsing and error mapping shared by the HTTP blueprints.
+"""Request parsing shared by the HTTP blueprints.
 
-Every failure a caller can fix becomes a 4xx with `{"error": {code, message, field}}`.
+A body or query that does not fit raises ``RequestError`` (400 or 413) naming the field;
+``shared.api.errors`` maps it, and every other error, to the reply (``RequestError``,
+``handle_errors`` and ``validation_error`` are re-exported for the blueprints that
+import them from here).
 """
 
 from __future__ import annotations
 
-import functools
 import json
-import logging
-from collections.abc import Callable
 from typing import TypeVar
 
 import azure.functions as func
 from pydantic import BaseModel, ValidationError
 
-from shared.api.responses import error_response
+from shared.api.errors import RequestError, handle_errors, validation_error
 from shared.config import get_settings
 
-log = logging.getLogger(__name__)
+__all__ = ["RequestError", "handle_errors", "read_json", "read_query", "validation_error"]
 
 M = TypeVar("M", bound=BaseModel)
-
-
-class RequestError(Exception):
-    """A problem with the request, said so the caller can fix it."""
-
-    def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.field = field
-
-
-def _field_path(loc: tuple) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += f".{part}" if out else str(part)
-    return out
-
-
-def validation_error(exc: ValidationError) -> RequestError:
-    first = exc.errors(include_url=False)[0]
-    loc = tuple(p for p in first["loc"] if p not in ("function-after",))
-    field = _field_path(loc) or None
-    msg = first["msg"]
-    if first["type"] == "extra_forbidden":
-        msg = "unknown field"
-    elif first["type"] == "missing":
-        msg = "required field is missing"
-    message = f"{field}: {msg}" if field else msg
-    return RequestError(400, "invalid_request", message, field)
 
 
 def read_json(req: func.HttpRequest, model: type[M], max_bytes: int | None = None) -> M:
@@ -83,34 +49,3 @@ def read_query(req: func.HttpRequest, model: type[M]) -> M:
         return model.model_validate(dict(req.params))
     except ValidationError as exc:
         raise validation_error(exc) from None
-
-
-def handle_errors(
-    fn: Callable[[func.HttpRequest], func.HttpResponse],
-) -> Callable[[func.HttpRequest], func.HttpResponse]:
-    """Turn caller errors into 4xx JSON; anything else is a logged 500 without internals."""
-
-    @functools.wraps(fn)
-    def wrapper(req: func.HttpRequest) -> func.HttpResponse:
-        from shared.config import ConfigError
-        from shared.db.repos.embeddings import EmbeddingDimensionError
-        from shared.storage.names import InvalidNameError
-        from shared.vectors.errors import VectorError
-
-        try:
-            return fn(req)
-        except RequestError as exc:
-            return error_response(exc.status, exc.code, exc.message, exc.field)
-        except VectorError as exc:
-            return error_response(400, exc.code, exc.message, exc.field)
-        except EmbeddingDimensionError as exc:
-            return error_response(409, "dimension_conflict", str(exc), "items")
-        except InvalidNameError as exc:  # rules a schema pattern cannot say, such as no ".."
-            return error_response(400, "invalid_name", str(exc), exc.field)
-        except ConfigError as exc:  # a setting this function needs is missing or wrong
-            return error_response(503, "not_configured", str(exc))
-        except Exception:
-            log.exception("unhandled error in %s", fn.__name__)
-            return error_response(500, "internal_error", "the server failed; see its log")
-
-    return wrapper

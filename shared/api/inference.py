@@ -2,22 +2,20 @@
 
 Routes live under the route prefix: `v2`, `v2/health/live`, `v2/health/ready`,
 `v2/models/{name}[/versions/{version}]`, `.../ready` and `.../infer`. Errors are
-`{"error": "<message>"}` with a 4xx, as the protocol says.
+`{"error": "<message>"}` with a 4xx, as the protocol says: the same mapping as every
+other route (``shared.api.errors``), in the protocol's shape.
 """
 
 from __future__ import annotations
 
-import functools
 import json
-import logging
-from collections.abc import Callable
 
 import azure.functions as func
 
+from shared.api.errors import oip_errors
 from shared.api.routing import http_route
 
 bp = func.Blueprint()
-log = logging.getLogger(__name__)
 
 
 def _reply(body: object, status: int = 200) -> func.HttpResponse:
@@ -26,53 +24,11 @@ def _reply(body: object, status: int = 200) -> func.HttpResponse:
     )
 
 
-def oip_errors(
-    fn: Callable[[func.HttpRequest], func.HttpResponse],
-) -> Callable[[func.HttpRequest], func.HttpResponse]:
-    """The protocol's error shape: {"error": "<message>"}."""
-
-    @functools.wraps(fn)
-    def wrapper(req: func.HttpRequest) -> func.HttpResponse:
-        from pydantic import ValidationError
-
-        from shared.api.http import RequestError, validation_error
-        from shared.models.errors import (
-            InferenceInputError,
-            ModelError,
-            ModelNotFoundError,
-            ModelNotReadyError,
-        )
-
-        try:
-            return fn(req)
-        except RequestError as exc:
-            return _reply({"error": exc.message}, exc.status)
-        except ValidationError as exc:
-            return _reply({"error": validation_error(exc).message}, 400)
-        except InferenceInputError as exc:
-            return _reply({"error": exc.reason}, 400)
-        except ModelNotFoundError as exc:
-            return _reply({"error": exc.reason}, 404)
-        except ModelNotReadyError as exc:
-            return _reply({"error": exc.reason}, 409)
-        except ModelError as exc:
-            return _reply({"error": exc.reason}, 422)
-        except Exception:
-            log.exception("unhandled error in %s", fn.__name__)
-            return _reply({"error": "the server failed; see its log"}, 500)
-
-    return wrapper
-
-
 def _name_version(req: func.HttpRequest) -> tuple[str, int | None]:
-    from shared.api.http import RequestError
-    from shared.storage.names import InvalidNameError, validate_model_name
+    from shared.api.errors import RequestError
+    from shared.storage.names import validate_model_name
 
-    name = req.route_params.get("name", "")
-    try:
-        validate_model_name(name)
-    except InvalidNameError as exc:
-        raise RequestError(400, "invalid_name", str(exc), "name") from exc
+    name = validate_model_name(req.route_params.get("name", ""))
     raw = req.route_params.get("version")
     if raw is None:
         return name, None
@@ -154,14 +110,11 @@ def _infer_response():
 
 def _infer(req: func.HttpRequest) -> func.HttpResponse:
     from shared import services
-    from shared.api.http import RequestError, read_json
+    from shared.api.http import read_json
     from shared.models.oip import InferRequest
 
     name, version = _name_version(req)
-    try:
-        body = read_json(req, InferRequest)
-    except RequestError as exc:
-        raise RequestError(exc.status, exc.code, exc.message, exc.field) from None
+    body = read_json(req, InferRequest)
     response = services.inference().infer(name, version, body)
     return func.HttpResponse(
         response.model_dump_json(exclude_none=True), status_code=200, mimetype="application/json"
@@ -229,7 +182,7 @@ def oip_model_version_ready(req: func.HttpRequest) -> func.HttpResponse:
     tags=("inference",),
     request=_infer_request,
     response=_infer_response,
-    errors=(400, 404, 409),
+    errors=(400, 404, 409, 422),
 )
 @oip_errors
 def oip_infer(req: func.HttpRequest) -> func.HttpResponse:
@@ -244,7 +197,7 @@ def oip_infer(req: func.HttpRequest) -> func.HttpResponse:
     tags=("inference",),
     request=_infer_request,
     response=_infer_response,
-    errors=(400, 404, 409),
+    errors=(400, 404, 409, 422),
 )
 @oip_errors
 def oip_infer_version(req: func.HttpRequest) -> func.HttpResponse:

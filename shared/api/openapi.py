@@ -22,6 +22,8 @@ _STATUS_TEXT = {
     404: "Not found.",
     409: "Conflicts with what is stored.",
     413: "Request body too large.",
+    422: "The input is well-formed but cannot be used (e.g. a broken model file).",
+    501: "This deployment cannot do it (e.g. its storage connection has no key).",
     503: "A dependency does not answer.",
 }
 

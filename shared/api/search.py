@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from shared.api.http import handle_errors, read_json
+from shared.api.errors import handle_errors
+from shared.api.http import read_json
 from shared.api.responses import json_response
 from shared.api.routing import http_route
 from shared.schemas.search import SearchRequest, SearchResponse

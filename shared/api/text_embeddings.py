@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from shared.api.http import RequestError, handle_errors, read_json
+from shared.api.errors import RequestError, handle_errors
+from shared.api.http import read_json
 from shared.api.responses import json_response
 from shared.api.routing import http_route
 from shared.schemas.models import TextEmbedRequest, TextEmbedResponse
@@ -25,7 +26,6 @@ bp = func.Blueprint()
 @handle_errors
 def embed_text(req: func.HttpRequest) -> func.HttpResponse:
     from shared import services
-    from shared.models.errors import ModelNotFoundError, ModelNotReadyError
     from shared.vectors import codec
 
     body = read_json(req, TextEmbedRequest)
@@ -37,17 +37,8 @@ def embed_text(req: func.HttpRequest) -> func.HttpResponse:
             "store.entity_ids",
         )
     models = services.text_embedders()
-    try:
-        record = models.record(body.model)
-        embedder = models.get(body.model)
-    except ModelNotFoundError as exc:
-        raise RequestError(404, "model_not_found", exc.reason, "model") from exc
-    except ModelNotReadyError as exc:
-        raise RequestError(409, "model_not_ready", exc.reason, "model") from exc
-    try:
-        vectors = embedder.embed(body.texts)
-    except ValueError as exc:
-        raise RequestError(400, "invalid_request", str(exc), "texts") from exc
+    record = models.record(body.model)  # 404 / 409 naming the field "model"
+    vectors = models.embedder(record).embed(body.texts)
     stored = None
     if body.store:
         counts = services.embedding_store().upsert_array(

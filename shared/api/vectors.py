@@ -6,7 +6,8 @@ from typing import Any
 
 import azure.functions as func
 
-from shared.api.http import RequestError, handle_errors, read_json
+from shared.api.errors import RequestError, handle_errors
+from shared.api.http import read_json
 from shared.api.responses import json_response
 from shared.api.routing import http_route
 from shared.schemas.vectors import (

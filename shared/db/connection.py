@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from shared.db import function_errors
 from shared.db.dialects import MSSQL, SQLITE, Dialect
 
 BUSY_TIMEOUT_MS = 10_000
@@ -128,6 +129,25 @@ def _entra_kwargs(target: str) -> dict[str, Any]:
     return connect_kwargs(target)
 
 
+@contextmanager
+def _function_reasons() -> Iterator[None]:
+    """Give sqlite3's "user-defined function raised exception" the reason the Python
+    function recorded (shared.db.function_errors), e.g. ``vector_dot_product: b: ...``."""
+    function_errors.clear()
+    try:
+        yield
+    except Exception as exc:
+        import sqlite3
+
+        reason = function_errors.take()
+        generic = isinstance(exc, sqlite3.OperationalError) and function_errors.GENERIC.search(
+            str(exc)
+        )
+        if reason is None or not generic:
+            raise
+        raise sqlite3.OperationalError(reason) from exc
+
+
 class Database:
     """Thread-local connections and transactions over one connection string."""
 
@@ -213,14 +233,14 @@ class Database:
     # -- statements ------------------------------------------------------------------
     def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         """Run one statement; returns the affected row count."""
-        with self.transaction() as conn:
+        with self.transaction() as conn, _function_reasons():
             cur = conn.execute(sql, tuple(params))
             return cur.rowcount
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         if not rows:
             return
-        with self.transaction() as conn:
+        with self.transaction() as conn, _function_reasons():
             cur = conn.cursor()
             if self.spec.driver == "pyodbc" and self.dialect is MSSQL:
                 cur.fast_executemany = True
@@ -228,9 +248,10 @@ class Database:
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         conn = self._connection()
-        cur = conn.execute(sql, tuple(params))
-        names = [d[0] for d in cur.description]
-        rows = cur.fetchall()
+        with _function_reasons():
+            cur = conn.execute(sql, tuple(params))
+            names = [d[0] for d in cur.description]
+            rows = cur.fetchall()
         if self.dialect is MSSQL and self._local.depth == 0:
             conn.commit()  # end the implicit read transaction
         return [dict(zip(names, row, strict=True)) for row in rows]

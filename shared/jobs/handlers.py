@@ -15,6 +15,7 @@ import numpy as np
 from shared.db.repos.models import ModelRecord, ModelRepository
 from shared.jobs.messages import EmbeddingsPayload, EmbedTextPayload, ModelPayload
 from shared.jobs.runner import PermanentJobError
+from shared.models.status import ModelStatus
 from shared.search.store import EmbeddingStore
 from shared.storage.blob_store import BlobModelStore
 from shared.storage.npy_reader import NpyFormatError, NpyRows
@@ -59,25 +60,25 @@ class ModelIngestion:
             reason = (
                 f"the model is {size} bytes, over the limit of {self.max_bytes} (MAX_UPLOAD_BYTES)"
             )
-            self.models.set_status(record.id, "failed", error=reason)
+            self.models.set_status(record.id, ModelStatus.FAILED, error=reason)
             raise PermanentJobError(reason)
-        self.models.set_status(record.id, "ingesting")
+        self.models.set_status(record.id, ModelStatus.INGESTING)
         try:
             path = self.fetch(record)
         except Exception as exc:
             if _missing_blob(exc):
                 reason = f"the blob {record.blob_name!r} no longer exists"
-                self.models.set_status(record.id, "failed", error=reason)
+                self.models.set_status(record.id, ModelStatus.FAILED, error=reason)
                 raise PermanentJobError(reason) from exc
             raise
         try:
             info = inspect_model(path)
         except ModelValidationError as exc:
-            self.models.set_status(record.id, "failed", error=exc.reason)
+            self.models.set_status(record.id, ModelStatus.FAILED, error=exc.reason)
             raise PermanentJobError(exc.reason) from exc
         self.models.replace_tensors(record.id, info.initializers)
         metadata = {**record.metadata, **info.to_metadata()}
-        self.models.set_status(record.id, "ready", metadata=metadata)
+        self.models.set_status(record.id, ModelStatus.READY, metadata=metadata)
         return {
             "model_id": record.id,
             "name": record.name,
@@ -90,7 +91,7 @@ class ModelIngestion:
 
     def give_up(self, payload: ModelPayload, reason: str) -> None:
         """The last attempt failed: the model says why instead of staying 'ingesting'."""
-        self.models.set_status(payload.model_id, "failed", error=reason)
+        self.models.set_status(payload.model_id, ModelStatus.FAILED, error=reason)
 
 
 class EmbeddingsIngestion:

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from shared.errors import InvalidInputError
+from shared.jobs.kinds import KINDS, JobKind, KindName
+
 SCHEMA_VERSION = 1
-KINDS = ("model", "embeddings", "embed_text")
 
 Name = Annotated[str, Field(min_length=1, max_length=256)]
 BlobName = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][\w.-]*$")]
@@ -71,32 +73,36 @@ class EmbedTextPayload(_Strict):
         return self
 
 
-PAYLOADS: dict[str, type[BaseModel]] = {
-    "model": ModelPayload,
-    "embeddings": EmbeddingsPayload,
-    "embed_text": EmbedTextPayload,
+#: The payload class of each job kind.
+PAYLOADS: dict[JobKind, type[BaseModel]] = {
+    JobKind.MODEL: ModelPayload,
+    JobKind.EMBEDDINGS: EmbeddingsPayload,
+    JobKind.EMBED_TEXT: EmbedTextPayload,
 }
+if set(PAYLOADS) != set(JobKind):  # a kind without a payload class could never run
+    raise ImportError(f"PAYLOADS must cover every JobKind; missing {set(JobKind) - set(PAYLOADS)}")
 
 
 class JobMessage(_Strict):
     job_id: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]
-    kind: Literal["model", "embeddings", "embed_text"]
+    kind: KindName
     schema_version: int = SCHEMA_VERSION
     payload: dict[str, Any]
 
     def typed_payload(self) -> BaseModel:
-        return PAYLOADS[self.kind].model_validate(self.payload)
+        return PAYLOADS[JobKind(self.kind)].model_validate(self.payload)
 
     def to_json(self) -> str:
         return self.model_dump_json()
 
 
-class MalformedMessageError(ValueError):
+class MalformedMessageError(InvalidInputError, ValueError):
     """The message cannot run as sent: retrying will not help."""
+
+    code = "malformed_message"
 
     def __init__(self, reason: str, job_id: str | None = None, kind: str | None = None) -> None:
         super().__init__(reason)
-        self.reason = reason
         self.job_id = job_id
         self.kind = kind
 
@@ -148,7 +154,7 @@ def parse_message(
         except LookupError as exc:
             raise MalformedMessageError(f"payload: {exc}", job_id, kind) from None
     try:
-        payload = PAYLOADS[message.kind].model_validate(raw_payload)
+        payload = PAYLOADS[JobKind(message.kind)].model_validate(raw_payload)
     except ValidationError as exc:
         raise MalformedMessageError(_first_error(exc, "payload."), job_id, kind) from None
     return message, payload

@@ -19,18 +19,21 @@ from typing import Any
 from pydantic import BaseModel
 
 from shared.db.repos.jobs import JobRepository
+from shared.errors import InvalidInputError
+from shared.jobs.kinds import UNKNOWN_KIND, JobStatus
 from shared.jobs.messages import MalformedMessageError, parse_message
 from shared.jobs.payloads import PayloadStore, is_reference
 
 log = logging.getLogger(__name__)
 
 
-class PermanentJobError(Exception):
+class PermanentJobError(InvalidInputError):
     """The job cannot succeed as submitted; retrying would only repeat the failure."""
+
+    code = "permanent_failure"
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
-        self.reason = reason
 
 
 Handler = Callable[[str, BaseModel], dict[str, Any]]
@@ -39,7 +42,7 @@ Handler = Callable[[str, BaseModel], dict[str, Any]]
 @dataclass(frozen=True)
 class Outcome:
     job_id: str
-    status: str  # succeeded | failed | skipped | retrying
+    status: str  # a JobStatus (succeeded, failed), or "skipped" for a replayed message
     detail: str = ""
 
 
@@ -80,7 +83,7 @@ class JobRunner:
         job_id, kind = message.job_id, message.kind
         self.jobs.create(job_id, kind, message.payload)
         current = self.jobs.get(job_id)
-        if current is not None and current.status == "succeeded":
+        if current is not None and current.status == JobStatus.SUCCEEDED:
             log.info("job %s already succeeded; message ignored", job_id)
             return Outcome(job_id, "skipped", "already succeeded")
         self.jobs.start(job_id)
@@ -88,7 +91,7 @@ class JobRunner:
             result = self.handlers[kind](job_id, payload)
         except PermanentJobError as exc:
             self.jobs.fail(job_id, exc.reason)
-            return Outcome(job_id, "failed", exc.reason)
+            return Outcome(job_id, JobStatus.FAILED, exc.reason)
         except Exception as exc:
             reason = f"{type(exc).__name__}: {exc}"
             if dequeue_count >= max_dequeue_count:
@@ -103,13 +106,13 @@ class JobRunner:
         self.jobs.succeed(job_id, result)
         if self.payloads is not None and is_reference(message.payload):
             self.payloads.delete(message.payload)  # no retry reads it again
-        return Outcome(job_id, "succeeded")
+        return Outcome(job_id, JobStatus.SUCCEEDED)
 
     def _malformed(self, exc: MalformedMessageError, body: str | bytes, message_id: str) -> Outcome:
         raw = body.encode() if isinstance(body, str) else body
         job_id = exc.job_id or f"malformed-{message_id or hashlib.sha256(raw).hexdigest()[:16]}"
         preview = raw[:2000].decode("utf-8", errors="replace")
-        self.jobs.create(job_id[:64], exc.kind or "unknown", {"raw": preview})
+        self.jobs.create(job_id[:64], exc.kind or UNKNOWN_KIND, {"raw": preview})
         self.jobs.fail(job_id[:64], f"malformed message: {exc.reason}")
         log.warning("malformed job message %s: %s", job_id, exc.reason)
-        return Outcome(job_id[:64], "failed", exc.reason)
+        return Outcome(job_id[:64], JobStatus.FAILED, exc.reason)

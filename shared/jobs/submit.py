@@ -7,6 +7,7 @@ import uuid
 from typing import Any
 
 from shared.db.repos.jobs import JobRecord, JobRepository
+from shared.jobs.kinds import JobKind
 from shared.jobs.messages import PAYLOADS, JobMessage
 from shared.jobs.payloads import MAX_INLINE_BYTES, PayloadStore, message_bytes
 
@@ -47,7 +48,7 @@ class JobSubmitter:
         The payload is validated here so a bad HTTP request is a 400, not a failed job.
         One too big for a queue message travels as a blob (see payloads.py).
         """
-        PAYLOADS[kind].model_validate(payload)
+        PAYLOADS[JobKind(kind)].model_validate(payload)
         job_id = job_id or uuid.uuid4().hex
         existing = self.jobs.get(job_id)
         if existing is not None:

@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from shared.errors import InvalidInputError
+from shared.models.errors import ModelValidationError
 from shared.vectors.pool import default_pool
 
 #: Inputs the embedder knows how to fill; a model may declare any subset containing input_ids.
@@ -26,31 +28,31 @@ _INT_TYPES = {"tensor(int64)": np.int64, "tensor(int32)": np.int32}
 _NORM_EPS = 1e-12
 
 
-class EmbeddingInputError(ValueError):
+class EmbeddingInputError(InvalidInputError, ValueError):
     """The texts passed to ``embed`` cannot be embedded; ``field`` names the bad item."""
 
     code = "invalid_text"
+    field: str
 
     def __init__(self, field: str, reason: str) -> None:
-        self.field = field
-        self.reason = reason
-        self.message = f"{field}: {reason}"
-        super().__init__(self.message)
+        super().__init__(f"{field}: {reason}", field=field, reason=reason)
 
     def to_dict(self) -> dict[str, str]:
         """The shape an HTTP 400 body uses."""
         return {"code": self.code, "field": self.field, "message": self.message}
 
 
-class EmbeddingModelError(ValueError):
+class EmbeddingModelError(ModelValidationError, ValueError):
     """The ONNX file or tokenizer is not a usable sentence-embedding model."""
 
 
 class TextEmbedder:
     """Embeds texts with one ONNX session; safe to call ``embed`` from many threads.
 
-    The session is thread-safe; the tokenizer is configured once here and only read
-    afterwards (``encode_batch`` takes it by shared reference), so no lock is needed.
+    The session is thread-safe; the tokenizer is configured once (``load_tokenizer``) and
+    only read afterwards (``encode_batch`` takes it by shared reference), so no lock is
+    needed. Built from files it owns its session; in the app it is built per call with
+    ``from_session`` over a session of the process's one ``SessionCache``.
     """
 
     def __init__(
@@ -62,21 +64,48 @@ class TextEmbedder:
         batch_size: int = 32,
         intra_op_threads: int | None = None,
     ) -> None:
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        _check_batch_size(batch_size)
         if intra_op_threads is not None and intra_op_threads < 1:
             raise ValueError(f"intra_op_threads must be >= 1, got {intra_op_threads}")
-        self.model_path = Path(model_path)
-        self.tokenizer_path = Path(tokenizer_path)
+        tokenizer = load_tokenizer(Path(tokenizer_path), max_length)
+        session = _load_session(Path(model_path), intra_op_threads)
+        self._bind(session, tokenizer, Path(model_path), max_length, batch_size)
+
+    @classmethod
+    def from_session(
+        cls,
+        session: Any,
+        tokenizer: Any,
+        *,
+        model_path: Path,
+        max_length: int = 256,
+        batch_size: int = 32,
+    ) -> TextEmbedder:
+        """An embedder over a session it does not own (cached elsewhere, counted in that
+        cache's budget) and a tokenizer from ``load_tokenizer(path, max_length)``.
+
+        Cheap (no file is read), so callers build one per call and let it go: holding it
+        would keep the session alive after its cache evicted it.
+        """
+        _check_batch_size(batch_size)
+        embedder = cls.__new__(cls)
+        embedder._bind(session, tokenizer, Path(model_path), max_length, batch_size)
+        return embedder
+
+    def _bind(
+        self, session: Any, tokenizer: Any, model_path: Path, max_length: int, batch_size: int
+    ) -> None:
+        """Check the session is a sentence encoder and keep what ``embed`` needs."""
+        self.model_path = model_path
         self.max_length = max_length
         self.batch_size = batch_size
-        self._tokenizer = _load_tokenizer(self.tokenizer_path, max_length)
-        self._session = _load_session(self.model_path, intra_op_threads)
-        self._feeds = _input_types(self._session)
-        output = self._session.get_outputs()[0]
+        self._tokenizer = tokenizer
+        self._session = session
+        self._feeds = _input_types(session)
+        output = session.get_outputs()[0]
         if len(output.shape) != 3:
             raise EmbeddingModelError(
-                f"{self.model_path.name}: first output {output.name!r} has shape "
+                f"{model_path.name}: first output {output.name!r} has shape "
                 f"{output.shape}; expected [batch, sequence, hidden]"
             )
         self._output = output.name
@@ -170,7 +199,12 @@ def _raise_unencodable(batch: list[str], rows: np.ndarray) -> None:
             ) from None
 
 
-def _load_tokenizer(path: Path, max_length: int) -> Any:
+def _check_batch_size(batch_size: int) -> None:
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+
+
+def load_tokenizer(path: Path, max_length: int = 256) -> Any:
     """The tokenizer, truncating to ``max_length`` and padding to the batch's longest."""
     from tokenizers import Tokenizer
 

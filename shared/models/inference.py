@@ -34,6 +34,7 @@ from shared.models.oip import (
     model_metadata,
 )
 from shared.models.sessions import LoadedSession, SessionCache
+from shared.models.status import ModelStatus
 from shared.vectors.pool import BufferPool
 
 log = logging.getLogger(__name__)
@@ -96,7 +97,7 @@ class InferenceService:
             record = self.models.get_version(name, version)
             if record is None:
                 raise ModelNotFoundError(f"model {name!r} has no version {version}")
-        if record.status != "ready":
+        if record.status != ModelStatus.READY:
             detail = f": {record.error}" if record.error else ""
             which = f"model {name!r}" if version is None else f"model {name!r} version {version}"
             raise ModelNotReadyError(f"{which} is {record.status}{detail}")
@@ -108,14 +109,10 @@ class InferenceService:
             return loaded
         if not record.sha256:
             raise ModelNotReadyError(f"model {record.name!r} has no sha256 recorded")
-        for attempt in (1, 2):
-            path = self.files.path_for(record.sha256, lambda dest: self.download(record, dest))
-            try:
-                return self.sessions.get(record.id, path)
-            except FileNotFoundError:  # evicted by another process in between: fetch again
-                if attempt == 2:
-                    raise
-        raise AssertionError("unreachable")
+        sha256 = record.sha256
+        return self.sessions.get_or_fetch(
+            record.id, lambda: self.files.path_for(sha256, lambda dest: self.download(record, dest))
+        )
 
     def ensure_loaded(self, name: str, version: int | None = None) -> LoadedSession:
         """Resolve, fetch and load (warm) the model; errors say why it cannot serve."""
@@ -145,7 +142,7 @@ class InferenceService:
             loaded = self._session(record)
             inputs, outputs = loaded.inputs, loaded.outputs
         versions = sorted(
-            {r.version for r in self.models.list(name=name, status="ready", limit=1000)}
+            {r.version for r in self.models.list(name=name, status=ModelStatus.READY, limit=1000)}
         )
         return model_metadata(name, [str(v) for v in versions], inputs, outputs)
 

@@ -16,6 +16,7 @@ from typing import IO
 
 from shared.db.repos.jobs import JobRecord
 from shared.db.repos.models import ModelRecord, ModelRepository
+from shared.jobs.kinds import JobKind
 from shared.jobs.submit import JobSubmitter
 from shared.storage.blob_store import BlobFile, BlobModelStore, UploadUrl, staging_name
 from shared.storage.names import model_name_from_blob, validate_model_name
@@ -115,6 +116,6 @@ class ModelRegistry:
             metadata={"uploaded_as": uploaded_as},
         )
         job, _ = self.submitter.submit(
-            "model", {"model_id": record.id}, job_id=ingest_job_id(record.id)
+            JobKind.MODEL, {"model_id": record.id}, job_id=ingest_job_id(record.id)
         )
         return Registration(record, created, job)

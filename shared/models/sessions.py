@@ -2,7 +2,9 @@
 
 Creating a session parses and optimises the graph (tens of ms to seconds), and the first
 run allocates the arena; both happen here, once per model version and process, under a
-per-key lock so concurrent first requests load once. The cache is an LRU bounded by count.
+per-key lock so concurrent first requests load once. The cache is an LRU bounded by count,
+and the process has one (``shared.services.sessions``): inference and text embedding
+both take their sessions from it, so ``MAX_SESSIONS`` bounds every loaded model.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -139,6 +141,23 @@ class SessionCache:
                     self._key_locks.pop(old, None)
                 self.loads += 1
             return loaded
+
+    def get_or_fetch(self, key: str, fetch: Callable[[], Path]) -> LoadedSession:
+        """The warmed session for ``key``; on a miss ``fetch()`` gives the local file.
+
+        A file evicted from the local file cache (by another process) between the fetch
+        and the load is fetched once more.
+        """
+        hit = self.lookup(key)
+        if hit is not None:
+            return hit
+        for attempt in (1, 2):
+            try:
+                return self.get(key, fetch())
+            except FileNotFoundError:
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
 
     def _options(self) -> Any:
         import onnxruntime as ort

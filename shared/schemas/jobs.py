@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, Field
 
+from shared.jobs.kinds import KindName, RecordedKindName, StatusName
 from shared.schemas.common import Strict
 
 
 class JobSubmitRequest(Strict):
-    kind: Literal["model", "embeddings", "embed_text"]
+    kind: KindName
     payload: dict[str, Any]
     job_id: str | None = Field(
         default=None,
@@ -23,8 +24,8 @@ class JobSubmitRequest(Strict):
 
 class JobOut(BaseModel):
     id: str
-    kind: str
-    status: Literal["queued", "running", "succeeded", "failed"]
+    kind: str = Field(description="A job kind, or what a malformed message said it was.")
+    status: StatusName
     attempts: int
     payload: Any = None
     result: Any = None
@@ -41,6 +42,6 @@ class JobList(BaseModel):
 
 
 class JobQuery(Strict):
-    status: Literal["queued", "running", "succeeded", "failed"] | None = None
-    kind: Literal["model", "embeddings", "embed_text", "unknown"] | None = None
+    status: StatusName | None = None
+    kind: RecordedKindName | None = None
     limit: int = Field(default=100, ge=1, le=1000)

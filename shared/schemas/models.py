@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from shared.models.status import ModelStatusName
 from shared.schemas.common import Strict
 
 
@@ -13,7 +14,7 @@ class ModelOut(BaseModel):
     id: str
     name: str
     version: int
-    status: Literal["registered", "ingesting", "ready", "failed"]
+    status: ModelStatusName
     error: str | None = None
     size_bytes: int | None = None
     sha256: str | None = None
@@ -33,7 +34,7 @@ class ModelList(BaseModel):
 
 class ModelQuery(Strict):
     name: str | None = Field(default=None, max_length=128)
-    status: Literal["registered", "ingesting", "ready", "failed"] | None = None
+    status: ModelStatusName | None = None
     limit: int = Field(default=100, ge=1, le=1000)
 
 

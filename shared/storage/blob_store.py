@@ -17,20 +17,27 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
+from shared.errors import NotSupportedError, PayloadTooLargeError
 from shared.storage.names import validate_model_name
 
 BLOCK_SIZE = 4 * 1024 * 1024
 CONCURRENCY = 2
 
 
-class UploadTooLargeError(ValueError):
+class UploadTooLargeError(PayloadTooLargeError, ValueError):
+    """The upload passed ``limit`` bytes; nothing was committed."""
+
+    code = "body_too_large"
+
     def __init__(self, limit: int) -> None:
         super().__init__(f"the upload is larger than the limit of {limit} bytes")
         self.limit = limit
 
 
-class UploadUrlUnavailableError(RuntimeError):
+class UploadUrlUnavailableError(NotSupportedError, RuntimeError):
     """The storage connection can sign no upload URL (no account key, no token)."""
+
+    code = "upload_url_unavailable"
 
 
 def _signing_key(service: Any, start: datetime, expiry: datetime) -> dict[str, Any]:

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import re
 
+from shared.errors import InvalidInputError
+
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
-class InvalidNameError(ValueError):
+class InvalidNameError(InvalidInputError, ValueError):
+    """A name breaks a rule a schema pattern cannot say (such as no "..")."""
+
+    code = "invalid_name"
+    field: str
+
     def __init__(self, field: str, value: str, reason: str) -> None:
-        super().__init__(f"{field}: {value!r} {reason}")
-        self.field = field
-        self.reason = reason
+        super().__init__(f"{field}: {value!r} {reason}", field=field, reason=reason)
 
 
 def validate_model_name(name: str, field: str = "name") -> str:

@@ -11,9 +11,13 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from shared.errors import InvalidInputError
 
-class NpyFormatError(ValueError):
+
+class NpyFormatError(InvalidInputError, ValueError):
     """The bytes are not a 2-D float matrix in .npy format that can be read in order."""
+
+    code = "invalid_npy"
 
 
 class _ChunkStream(io.RawIOBase):

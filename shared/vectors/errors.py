@@ -7,17 +7,17 @@ exception alone and a SQL error still says which argument was wrong and why.
 
 from __future__ import annotations
 
+from shared.errors import InvalidInputError
 
-class VectorError(ValueError):
-    """Base class: a vector argument cannot be used."""
+
+class VectorError(InvalidInputError, ValueError):
+    """Base class: a vector argument cannot be used (invalid input)."""
 
     code = "vector_error"
+    field: str
 
     def __init__(self, field: str, reason: str) -> None:
-        self.field = field
-        self.reason = reason
-        self.message = f"{field}: {reason}" if field else reason
-        super().__init__(self.message)
+        super().__init__(f"{field}: {reason}" if field else reason, field=field, reason=reason)
 
     def to_dict(self) -> dict[str, str]:
         """The shape an HTTP 400 body uses."""

@@ -3,6 +3,8 @@ text in, a stored, searchable vector out."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -10,6 +12,7 @@ from shared.models.pretrained import find_minilm
 from tests.e2e.conftest import AppHost
 from tests.e2e.test_app_jobs import wait_for_job
 from tests.e2e.test_app_models import upload_blob, wait_for_model
+from tests.models.fixtures import write_classifier
 
 MINILM = find_minilm()
 pytestmark = pytest.mark.skipif(MINILM is None, reason="MiniLM packages are not installed")
@@ -96,6 +99,14 @@ def test_embed_text_job_stores_vectors(app_host: AppHost, minilm: str) -> None:
     assert got[0]["dimension"] == 384 and got[0]["embedding_type"] == "text"
 
 
-def test_unknown_and_not_ready_models_are_clear(app_host: AppHost) -> None:
+def test_unknown_and_not_ready_models_are_clear(app_host: AppHost, tmp_path: Path) -> None:
     reply = app_host.call("POST", "/embeddings/text", {"model": "nope", "texts": ["x"]})
     assert reply.status == 404 and reply.json()["error"]["field"] == "model"
+    assert reply.json()["error"]["code"] == "model_not_found"
+    # A ready model with no tokenizer beside it cannot embed text yet: a 409 saying why.
+    upload_blob(app_host, "iris-text.onnx", write_classifier(tmp_path).read_bytes())
+    assert wait_for_model(app_host, "iris-text")["status"] == "ready"
+    reply = app_host.call("POST", "/embeddings/text", {"model": "iris-text", "texts": ["x"]})
+    error = reply.json()["error"]
+    assert reply.status == 409 and error["code"] == "model_not_ready"
+    assert error["field"] == "model" and "upload iris-text.tokenizer.json" in error["message"]

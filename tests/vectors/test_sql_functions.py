@@ -4,22 +4,21 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from shared.db.connection import Database, open_database
 from shared.vectors import scalar, sql_functions
 
 from .conftest import blob
 
 
-@pytest.fixture(params=["native", "fallback"])
-def conn(
-    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[sqlite3.Connection]:
-    if request.param == "fallback":
-        monkeypatch.setattr(sql_functions, "_native_api", lambda conn: None)
+@pytest.fixture
+def conn() -> Iterator[sqlite3.Connection]:
     c = sqlite3.connect(":memory:")
     sql_functions.register(c)
     c.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, g INTEGER, a BLOB, b BLOB)")
@@ -34,9 +33,12 @@ def fill(c: sqlite3.Connection, rng: np.random.Generator, rows: int = 12, d: int
         c.execute("INSERT INTO t VALUES (?, ?, ?, ?)", (i, i % 3, blob(a), blob(b)))
 
 
-def test_native_registration_is_used_on_cpython() -> None:
-    c = sqlite3.connect(":memory:")
-    assert sql_functions._native_api(c) is not None
+@pytest.fixture
+def db(tmp_path: Path) -> Iterator[Database]:
+    database = open_database(f"sqlite:///{tmp_path / 'v.db'}", on_connect=[sql_functions.register])
+    database.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, g INTEGER, a BLOB, b BLOB)")
+    yield database
+    database.close()
 
 
 BINARY = {
@@ -101,8 +103,7 @@ def test_aggregates_group_by(conn: sqlite3.Connection, rng: np.random.Generator)
     assert conn.execute("SELECT vector_centroid(a) FROM t WHERE 0").fetchone() == (None,)
 
 
-def test_errors_keep_the_reason(conn: sqlite3.Connection) -> None:
-    native = sql_functions._native_api(conn) is not None
+def test_errors_keep_the_reason(db: Database) -> None:
     cases = [
         (
             "SELECT vector_dot_product(x'0000803f0000803f', x'0000803f')",
@@ -113,14 +114,56 @@ def test_errors_keep_the_reason(conn: sqlite3.Connection) -> None:
     ]
     for sql, reason in cases:
         with pytest.raises(sqlite3.OperationalError) as err:
-            conn.execute(sql).fetchall()
-        if native:
-            assert reason in str(err.value)
-    conn.execute(
-        "INSERT INTO t VALUES (1, 0, x'0000803f', NULL), (2, 0, x'0000803f00000000', NULL)"
-    )
+            db.query(sql)
+        assert reason in str(err.value)
+    db.execute("INSERT INTO t VALUES (1, 0, x'0000803f', NULL), (2, 0, x'0000803f00000000', NULL)")
     with pytest.raises(sqlite3.OperationalError) as err:
-        conn.execute("SELECT vector_centroid(a) FROM t GROUP BY g").fetchall()
-    if native:
-        assert "vector_centroid: v: row 2 has dimension 2" in str(err.value)
-        assert not sql_functions._native_api(conn)._states  # aggregate state was released
+        db.query("SELECT vector_centroid(a) FROM t GROUP BY g")
+    assert "vector_centroid: v: row 2 has dimension 2" in str(err.value)
+    with pytest.raises(sqlite3.OperationalError) as err:  # a write reports the same way
+        db.execute("UPDATE t SET b = vector_add(a, x'0000803f00000000') WHERE id = 1")
+    assert "vector_add: b: dimension 2 does not match a: dimension 1" in str(err.value)
+
+
+def test_a_reason_never_reaches_another_statement(tmp_path: Path, conn: sqlite3.Connection) -> None:
+    def other_functions(c: sqlite3.Connection) -> None:  # one that records no reason
+        c.create_function("boom", 0, lambda: 1 / 0)
+
+    db = open_database(
+        f"sqlite:///{tmp_path / 'o.db'}", on_connect=[sql_functions.register, other_functions]
+    )
+    try:
+        # A function failing on a raw connection records a reason nobody takes...
+        with pytest.raises(sqlite3.OperationalError):
+            conn.execute("SELECT vector_norm(x'000080')").fetchall()
+        # ...and a later failure elsewhere says its own thing, not that reason.
+        with pytest.raises(sqlite3.OperationalError) as err:
+            db.query("SELECT boom()")
+        assert "user-defined function raised exception" in str(err.value)
+        with pytest.raises(sqlite3.OperationalError) as err:
+            db.query("SELECT nope")
+        assert "no such column: nope" in str(err.value)
+    finally:
+        db.close()
+
+
+def test_reasons_are_kept_per_thread(db: Database) -> None:
+    seen: dict[int, str] = {}
+
+    def fail(dim: int) -> None:
+        a = blob(np.ones(dim, dtype=np.float32))
+        for _ in range(50):
+            try:
+                db.query("SELECT vector_dot_product(?, x'0000803f')", (a,))
+            except sqlite3.OperationalError as exc:
+                seen[dim] = str(exc)
+                if f"dimension {dim}" not in str(exc):
+                    return
+
+    threads = [threading.Thread(target=fail, args=(d,)) for d in (2, 3, 4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for dim in (2, 3, 4):
+        assert seen[dim] == f"vector_dot_product: b: dimension 1 does not match a: dimension {dim}"

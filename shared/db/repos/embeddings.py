@@ -13,15 +13,19 @@ from typing import Any
 from shared.db.connection import Database
 from shared.db.filters import and_equal
 from shared.db.timestamps import now, to_iso
+from shared.errors import ConflictError
 
 
-class EmbeddingDimensionError(ValueError):
+class EmbeddingDimensionError(ConflictError, ValueError):
     """A vector's dimension differs from the one its (model, type) set already has."""
+
+    code = "dimension_conflict"
 
     def __init__(self, model_id: str, embedding_type: str, expected: int, got: int) -> None:
         super().__init__(
             f"model {model_id!r} type {embedding_type!r} stores {expected}-dimensional "
-            f"vectors; got {got}"
+            f"vectors; got {got}",
+            field="items",
         )
         self.expected = expected
         self.got = got

@@ -10,9 +10,8 @@ from typing import Any
 from shared.db.connection import Database
 from shared.db.filters import and_equal
 from shared.db.timestamps import now, to_iso
+from shared.jobs.kinds import JobStatus
 from shared.public_text import without_paths
-
-JOB_STATUSES = ("queued", "running", "succeeded", "failed")
 
 _COLUMNS = (
     "id, kind, status, attempts, payload, result, error, created_at, started_at, "
@@ -63,7 +62,9 @@ class JobRepository:
             ("id", "kind", "status", "attempts", "payload", "created_at", "updated_at"),
             key=("id",),
         )
-        created = self.db.execute(sql, (job_id, kind, "queued", 0, json.dumps(payload), ts, ts))
+        created = self.db.execute(
+            sql, (job_id, kind, JobStatus.QUEUED, 0, json.dumps(payload), ts, ts)
+        )
         job = self.get(job_id)
         assert job is not None
         return job, created > 0
@@ -91,7 +92,15 @@ class JobRepository:
             "UPDATE jobs SET status = ?, attempts = attempts + 1, started_at = ?, "
             "finished_at = NULL, error = NULL, updated_at = ? "
             "WHERE id = ? AND status IN (?, ?, ?)",
-            ("running", ts, ts, job_id, "queued", "running", "failed"),
+            (
+                JobStatus.RUNNING,
+                ts,
+                ts,
+                job_id,
+                JobStatus.QUEUED,
+                JobStatus.RUNNING,
+                JobStatus.FAILED,
+            ),
         )
         return self.get(job_id)
 
@@ -100,21 +109,21 @@ class JobRepository:
         self.db.execute(
             "UPDATE jobs SET status = ?, result = ?, error = NULL, finished_at = ?, "
             "updated_at = ? WHERE id = ?",
-            ("succeeded", json.dumps(result), ts, ts, job_id),
+            (JobStatus.SUCCEEDED, json.dumps(result), ts, ts, job_id),
         )
 
     def fail(self, job_id: str, error: str) -> None:
         ts = now()
         self.db.execute(
             "UPDATE jobs SET status = ?, error = ?, finished_at = ?, updated_at = ? WHERE id = ?",
-            ("failed", without_paths(error)[:4000], ts, ts, job_id),
+            (JobStatus.FAILED, without_paths(error)[:4000], ts, ts, job_id),
         )
 
     def retry_later(self, job_id: str, error: str) -> None:
         """A failed attempt that the queue will retry: back to queued, error kept."""
         self.db.execute(
             "UPDATE jobs SET status = ?, error = ?, updated_at = ? WHERE id = ?",
-            ("queued", without_paths(error)[:4000], now(), job_id),
+            (JobStatus.QUEUED, without_paths(error)[:4000], now(), job_id),
         )
 
     def requeue(self, job_id: str) -> bool:
@@ -123,7 +132,7 @@ class JobRepository:
             self.db.execute(
                 "UPDATE jobs SET status = ?, error = NULL, finished_at = NULL, updated_at = ? "
                 "WHERE id = ? AND status = ?",
-                ("queued", now(), job_id, "failed"),
+                (JobStatus.QUEUED, now(), job_id, JobStatus.FAILED),
             )
             > 0
         )

@@ -11,9 +11,8 @@ from typing import Any
 from shared.db.connection import Database
 from shared.db.filters import and_equal
 from shared.db.timestamps import now, to_iso
+from shared.models.status import MODEL_STATUSES, ModelStatus
 from shared.public_text import without_paths
-
-MODEL_STATUSES = ("registered", "ingesting", "ready", "failed")
 
 
 @dataclass(frozen=True)
@@ -102,7 +101,7 @@ class ModelRepository:
                 blob_uri=blob_uri,
                 blob_name=blob_name,
                 content_type=content_type,
-                status="registered",
+                status=ModelStatus.REGISTERED,
                 error=None,
                 metadata=metadata,
             )
@@ -125,7 +124,7 @@ class ModelRepository:
                 self.db.execute(
                     "UPDATE models SET size_bytes = ?, status = ?, error = ?, updated_at = ? "
                     "WHERE id = ?",
-                    (size_bytes, "failed", reason, now(), model_id),
+                    (size_bytes, ModelStatus.FAILED, reason, now(), model_id),
                 )
             else:
                 model_id = self._insert(
@@ -135,7 +134,7 @@ class ModelRepository:
                     blob_uri=None,
                     blob_name=None,
                     content_type=None,
-                    status="failed",
+                    status=ModelStatus.FAILED,
                     error=reason,
                     metadata={"uploaded_as": uploaded_as},
                 )
@@ -200,7 +199,7 @@ class ModelRepository:
         params: list[Any] = [name]
         if ready_only:
             sql += " AND status = ?"
-            params.append("ready")
+            params.append(ModelStatus.READY)
         rows = self.db.query(self.db.dialect.limit(sql, "version DESC"), [*params, 1])
         return _model(rows[0]) if rows else None
 
@@ -230,7 +229,7 @@ class ModelRepository:
         metadata: dict[str, Any] | None = None,
     ) -> bool:
         if status not in MODEL_STATUSES:
-            raise ValueError(f"status must be one of {MODEL_STATUSES}, got {status!r}")
+            raise ValueError(f"status must be one of {', '.join(MODEL_STATUSES)}, got {status!r}")
         error = without_paths(error) if error else error  # users read it
         if metadata is None:
             changed = self.db.execute(

@@ -1,0 +1,163 @@
+"""The one place that turns errors into HTTP replies.
+
+Services raise the kinds of ``shared.errors``; this module maps each kind to a status
+code and gives the reply in either of two shapes from the same mapping: the app's
+``{"error": {"code", "message", "field"}}`` (``handle_errors``) and the Open Inference
+Protocol's ``{"error": "<message>"}`` (``oip_errors``). Anything outside the hierarchy is
+a bug: logged with its traceback, answered with a 500 that shows no internals.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import azure.functions as func
+from pydantic import ValidationError
+
+from shared.api.responses import error_response
+from shared.errors import (
+    ConfigurationError,
+    ConflictError,
+    HartonomousError,
+    InvalidInputError,
+    NotFoundError,
+    NotReadyError,
+    NotSupportedError,
+    PayloadTooLargeError,
+    UnavailableError,
+    UnprocessableError,
+)
+
+log = logging.getLogger(__name__)
+
+#: The status of each kind of error; a class not listed takes its nearest listed base.
+STATUS: dict[type[HartonomousError], int] = {
+    InvalidInputError: 400,
+    NotFoundError: 404,
+    ConflictError: 409,
+    NotReadyError: 409,
+    PayloadTooLargeError: 413,
+    UnprocessableError: 422,
+    NotSupportedError: 501,
+    UnavailableError: 503,
+}
+
+
+class RequestError(HartonomousError):
+    """A problem with the HTTP request itself, raised by the routes with its status."""
+
+    def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
+        super().__init__(message, field=field, code=code)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class ErrorReply:
+    """What a failed call answers, before it takes one of the two shapes."""
+
+    status: int
+    code: str
+    message: str
+    field: str | None = None
+
+
+INTERNAL = ErrorReply(500, "internal_error", "the server failed; see its log")
+MISCONFIGURED = ErrorReply(500, "configuration_error", "the server is misconfigured; see its log")
+
+
+def _field_path(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def validation_error(exc: ValidationError) -> RequestError:
+    """pydantic's first error as a 400 naming the field (`items[0].vector: ...`)."""
+    first = exc.errors(include_url=False)[0]
+    loc = tuple(p for p in first["loc"] if p not in ("function-after",))
+    field = _field_path(loc) or None
+    msg = first["msg"]
+    if first["type"] == "extra_forbidden":
+        msg = "unknown field"
+    elif first["type"] == "missing":
+        msg = "required field is missing"
+    message = f"{field}: {msg}" if field else msg
+    return RequestError(400, "invalid_request", message, field)
+
+
+def status_of(exc: HartonomousError) -> int | None:
+    """The status of the error's kind (nearest in its class hierarchy), or None."""
+    if isinstance(exc, RequestError):
+        return exc.status
+    for cls in type(exc).__mro__:
+        status = STATUS.get(cls)
+        if status is not None:
+            return status
+    return None
+
+
+def reply_for(exc: BaseException, where: str) -> ErrorReply:
+    """The reply for ``exc`` raised in function ``where``; logs what a caller cannot fix."""
+    if isinstance(exc, ValidationError):
+        exc = validation_error(exc)
+    if isinstance(exc, HartonomousError):
+        status = status_of(exc)
+        if status is not None:
+            return ErrorReply(status, exc.code, exc.message, exc.field)
+        if isinstance(exc, ConfigurationError):
+            # The setting's name helps the operator; its value may be a secret.
+            log.error("configuration error in %s: %s", where, exc.message)
+            if exc.field:
+                return ErrorReply(
+                    503,
+                    "not_configured",
+                    f"setting {exc.field} is not set or not valid here; the server log says why",
+                )
+            return MISCONFIGURED
+    log.error("unhandled error in %s", where, exc_info=exc)
+    return INTERNAL
+
+
+def app_response(reply: ErrorReply) -> func.HttpResponse:
+    """The app's shape: ``{"error": {"code", "message", "field"}}``."""
+    return error_response(reply.status, reply.code, reply.message, reply.field)
+
+
+def oip_response(reply: ErrorReply) -> func.HttpResponse:
+    """The Open Inference Protocol's shape: ``{"error": "<message>"}``."""
+    return func.HttpResponse(
+        json.dumps({"error": reply.message}, separators=(",", ":")),
+        status_code=reply.status,
+        mimetype="application/json",
+    )
+
+
+Route = Callable[[func.HttpRequest], func.HttpResponse]
+
+
+def _guard(shape: Callable[[ErrorReply], func.HttpResponse]) -> Callable[[Route], Route]:
+    def decorate(fn: Route) -> Route:
+        @functools.wraps(fn)
+        def wrapper(req: func.HttpRequest) -> func.HttpResponse:
+            try:
+                return fn(req)
+            except Exception as exc:
+                return shape(reply_for(exc, fn.__name__))
+
+        return wrapper
+
+    return decorate
+
+
+#: Decorator for the app's routes: errors answer ``{"error": {"code", "message", "field"}}``.
+handle_errors = _guard(app_response)
+#: Decorator for the Open Inference Protocol routes: errors answer ``{"error": "<message>"}``.
+oip_errors = _guard(oip_response)

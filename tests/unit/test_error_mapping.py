@@ -1,0 +1,145 @@
+"""One error hierarchy (shared/errors.py) and one mapping to HTTP (shared/api/errors.py)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+
+import azure.functions as func
+import pytest
+
+from shared.api.errors import handle_errors, oip_errors, reply_for
+from shared.api.http import RequestError
+from shared.config import ROOT, ConfigError
+from shared.db.repos.embeddings import EmbeddingDimensionError
+from shared.errors import HartonomousError
+from shared.jobs.messages import MalformedMessageError
+from shared.jobs.runner import PermanentJobError
+from shared.models.embedder import EmbeddingInputError, EmbeddingModelError
+from shared.models.errors import (
+    InferenceInputError,
+    IntegrityError,
+    ModelNotFoundError,
+    ModelNotReadyError,
+    ModelValidationError,
+)
+from shared.storage.blob_store import UploadTooLargeError, UploadUrlUnavailableError
+from shared.storage.names import InvalidNameError
+from shared.storage.npy_reader import NpyFormatError
+from shared.vectors.errors import DimensionMismatchError, LimitExceededError
+
+CASES = [
+    (DimensionMismatchError.between("b", 3, "a", 4), 400, "dimension_mismatch", "b"),
+    (LimitExceededError("vectors", "too many rows"), 400, "limit_exceeded", "vectors"),
+    (InvalidNameError("name", "a..b", "is not valid"), 400, "invalid_name", "name"),
+    (InferenceInputError("input 'X': wrong", "X"), 400, "invalid_input", "X"),
+    (EmbeddingInputError("texts[2]", "not text"), 400, "invalid_text", "texts[2]"),
+    (NpyFormatError("not a .npy"), 400, "invalid_npy", None),
+    (MalformedMessageError("message is not JSON"), 400, "malformed_message", None),
+    (PermanentJobError("model 'm' is not registered"), 400, "permanent_failure", None),
+    (ModelNotFoundError("model 'x' is missing", field="model"), 404, "model_not_found", "model"),
+    (EmbeddingDimensionError("m", "t", 3, 4), 409, "dimension_conflict", "items"),
+    (ModelNotReadyError("model 'x' is failed"), 409, "model_not_ready", None),
+    (UploadTooLargeError(10), 413, "body_too_large", None),
+    (ModelValidationError("not an ONNX file"), 422, "invalid_model", None),
+    (EmbeddingModelError("model has no input_ids input"), 422, "invalid_model", None),
+    (IntegrityError("sha256 differs"), 422, "integrity_error", None),
+    (UploadUrlUnavailableError("no account key"), 501, "upload_url_unavailable", None),
+    (RequestError(404, "unknown_operation", "op: 'x'", "op"), 404, "unknown_operation", "op"),
+]  # fmt: skip
+
+
+def _req() -> func.HttpRequest:
+    return func.HttpRequest("GET", "http://localhost/api/x", body=b"")
+
+
+def _route(exc: BaseException):
+    def route(req: func.HttpRequest) -> func.HttpResponse:
+        raise exc
+
+    return route
+
+
+@pytest.mark.parametrize(("exc", "status", "code", "field"), CASES)
+def test_each_service_error_has_one_kind_and_one_status(
+    exc: HartonomousError, status: int, code: str, field: str | None
+) -> None:
+    assert isinstance(exc, HartonomousError)
+    reply = reply_for(exc, "route")
+    assert (reply.status, reply.code, reply.field) == (status, code, field)
+    assert reply.message == exc.message == str(exc)
+
+
+@pytest.mark.parametrize(("exc", "status", "code", "field"), CASES)
+def test_both_shapes_come_from_the_same_mapping(
+    exc: HartonomousError, status: int, code: str, field: str | None
+) -> None:
+    app = handle_errors(_route(exc))(_req())
+    oip = oip_errors(_route(exc))(_req())
+    assert app.status_code == oip.status_code == status
+    body = json.loads(app.get_body())["error"]
+    assert body["code"] == code and body["message"] == exc.message and body.get("field") == field
+    assert json.loads(oip.get_body()) == {"error": exc.message}
+
+
+def test_builtin_bases_are_kept_for_callers_that_catch_them() -> None:
+    assert isinstance(DimensionMismatchError("b", "x"), ValueError)
+    assert isinstance(EmbeddingDimensionError("m", "t", 3, 4), ValueError)
+    assert isinstance(UploadUrlUnavailableError("no key"), RuntimeError)
+    assert isinstance(ConfigError("MAX_SESSIONS", "bad"), ValueError)
+
+
+@pytest.mark.parametrize("shape", [handle_errors, oip_errors])
+def test_an_unknown_error_is_a_logged_500_without_internals(
+    shape, caplog: pytest.LogCaptureFixture
+) -> None:
+    secret = "Server=tcp:db.internal;Pwd=hunter2"
+    with caplog.at_level(logging.ERROR, logger="shared.api.errors"):
+        reply = shape(_route(RuntimeError(secret)))(_req())
+    assert reply.status_code == 500
+    assert secret not in reply.get_body().decode()
+    assert "see its log" in reply.get_body().decode()
+    assert any(r.exc_info and secret in str(r.exc_info[1]) for r in caplog.records)
+
+
+def test_a_configuration_error_is_a_503_naming_the_setting_but_not_its_value(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    exc = ConfigError("SQL_CONNECTION_STRING", "expected sqlite:/// or ODBC, got 'Pwd=hunter2'")
+    with caplog.at_level(logging.ERROR, logger="shared.api.errors"):
+        reply = handle_errors(_route(exc))(_req())
+    body = json.loads(reply.get_body())["error"]
+    assert reply.status_code == 503 and body["code"] == "not_configured"
+    assert "SQL_CONNECTION_STRING" in body["message"]
+    assert "hunter2" not in json.dumps(body)
+    assert any("hunter2" in r.getMessage() for r in caplog.records)
+
+
+def test_a_pydantic_error_that_escapes_a_route_is_a_400_naming_the_field() -> None:
+    from pydantic import BaseModel, ValidationError
+
+    class Shape(BaseModel):
+        top_k: int
+
+    try:
+        Shape.model_validate({"top_k": "many"})
+    except ValidationError as exc:
+        caught = exc
+    reply = handle_errors(_route(caught))(_req())
+    body = json.loads(reply.get_body())["error"]
+    assert reply.status_code == 400 and body["field"] == "top_k"
+
+
+def test_the_services_import_no_azure_functions() -> None:
+    code = (
+        "import sys, shared.errors, shared.models.errors, shared.vectors.errors, "
+        "shared.storage.blob_store, shared.db.repos.embeddings, shared.jobs.runner, "
+        "shared.models.embedder, shared.config; print('azure.functions' in sys.modules)"
+    )
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "False"
