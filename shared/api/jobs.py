@@ -85,7 +85,6 @@ def submit_job(req: func.HttpRequest) -> func.HttpResponse:
 
     from shared import services
     from shared.api.http import validation_error
-    from shared.jobs.submit import JobNotQueuedError
 
     body = read_json(req, JobSubmitRequest)
     try:
@@ -94,8 +93,6 @@ def submit_job(req: func.HttpRequest) -> func.HttpResponse:
         err = validation_error(exc)
         field = f"payload.{err.field}" if err.field else "payload"
         raise RequestError(400, "invalid_request", f"{field}: {err.message}", field) from None
-    except JobNotQueuedError as exc:
-        raise RequestError(503, "not_queued", str(exc)) from exc
     return json_response(job_out(record), 202, headers={"Location": f"/api/jobs/{record.id}"})
 
 
@@ -160,12 +157,7 @@ def retry_job(req: func.HttpRequest) -> func.HttpResponse:
         raise RequestError(
             409, "not_retryable", "this job came from a malformed message; submit a corrected job"
         )
-    from shared.jobs.submit import JobNotQueuedError
-
-    try:
-        record = submitter.retry(job_id)
-    except JobNotQueuedError as exc:
-        raise RequestError(503, "not_queued", str(exc)) from exc
+    record = submitter.retry(job_id)
     if record is None:
         raise RequestError(
             409, "not_failed", f"job is {current.status}; only failed jobs can be retried"

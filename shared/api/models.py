@@ -95,7 +95,6 @@ def register_model_blob(blob: blob_binding.BlobClient) -> None:
 def upload_model(req: func.HttpRequest) -> func.HttpResponse:
     from shared import services
     from shared.config import get_settings
-    from shared.storage.blob_store import UploadTooLargeError
 
     q = read_query(req, UploadQuery)
     limit = get_settings().max_upload_bytes
@@ -104,10 +103,7 @@ def upload_model(req: func.HttpRequest) -> func.HttpResponse:
         raise RequestError(400, "empty_body", "the request body must be the .onnx file", "body")
     if len(body) > limit:
         raise RequestError(413, "body_too_large", f"model is {len(body)} bytes; limit {limit}")
-    try:
-        reg = services.model_registry().upload(q.name, io.BytesIO(body), limit)
-    except UploadTooLargeError as exc:
-        raise RequestError(413, "body_too_large", str(exc)) from exc
+    reg = services.model_registry().upload(q.name, io.BytesIO(body), limit)
     job_id = reg.job.id if reg.job else None
     out = {
         "model": model_out(reg.model),
@@ -137,13 +133,9 @@ def model_upload_url(req: func.HttpRequest) -> func.HttpResponse:
 
     from shared import services
     from shared.config import get_settings
-    from shared.storage.blob_store import UploadUrlUnavailableError
 
     q = read_query(req, UploadUrlQuery)
-    try:
-        up = services.model_registry().upload_url(q.name, timedelta(seconds=q.expires_in))
-    except UploadUrlUnavailableError as exc:
-        raise RequestError(501, "upload_url_unavailable", str(exc)) from exc
+    up = services.model_registry().upload_url(q.name, timedelta(seconds=q.expires_in))
     out = UploadUrlOut(
         url=up.url,
         headers={"x-ms-blob-type": "BlockBlob", "Content-Type": "application/octet-stream"},

@@ -7,6 +7,7 @@ import uuid
 from typing import Any
 
 from shared.db.repos.jobs import JobRecord, JobRepository
+from shared.errors import UnavailableError
 from shared.jobs.kinds import JobKind
 from shared.jobs.messages import PAYLOADS, JobMessage
 from shared.jobs.payloads import MAX_INLINE_BYTES, PayloadStore, message_bytes
@@ -83,8 +84,10 @@ class JobSubmitter:
             raise JobNotQueuedError(message.job_id) from exc
 
 
-class JobNotQueuedError(RuntimeError):
+class JobNotQueuedError(UnavailableError, RuntimeError):
     """The queue refused the message; the job row says `failed` and can be retried."""
+
+    code = "not_queued"
 
     def __init__(self, job_id: str) -> None:
         super().__init__(

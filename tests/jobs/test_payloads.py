@@ -91,3 +91,11 @@ def test_a_message_the_queue_refuses_leaves_the_job_failed_not_queued(repos, con
         submitter.submit("embeddings", {"model_id": "m", "items": _items(1, 2)}, job_id="lost-1")
     job = repos[0].get("lost-1")
     assert job.status == "failed" and "could not be queued" in job.error
+    from shared.api.errors import reply_for
+
+    try:
+        submitter.retry("lost-1")
+    except JobNotQueuedError as exc:
+        reply = reply_for(exc, "retry_job")
+    assert (reply.status, reply.code) == (503, "not_queued")
+    assert repos[0].get("lost-1").status == "failed"  # still not queued: still says so
