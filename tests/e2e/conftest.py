@@ -51,17 +51,6 @@ class AppHost:
     def log(self) -> str:
         return self.host.log()
 
-    def expect_failures(
-        self,
-        function: str | None = None,
-        invocations: int = 0,
-        *,
-        poison_queue: str | None = None,
-        poison: int = 0,
-    ) -> None:
-        """Declare failed invocations or poison messages this test causes on purpose."""
-        self.watch.expect(function, invocations, poison_queue=poison_queue, poison=poison)
-
 
 def start_host(
     tmp: Path,
@@ -100,7 +89,7 @@ def _report(app: AppHost, problems: list[str]) -> str:
 @pytest.fixture(autouse=True)
 def no_silent_failures(request: pytest.FixtureRequest) -> Iterator[None]:
     """After each test on the shared host: no failed invocation, no poison message that
-    the test did not declare with `app_host.expect_failures(...)`."""
+    the test did not declare with `app_host.watch.expect(...)`."""
     yield
     if "app_host" in request.fixturenames:
         app: AppHost = request.getfixturevalue("app_host")

@@ -30,7 +30,7 @@ def test_a_failing_ingestion_ends_in_the_poison_queue_with_its_error(
         "DATA_DIR": str(blocker / "data"),
     }
     host = start_host(tmp_path, storage_connection, fast_retries)
-    host.expect_failures("run_ingestion_job", 3, poison_queue="poison-test-jobs-poison", poison=1)
+    host.watch.expect("run_ingestion_job", 3, poison_queue="poison-test-jobs-poison", poison=1)
     try:
         upload_blob(
             host,

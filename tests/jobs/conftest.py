@@ -7,10 +7,12 @@ from pathlib import Path
 
 import pytest
 from azure.storage.blob import BlobServiceClient
+from azure.storage.queue import QueueServiceClient
 
 from shared.db.connection import open_database
 from shared.db.migrate import apply_migrations
 from shared.db.repos import EmbeddingRepository, JobRepository, ModelRepository
+from shared.jobs.submit import JobQueue
 from shared.search.store import EmbeddingStore, Limits
 from shared.storage.blob_store import BlobModelStore
 
@@ -43,3 +45,13 @@ def container(blob_service: BlobServiceClient) -> BlobModelStore:
     s = BlobModelStore(blob_service, f"t-{uuid.uuid4().hex[:12]}")
     s.ensure_container()
     return s
+
+
+@pytest.fixture
+def queue(storage_connection: str) -> JobQueue:
+    """A fresh ingestion queue on Azurite."""
+    q = JobQueue(
+        QueueServiceClient.from_connection_string(storage_connection), f"q-{uuid.uuid4().hex[:10]}"
+    )
+    q.ensure()
+    return q

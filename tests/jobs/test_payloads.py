@@ -4,7 +4,6 @@ a message the queue refuses leaves the job failed (and retryable), never queued.
 from __future__ import annotations
 
 import json
-import uuid
 
 import numpy as np
 import pytest
@@ -15,15 +14,6 @@ from shared.jobs.handlers import EmbeddingsIngestion
 from shared.jobs.payloads import MAX_INLINE_BYTES, REF, PayloadStore, message_bytes
 from shared.jobs.runner import JobRunner
 from shared.jobs.submit import JobNotQueuedError, JobQueue, JobSubmitter
-
-
-@pytest.fixture
-def queue(storage_connection: str) -> JobQueue:
-    q = JobQueue(
-        QueueServiceClient.from_connection_string(storage_connection), f"p-{uuid.uuid4().hex[:10]}"
-    )
-    q.ensure()
-    return q
 
 
 def _items(rows: int, dim: int) -> list[dict]:

@@ -1,1 +1,1 @@
-from tests.jobs.conftest import blob_service, container, db, repos  # noqa: F401
+from tests.jobs.conftest import blob_service, container, db, queue, repos  # noqa: F401

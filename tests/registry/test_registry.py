@@ -7,7 +7,6 @@ import json
 import uuid
 
 import pytest
-from azure.storage.queue import QueueServiceClient
 
 from shared.jobs.payloads import PayloadStore
 from shared.jobs.submit import JobQueue, JobSubmitter
@@ -16,15 +15,6 @@ from shared.storage.blob_store import BlobModelStore
 from shared.storage.names import InvalidNameError
 
 LIMIT = 10_000
-
-
-@pytest.fixture
-def queue(storage_connection: str) -> JobQueue:
-    q = JobQueue(
-        QueueServiceClient.from_connection_string(storage_connection), f"q-{uuid.uuid4().hex[:10]}"
-    )
-    q.ensure()
-    return q
 
 
 @pytest.fixture
