@@ -16,6 +16,7 @@ from devhost.launcher import LaunchedHost, Reply, launch_app
 from tests.e2e.failures import FailureWatch
 
 KEY = "e2e-function-key"
+MASTER_KEY = "e2e-master-key"
 
 
 @dataclass
@@ -62,7 +63,11 @@ def start_host(
     """The app on a fresh SQLite file, watched for failures. `storage_connection=None`
     leaves AzureWebJobsStorage unset (identity-based settings in `extra_env`); then
     `watch_queues` is how the test itself reads the account's poison queues."""
-    env = {"LOCAL_BLOB_SCAN_INTERVAL_SECONDS": "0.3", **(extra_env or {})}
+    env = {
+        "LOCAL_BLOB_SCAN_INTERVAL_SECONDS": "0.3",
+        "LOCAL_MASTER_KEY": MASTER_KEY,
+        **(extra_env or {}),
+    }
     if watch_queues is None:
         assert storage_connection is not None
         watch_queues = QueueServiceClient.from_connection_string(storage_connection)

@@ -1,5 +1,7 @@
 """The real app through the local host: health, readiness, keys."""
 
+from pathlib import Path
+
 from tests.e2e.conftest import AppHost
 
 
@@ -21,3 +23,27 @@ def test_function_level_routes_need_the_key(app_host: AppHost) -> None:
     assert app_host.call("POST", "/vectors/dot", body, key=None).status == 401
     assert app_host.call("POST", "/vectors/dot", body, key="wrong").status == 401
     assert app_host.call("POST", "/vectors/dot", body).status == 200
+
+
+def test_migrations_on_demand_need_the_master_key(tmp_path: Path, storage_connection: str) -> None:
+    """What `azd deploy`'s hook calls on a fresh database: every migration is applied by
+    that call, and a second call finds nothing left."""
+    from shared.db.schema import MIGRATIONS
+    from tests.e2e.conftest import MASTER_KEY, start_host, stop_host
+
+    versions = [m.version for m in MIGRATIONS]
+    host = start_host(tmp_path, storage_connection)
+    try:
+        assert host.call("POST", "/database/migrate").status == 401  # a function key
+        reply = host.call("POST", "/database/migrate", key=MASTER_KEY)
+        assert reply.status == 200, reply.body
+        assert reply.json() == {
+            "version": versions[-1],
+            "latest": versions[-1],
+            "applied": versions,
+        }
+        again = host.call("POST", "/database/migrate", key=MASTER_KEY).json()
+        assert again["applied"] == [] and again["version"] == versions[-1]
+        assert host.call("GET", "/database/schema").json()["version"] == versions[-1]
+    finally:
+        stop_host(host)

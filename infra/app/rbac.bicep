@@ -1,0 +1,59 @@
+// Least privilege for the app's identity: read/write blobs (Owner: it also sets blob
+// metadata and gets user delegation keys for upload URLs), read/write queue messages,
+// publish telemetry to Application Insights. The same, optionally, for the deploying user.
+param storageAccountName string
+param appInsightsName string
+param appPrincipalId string
+param userPrincipalId string = ''
+@allowed(['User', 'ServicePrincipal'])
+param userPrincipalType string = 'User'
+
+var roles = {
+  storageBlobDataOwner: 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
+  storageQueueDataContributor: '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
+  monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb'
+}
+
+resource storageAccount 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
+  name: storageAccountName
+}
+
+resource appInsights 'Microsoft.Insights/components@2020-02-02' existing = {
+  name: appInsightsName
+}
+
+var storageRoles = [roles.storageBlobDataOwner, roles.storageQueueDataContributor]
+
+resource appStorageRoles 'Microsoft.Authorization/roleAssignments@2022-04-01' = [
+  for role in storageRoles: {
+    name: guid(storageAccount.id, appPrincipalId, role)
+    scope: storageAccount
+    properties: {
+      roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', role)
+      principalId: appPrincipalId
+      principalType: 'ServicePrincipal'
+    }
+  }
+]
+
+resource appMonitoringRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(appInsights.id, appPrincipalId, roles.monitoringMetricsPublisher)
+  scope: appInsights
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.monitoringMetricsPublisher)
+    principalId: appPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+resource userStorageRoles 'Microsoft.Authorization/roleAssignments@2022-04-01' = [
+  for role in storageRoles: if (!empty(userPrincipalId)) {
+    name: guid(storageAccount.id, userPrincipalId, role)
+    scope: storageAccount
+    properties: {
+      roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', role)
+      principalId: userPrincipalId
+      principalType: userPrincipalType
+    }
+  }
+]

@@ -1,0 +1,230 @@
+// Hartonomous Functions on Azure: `azd up` provisions this, then deploys the app.
+// Flex Consumption Function App, keyless Storage (shared keys off), Azure SQL with
+// Entra-only authentication, Application Insights without local auth, and the Event
+// Grid system topic the model blob trigger listens through. Every credential is the
+// app's user-assigned managed identity: no key, password or connection secret here.
+targetScope = 'subscription'
+
+@minLength(1)
+@maxLength(64)
+@description('Name of the azd environment; it seeds the unique names of every resource.')
+param environmentName string
+
+@minLength(1)
+@description('Primary location for all resources.')
+@metadata({ azd: { type: 'location' } })
+param location string
+
+@description('Object id of the person or pipeline running azd (azd fills AZURE_PRINCIPAL_ID); gets data access to storage for debugging. Empty: none.')
+param principalId string = ''
+
+@allowed(['User', 'ServicePrincipal'])
+@description('What principalId is.')
+param principalType string = 'User'
+
+@allowed([512, 2048, 4096])
+@description('Memory of each Flex Consumption instance (MB); the app sizes its caches from it.')
+param instanceMemoryMB int = 2048
+
+@minValue(1)
+@maxValue(1000)
+@description('Most instances the app scales out to.')
+param maximumInstanceCount int = 40
+
+@description('Share of traces kept (microsoft.fixed_percentage sampler): 1.0 keeps all.')
+param tracesSamplingRatio string = '1.0'
+
+@description('Azure SQL database SKU: serverless General Purpose by default (pauses when idle).')
+param sqlSkuName string = 'GP_S_Gen5_1'
+
+param resourceGroupName string = ''
+
+var abbrs = loadJsonContent('abbreviations.json')
+var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
+var tags = { 'azd-env-name': environmentName }
+var functionAppName = '${abbrs.webSitesFunctions}${resourceToken}'
+var deploymentContainerName = 'app-package-${take(resourceToken, 7)}'
+var sqlDatabaseName = 'hartonomous'
+
+// The names the app reads (shared/config.py); one place, used by storage and settings.
+var containers = {
+  models: 'models'
+  modelVersions: 'model-versions'
+  modelUploads: 'model-uploads'
+  ingest: 'ingest'
+}
+var ingestionQueue = 'ingestion-jobs'
+
+resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
+  name: !empty(resourceGroupName) ? resourceGroupName : '${abbrs.resourcesResourceGroups}${environmentName}'
+  location: location
+  tags: tags
+}
+
+module appIdentity 'br/public:avm/res/managed-identity/user-assigned-identity:0.4.1' = {
+  name: 'appIdentity'
+  scope: rg
+  params: {
+    name: '${abbrs.managedIdentityUserAssignedIdentities}app-${resourceToken}'
+    location: location
+    tags: tags
+  }
+}
+
+// Entra admin of the SQL server; only the deployment script that creates the app's
+// database user runs as it.
+module sqlAdminIdentity 'br/public:avm/res/managed-identity/user-assigned-identity:0.4.1' = {
+  name: 'sqlAdminIdentity'
+  scope: rg
+  params: {
+    name: '${abbrs.managedIdentityUserAssignedIdentities}sqladmin-${resourceToken}'
+    location: location
+    tags: tags
+  }
+}
+
+module storage 'app/storage.bicep' = {
+  name: 'storage'
+  scope: rg
+  params: {
+    name: '${abbrs.storageStorageAccounts}${resourceToken}'
+    location: location
+    tags: tags
+    containers: [
+      deploymentContainerName
+      containers.models
+      containers.modelVersions
+      containers.modelUploads
+      containers.ingest
+    ]
+    queues: [
+      ingestionQueue
+      '${ingestionQueue}-poison'
+    ]
+  }
+}
+
+module logAnalytics 'br/public:avm/res/operational-insights/workspace:0.11.1' = {
+  name: 'logAnalytics'
+  scope: rg
+  params: {
+    name: '${abbrs.operationalInsightsWorkspaces}${resourceToken}'
+    location: location
+    tags: tags
+    dataRetention: 30
+  }
+}
+
+module appInsights 'br/public:avm/res/insights/component:0.6.0' = {
+  name: 'appInsights'
+  scope: rg
+  params: {
+    name: '${abbrs.insightsComponents}${resourceToken}'
+    location: location
+    tags: tags
+    workspaceResourceId: logAnalytics.outputs.resourceId
+    disableLocalAuth: true
+  }
+}
+
+module appServicePlan 'br/public:avm/res/web/serverfarm:0.1.1' = {
+  name: 'appServicePlan'
+  scope: rg
+  params: {
+    name: '${abbrs.webServerFarms}${resourceToken}'
+    location: location
+    tags: tags
+    sku: {
+      name: 'FC1'
+      tier: 'FlexConsumption'
+    }
+    reserved: true
+  }
+}
+
+module sql 'app/sql.bicep' = {
+  name: 'sql'
+  scope: rg
+  params: {
+    serverName: '${abbrs.sqlServers}${resourceToken}'
+    databaseName: sqlDatabaseName
+    skuName: sqlSkuName
+    location: location
+    tags: tags
+    adminIdentityName: sqlAdminIdentity.outputs.name
+    adminIdentityPrincipalId: sqlAdminIdentity.outputs.principalId
+    adminIdentityResourceId: sqlAdminIdentity.outputs.resourceId
+    appIdentityName: appIdentity.outputs.name
+    appIdentityClientId: appIdentity.outputs.clientId
+  }
+}
+
+module rbac 'app/rbac.bicep' = {
+  name: 'rbac'
+  scope: rg
+  params: {
+    storageAccountName: storage.outputs.name
+    appInsightsName: appInsights.outputs.name
+    appPrincipalId: appIdentity.outputs.principalId
+    userPrincipalId: principalId
+    userPrincipalType: principalType
+  }
+}
+
+module function 'app/function.bicep' = {
+  name: 'function'
+  scope: rg
+  params: {
+    name: functionAppName
+    location: location
+    tags: tags
+    serviceName: 'api'
+    appServicePlanId: appServicePlan.outputs.resourceId
+    identityResourceId: appIdentity.outputs.resourceId
+    identityClientId: appIdentity.outputs.clientId
+    storageAccountName: storage.outputs.name
+    deploymentContainerName: deploymentContainerName
+    applicationInsightsName: appInsights.outputs.name
+    instanceMemoryMB: instanceMemoryMB
+    maximumInstanceCount: maximumInstanceCount
+    appSettings: {
+      SQL_CONNECTION_STRING: 'Driver={ODBC Driver 18 for SQL Server};Server=tcp:${sql.outputs.serverFqdn},1433;Database=${sqlDatabaseName};Encrypt=yes;TrustServerCertificate=no;Connection Timeout=30;Authentication=ActiveDirectoryMsi;UID=${appIdentity.outputs.clientId}'
+      MODELS_CONTAINER: containers.models
+      MODEL_VERSIONS_CONTAINER: containers.modelVersions
+      MODEL_UPLOADS_CONTAINER: containers.modelUploads
+      INGEST_CONTAINER: containers.ingest
+      INGESTION_QUEUE: ingestionQueue
+      INSTANCE_MEMORY_MB: string(instanceMemoryMB)
+      PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY: 'true'
+      OTEL_TRACES_SAMPLER: 'microsoft.fixed_percentage'
+      OTEL_TRACES_SAMPLER_ARG: tracesSamplingRatio
+    }
+  }
+  dependsOn: [rbac]
+}
+
+// Blob events of the storage account; infra/hooks/postdeploy subscribes the blob
+// trigger's webhook once the app runs (its key exists only then).
+module eventGridTopic 'br/public:avm/res/event-grid/system-topic:0.6.1' = {
+  name: 'eventGridTopic'
+  scope: rg
+  params: {
+    name: '${abbrs.eventGridDomainsTopics}blobs-${resourceToken}'
+    location: location
+    tags: tags
+    source: storage.outputs.resourceId
+    topicType: 'Microsoft.Storage.StorageAccounts'
+  }
+}
+
+output AZURE_LOCATION string = location
+output AZURE_TENANT_ID string = tenant().tenantId
+output RESOURCE_GROUP string = rg.name
+output AZURE_FUNCTION_APP_NAME string = function.outputs.name
+output SERVICE_API_BASE_URL string = function.outputs.baseUrl
+output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name
+output MODELS_CONTAINER string = containers.models
+output EVENT_GRID_SYSTEM_TOPIC_NAME string = eventGridTopic.outputs.name
+output BLOB_TRIGGER_FUNCTION string = 'register_model_blob'
+output SQL_SERVER_FQDN string = sql.outputs.serverFqdn
+output SQL_DATABASE_NAME string = sqlDatabaseName
