@@ -7,10 +7,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 AZURITE_VERSION := 3.37.0
 AZURITE := .tools/node_modules/.bin/azurite
+# checkov in a venv of its own: its many pins must not decide the app's versions.
+CHECKOV_VERSION := 3.3.30
+CHECKOV_VENV := .tools/checkov-$(CHECKOV_VERSION)
+CHECKOV := $(CHECKOV_VENV)/bin/checkov
 
 .PHONY: run test fuzz lint format bench setup system-deps clean
 
-setup: system-deps $(BIN)/.installed $(AZURITE)
+setup: system-deps $(BIN)/.installed $(AZURITE) $(CHECKOV)
 
 # unixODBC for pyodbc and Debian's SQLite3 ODBC driver, so the pyodbc path is tested for real.
 system-deps:
@@ -25,6 +29,10 @@ $(BIN)/.installed: requirements.txt requirements-dev.txt
 
 $(AZURITE):
 	npm install --silent --no-audit --no-fund --prefix .tools azurite@$(AZURITE_VERSION)
+
+$(CHECKOV):
+	$(PY) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet checkov==$(CHECKOV_VERSION)
 
 run: setup
 	$(BIN)/python -m shared.db.migrate

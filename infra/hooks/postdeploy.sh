@@ -1,0 +1,62 @@
+#!/bin/sh
+# azd postdeploy: what can only happen once the app runs.
+#  1. Subscribe the blob trigger to BlobCreated events of the models container (the
+#     Flex Consumption blob trigger uses the Event Grid source; its webhook key exists
+#     only once the app is deployed).
+#  2. Apply the SQL migrations inside Azure, with the app's own identity, so the first
+#     request does not.
+# Keys are read into variables and never printed.
+set -eu
+
+for cmd in az azd curl; do
+  command -v "$cmd" >/dev/null 2>&1 || { echo "postdeploy: $cmd is not installed" >&2; exit 1; }
+done
+
+# The outputs of infra/main.bicep, as azd keeps them for this environment (KEY="value"
+# lines; read as data, never evaluated).
+values=$(mktemp)
+trap 'rm -f "$values"' EXIT
+azd env get-values >"$values"
+while IFS='=' read -r key value; do
+  case "$key" in
+    [A-Z_]*) value=${value#\"}; value=${value%\"}; export "$key=$value" ;;
+  esac
+done <"$values"
+: "${RESOURCE_GROUP:?}" "${AZURE_FUNCTION_APP_NAME:?}" "${SERVICE_API_BASE_URL:?}"
+: "${EVENT_GRID_SYSTEM_TOPIC_NAME:?}" "${MODELS_CONTAINER:?}" "${BLOB_TRIGGER_FUNCTION:?}"
+
+blobs_key=$(az functionapp keys list -g "$RESOURCE_GROUP" -n "$AZURE_FUNCTION_APP_NAME" \
+  --query "systemKeys.blobs_extension" -o tsv)
+master_key=$(az functionapp keys list -g "$RESOURCE_GROUP" -n "$AZURE_FUNCTION_APP_NAME" \
+  --query "masterKey" -o tsv)
+if [ -z "$blobs_key" ] || [ -z "$master_key" ]; then
+  echo "postdeploy: the app has no blobs_extension or master key yet; run 'azd deploy' again" >&2
+  exit 1
+fi
+
+webhook="${SERVICE_API_BASE_URL}/runtime/webhooks/blobs?functionName=Host.Functions.${BLOB_TRIGGER_FUNCTION}&code=${blobs_key}"
+echo "Subscribing ${BLOB_TRIGGER_FUNCTION} to BlobCreated in container ${MODELS_CONTAINER}"
+az eventgrid system-topic event-subscription create \
+  --name "models-blob-created" \
+  --resource-group "$RESOURCE_GROUP" \
+  --system-topic-name "$EVENT_GRID_SYSTEM_TOPIC_NAME" \
+  --endpoint-type webhook \
+  --endpoint "$webhook" \
+  --included-event-types Microsoft.Storage.BlobCreated \
+  --subject-begins-with "/blobServices/default/containers/${MODELS_CONTAINER}/blobs/" \
+  --subject-ends-with ".onnx" \
+  --output none
+
+echo "Applying SQL migrations"
+tries=0
+until curl -fsS -X POST -H "x-functions-key: ${master_key}" \
+    "${SERVICE_API_BASE_URL}/api/database/migrate"; do
+  tries=$((tries + 1))
+  if [ "$tries" -ge 6 ]; then
+    echo "postdeploy: migrations failed; see GET /api/ready/details and the app's logs" >&2
+    exit 1
+  fi
+  sleep 10  # a fresh Flex Consumption app starts its first instance
+done
+echo
+echo "Deployed: ${SERVICE_API_BASE_URL}/api/health"

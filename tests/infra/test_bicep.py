@@ -1,0 +1,113 @@
+"""The deployment's security settings, read from the parsed Bicep. Checkov cannot look
+inside registry modules, so what each Azure Verified Module is given is asserted here."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.infra.bicep import INFRA, bicep_files, dotted, modules, parsed, registry_module
+
+MAIN = INFRA / "main.bicep"
+STORAGE = INFRA / "app" / "storage.bicep"
+FUNCTION = INFRA / "app" / "function.bicep"
+SQL = INFRA / "app" / "sql.bicep"
+RBAC = INFRA / "app" / "rbac.bicep"
+
+
+@pytest.mark.parametrize("path", bicep_files(), ids=lambda p: str(p.relative_to(INFRA)))
+def test_every_bicep_file_parses(path) -> None:
+    assert parsed(path)["globals"] is not None
+
+
+def test_registry_modules_are_public_avm_and_pinned() -> None:
+    seen = 0
+    for path in bicep_files():
+        for name, module in modules(path).items():
+            if module["type"] == "local":
+                continue
+            detail = module["detail"]
+            assert detail["public"] and detail["path"].startswith("avm/res/"), (path, name)
+            assert re.fullmatch(r"\d+\.\d+\.\d+", detail["tag"]), (path, name, detail["tag"])
+            seen += 1
+    assert seen >= 9
+
+
+def test_storage_is_keyless_private_and_tls12() -> None:
+    params = registry_module(STORAGE, "storage/storage-account")
+    assert params["allowSharedKeyAccess"] is False
+    assert params["allowBlobPublicAccess"] is False
+    assert params["supportsHttpsTrafficOnly"] is True
+    assert params["minimumTlsVersion"] == "TLS1_2"
+    assert params["blobServices"]["containers"]["config"]["publicAccess"] == "None"
+
+
+def test_storage_holds_every_container_and_queue_the_app_reads() -> None:
+    from shared.config import Settings
+
+    defaults = Settings.from_env({"WEBSITE_INSTANCE_ID": "x", "INSTANCE_MEMORY_MB": "2048"})
+    text = MAIN.read_text()
+    for name in (
+        defaults.models_container,
+        defaults.model_versions_container,
+        defaults.model_uploads_container,
+        defaults.ingest_container,
+        defaults.ingestion_queue,
+    ):
+        assert f"'{name}'" in text, name
+    assert "'${ingestionQueue}-poison'" in text
+
+
+def test_application_insights_has_no_local_auth() -> None:
+    params = registry_module(MAIN, "insights/component")
+    assert params["disableLocalAuth"] is True
+
+
+def test_function_app_is_flex_consumption_https_only_no_ftp_with_its_identity() -> None:
+    plan = registry_module(MAIN, "web/serverfarm")
+    assert plan["sku"] == {"name": "FC1", "tier": "FlexConsumption"} and plan["reserved"] is True
+    site = registry_module(FUNCTION, "web/site")
+    assert site["httpsOnly"] is True and site["kind"] == "functionapp,linux"
+    assert site["siteConfig"]["ftpsState"] == "Disabled"
+    assert site["siteConfig"]["minTlsVersion"] == "1.2"
+    policies = site["basicPublishingCredentialsPolicies"]
+    assert {p["name"]: p["allow"] for p in policies} == {"ftp": False, "scm": False}
+    assert site["managedIdentities"]["userAssignedResourceIds"] == ["identityResourceId"]
+    config = site["functionAppConfig"]
+    assert config["runtime"] == {"name": "python", "version": "3.11"}
+    assert config["deployment"]["storage"]["authentication"]["type"] == "UserAssignedIdentity"
+    assert set(config["scaleAndConcurrency"]) == {"instanceMemoryMB", "maximumInstanceCount"}
+
+
+def test_sql_is_entra_only_with_no_password() -> None:
+    params = registry_module(SQL, "sql/server")
+    admins = params["administrators"]
+    assert admins["azureADOnlyAuthentication"] is True
+    assert params["minimalTlsVersion"] == "1.2"
+    assert not any("password" in key.lower() for key in params)
+    assert "administratorLogin" not in params
+
+
+def test_the_app_identity_gets_exactly_its_roles() -> None:
+    text = RBAC.read_text()
+    roles = set(
+        re.findall(r"'([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})'", text)
+    )
+    assert roles == {
+        "b7e6dc6d-f1e8-4753-8033-0f276bb0955b",  # Storage Blob Data Owner
+        "974c5e8b-45b9-4653-ba55-5f855dd0fb88",  # Storage Queue Data Contributor
+        "3913510d-42f4-4e42-8a64-420c390055eb",  # Monitoring Metrics Publisher
+    }
+
+
+def test_no_secret_appears_in_any_bicep_or_parameter_file() -> None:
+    pattern = re.compile(r"(?i)(accountkey|password\s*[:=]\s*'[^']|pwd=|sharedaccesskey|sig=)")
+    for path in [*bicep_files(), INFRA / "main.parameters.json"]:
+        assert not pattern.search(path.read_text()), path
+
+
+def test_event_grid_topic_watches_the_storage_account() -> None:
+    params = registry_module(MAIN, "event-grid/system-topic")
+    assert params["topicType"] == "Microsoft.Storage.StorageAccounts"
+    assert dotted(params["source"]) == "storage.outputs.resourceId"
