@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from shared.config import ConfigError
+from shared.config import ConfigError, in_azure
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
@@ -69,12 +69,6 @@ class StorageAccount:
         who = self.credential or "DefaultAzureCredential"
         client = f", client id {self.client_id}" if self.client_id else ""
         return f"{self.prefix}__* (identity: {who}{client}; blob {self.blob_uri})"
-
-
-def in_azure(environ: Mapping[str, str] | None = None) -> bool:
-    """Whether this process runs in Azure App Service / Functions."""
-    env = os.environ if environ is None else environ
-    return bool(env.get(AZURE_MARKER, "").strip())
 
 
 def _get(env: Mapping[str, str], key: str) -> str | None:
