@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -42,6 +43,34 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     for setting in SETTINGS:
         monkeypatch.delenv(setting.key, raising=False)
     return monkeypatch
+
+
+# What must never reach a log line: keys, account keys, SAS signatures, bearer tokens.
+SECRET_PATTERNS = (
+    re.compile(r"AccountKey=[^;\s]+"),
+    re.compile(r"[?&]sig=[A-Za-z0-9%+/=]{10,}"),
+    re.compile(r"\beyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}"),
+    re.compile(r"[?&]code=[^&\s]+"),
+)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_secret_in_any_host_log() -> Iterator[None]:
+    """After the whole session: no host log holds a key, an account key, a SAS signature
+    or a token (every host the e2e tests started, whatever they did to it)."""
+    yield
+    from devhost.azurite import DEV_KEY
+    from tests.e2e.conftest import HOST_LOGS, KEY, MASTER_KEY
+
+    for path in HOST_LOGS:
+        if not path.exists():
+            continue
+        text = path.read_text(errors="replace")
+        for secret in (KEY, MASTER_KEY, DEV_KEY):
+            assert secret not in text, f"{path}: a key is in the log"
+        for pattern in SECRET_PATTERNS:
+            found = pattern.search(text)
+            assert found is None, f"{path}: {found.group(0)[:12]}... is in the log"
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -60,6 +60,7 @@ def register_model_blob(blob: blob_binding.BlobClient) -> None:
     nested names too) is ignored with one warning: retrying could never register it.
     """
     from shared import services
+    from shared.models.registry import BlobChangedError
     from shared.storage.names import InvalidNameError
 
     blob_name = blob.blob_name
@@ -67,6 +68,9 @@ def register_model_blob(blob: blob_binding.BlobClient) -> None:
         reg = services.model_registry().register_blob(blob_name)
     except InvalidNameError as exc:
         log.warning("ignored blob %s: %s", blob_name, exc.reason)
+        return
+    except BlobChangedError as exc:  # a retry could never see this version again
+        log.info("skipped: %s; its new version registers on its own event", exc.message)
         return
     if reg.model.status == "failed" and reg.job is None:
         log.warning("model %s refused: %s", reg.model.name, reg.model.error)

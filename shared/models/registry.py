@@ -16,10 +16,21 @@ from typing import IO
 
 from shared.db.repos.jobs import JobRecord
 from shared.db.repos.models import ModelRecord, ModelRepository
+from shared.errors import ConflictError
 from shared.jobs.kinds import JobKind
 from shared.jobs.submit import JobSubmitter
 from shared.storage.blob_store import BlobFile, BlobModelStore, UploadUrl, staging_name
 from shared.storage.names import model_name_from_blob, validate_model_name
+
+
+class BlobChangedError(ConflictError):
+    """The blob changed or went away while it was being registered: the version this
+    event was about no longer exists, and the new one comes with its own event."""
+
+    code = "blob_changed"
+
+    def __init__(self, blob_name: str) -> None:
+        super().__init__(f"{blob_name} changed or was deleted while it was being registered")
 
 
 @dataclass(frozen=True)
@@ -61,7 +72,19 @@ class ModelRegistry:
         A blob over MAX_UPLOAD_BYTES is recorded as a failed version that says why,
         before a byte of it is read.
         """
+        from azure.core.exceptions import HttpResponseError
+
         name = model_name_from_blob(blob_name)
+        try:
+            return self._register_blob(name, blob_name)
+        except HttpResponseError as exc:
+            if exc.status_code not in (404, 412):
+                raise
+            # Overwritten (412: reads and copies are pinned to the version they started
+            # with) or deleted since the event; the new version's own event registers it.
+            raise BlobChangedError(blob_name) from exc
+
+    def _register_blob(self, name: str, blob_name: str) -> Registration:
         size = self.uploads.size(blob_name)
         if size > self.max_bytes:
             reason = (

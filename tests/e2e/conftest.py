@@ -15,6 +15,9 @@ from azure.storage.queue import QueueServiceClient
 from devhost.launcher import LaunchedHost, Reply, launch_app
 from tests.e2e.failures import FailureWatch
 
+#: Every host log of the session, read at its end for secrets (tests/conftest.py).
+HOST_LOGS: list[Path] = []
+
 KEY = "e2e-function-key"
 MASTER_KEY = "e2e-master-key"
 
@@ -73,6 +76,7 @@ def start_host(
         watch_queues = QueueServiceClient.from_connection_string(storage_connection)
     watch = FailureWatch(watch_queues)  # the baseline is taken before the host starts
     host = launch_app(tmp, storage_connection, key=KEY, extra_env=env)
+    HOST_LOGS.append(host.log_path)
     watch.read_log = host.log
     storage = {} if storage_connection is None else {"AzureWebJobsStorage": storage_connection}
     return AppHost(host, KEY, {**os.environ, **storage, **env}, watch)

@@ -131,3 +131,30 @@ def test_staging_blobs_left_by_dead_uploads_are_swept(registry) -> None:
     assert store.exists(stray)
     assert store.sweep(timedelta(0)) == 1
     assert not store.exists(stray)
+
+
+def test_a_blob_overwritten_while_it_registers_is_skipped_not_failed(registry, repos) -> None:
+    """Two uploads in quick succession: the first event's hash and copy are pinned to the
+    version it read, so once that is overwritten the event has nothing left to register.
+    It says so (a conflict the trigger logs and drops, never a failed invocation); the
+    new version registers on its own event."""
+    from shared.models.registry import BlobChangedError
+
+    uploads, versions = registry.uploads, registry.versions
+
+    class OverwrittenBeforeTheCopy(type(versions)):
+        def archive(self, source, model_name):
+            uploads.client(source.name).upload_blob(b"second version", overwrite=True)
+            return super().archive(source, model_name)
+
+    registry.versions = OverwrittenBeforeTheCopy(versions.service, versions.container)
+    uploads.client("race.onnx").upload_blob(b"first version")
+    with pytest.raises(BlobChangedError, match="race.onnx changed or was deleted"):
+        registry.register_blob("race.onnx")
+    assert repos[1].list(name="race") == []
+    registry.versions = versions
+    second = registry.register_blob("race.onnx")
+    assert second.created and second.model.size_bytes == len(b"second version")
+    uploads.delete("race.onnx")
+    with pytest.raises(BlobChangedError):
+        registry.register_blob("race.onnx")  # deleted before its event was handled
