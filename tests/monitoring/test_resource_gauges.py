@@ -78,7 +78,7 @@ def test_gauges_carry_the_declared_names_units_and_attributes(reader: Reader) ->
 
 
 def test_process_memory_is_this_process_resident_memory(reader: Reader) -> None:
-    ballast = bytearray(64 * MB)  # touched pages: RSS grows by about 64 MB
+    ballast = b"\x01" * (64 * MB)  # written pages: RSS grows by 64 MB
     before = psutil.Process(os.getpid()).memory_info().rss / MB
     gauge = reader.value(gauges.PROCESS_MEMORY)
     after = psutil.Process(os.getpid()).memory_info().rss / MB
@@ -110,6 +110,7 @@ def test_cpu_gauges_stay_in_range_and_a_busy_loop_raises_process_cpu(reader: Rea
     busy = reader.collect()
     expected = 100 * (time.process_time() - cpu0) / (time.monotonic() - wall0)
     busy_cpu = busy[gauges.PROCESS_CPU][1][0].value
-    assert busy_cpu > idle_cpu + 20
-    assert 0.7 * expected <= busy_cpu <= 100 * psutil.cpu_count()
+    # the gauge is what the test itself measured, however busy the shared cores are
+    assert busy_cpu > idle_cpu
+    assert 0.7 * expected <= busy_cpu <= min(1.3 * expected + 10, 100 * psutil.cpu_count())
     assert 0 <= busy[gauges.SYSTEM_CPU][1][0].value <= 100
