@@ -36,7 +36,7 @@ die() { echo "error: $*" >&2; exit 1; }
 SUBSCRIPTION="" RESOURCE_GROUP="" LOCATION="" TENANT="" WORKSPACE=""
 AUTH="device-code" SP_CONFIG="" MACHINE="$(hostname -s 2>/dev/null || hostname)"
 OS="linux" LICENSE="PAYG" DCR_NAME="hartonomous-sql-perf" SKIP_CONNECT=0 DRY_RUN=0 WORK_DIR=""
-[ "$(uname -s)" = "Linux" ] || OS="windows"
+case "$(uname -s)" in MINGW* | MSYS* | CYGWIN*) OS="windows" ;; esac  # Git Bash on Windows
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -89,6 +89,7 @@ if [ "$AUTH" = "service-principal" ]; then
   mode="$(stat -c %a "$SP_CONFIG")"
   [ $((8#$mode & 8#077)) -eq 0 ] || die "$SP_CONFIG is readable by others (mode $mode): chmod 600 $SP_CONFIG"
   while IFS= read -r line || [ -n "$line" ]; do
+    line="${line%$'\r'}"  # a file saved on Windows
     case "$line" in
       client_id=*) CLIENT_ID="${line#client_id=}" ;;
       client_secret=*) CLIENT_SECRET="${line#client_secret=}" ;;
@@ -123,6 +124,7 @@ json_string() {
 }
 
 # Write a secret file; in a dry run, say what it would hold with the secret masked.
+# printf is a bash builtin: the content is never in any process's argv.
 write_secret() {
   local path="$1" content="$2" shown="$3"
   if [ "$DRY_RUN" -eq 1 ]; then

@@ -12,10 +12,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from shared.monitoring import MB
 from shared.monitoring.cpu import ProcessCpu, SystemCpu
 from shared.monitoring.gpu import GpuReading, read_gpus
-
-MB = 1024 * 1024
 
 
 @dataclass(frozen=True)

@@ -196,3 +196,11 @@ def test_a_missing_required_parameter_shows_the_usage() -> None:
     done = dry_run(*args)
     assert done.returncode != 0
     assert "usage:" in done.stderr and "missing --tenant-id" in done.stderr
+
+
+def test_a_config_saved_on_windows_is_read(sp_config: Path) -> None:
+    sp_config.write_bytes(f"client_id={CLIENT}\r\nclient_secret={SECRET}\r\n".encode())
+    done = dry_run(*BASE, "--auth", "service-principal", "--sp-config", str(sp_config))
+    assert done.returncode == 0, done.stderr
+    [login] = find(commands(done.stdout), "az", "login")
+    assert flag(login, "-u") == CLIENT
