@@ -14,11 +14,13 @@ from shared.api import (
     inference,
     jobs,
     models,
+    monitoring,
     openapi,
     search,
     text_embeddings,
     vectors,
 )
+from shared.monitoring.gauges import register_once as register_resource_gauges
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 
@@ -32,6 +34,11 @@ for area in (
     jobs,
     inference,
     database,
+    monitoring,
     openapi,
 ):
     app.register_functions(area.bp)
+
+# Resource gauges (CPU, memory, GPU): once per process, through the OpenTelemetry API.
+# Never raises: without psutil or NVML the gauges are simply absent (one log line).
+register_resource_gauges()

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the app and its tests need, only when missing.
+# Installs the Debian packages the app and its tests need, only when missing
+# (shellcheck: the tests lint infra/arc/onboard-sql-host.sh).
 set -euo pipefail
 need=()
-for pkg in unixodbc libsqliteodbc; do
+for pkg in unixodbc libsqliteodbc shellcheck; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 command -v node >/dev/null 2>&1 || need+=(nodejs npm)

@@ -47,7 +47,7 @@ def test_function_app_imports_without_settings_and_counts_functions_by_trigger()
 def test_importing_function_app_loads_no_heavy_modules() -> None:
     code = (
         "import sys, function_app; "
-        "print(sorted(m for m in ('onnxruntime', 'numpy', 'pyodbc') if m in sys.modules))"
+        "print(sorted(m for m in ('onnxruntime', 'numpy', 'pyodbc', 'pynvml') if m in sys.modules))"
     )
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}
     out = subprocess.run(
