@@ -211,6 +211,13 @@ SETTINGS: tuple[Setting, ...] = (
         default_doc="a quarter of the instance memory, at most 4 GiB",
     ),
     Setting(
+        "SQL_BUSY_TIMEOUT_MS",
+        "10000",
+        lambda n, r: _int(n, r, 100, 600_000),
+        "How long an embedded SQLite write waits for other writers before the request "
+        "answers 503 with Retry-After.",
+    ),
+    Setting(
         "MAX_SESSIONS",
         "4",
         lambda n, r: _int(n, r, 1, 256),
@@ -241,6 +248,7 @@ class Settings:
     max_batch_rows: int
     model_cache_bytes: int
     search_cache_bytes: int
+    sql_busy_timeout_ms: int
     max_sessions: int
     appinsights_connection: str
     azure: bool = False

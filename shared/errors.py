@@ -83,9 +83,13 @@ class NotSupportedError(HartonomousError):
 
 
 class UnavailableError(HartonomousError):
-    """A part it needs does not answer now; trying later may work (HTTP 503)."""
+    """A part it needs does not answer now; trying later may work (HTTP 503).
+
+    ``retry_after`` (seconds), when set, becomes the reply's ``Retry-After`` header.
+    """
 
     code = "unavailable"
+    retry_after: int | None = None
 
 
 class ConfigurationError(HartonomousError):

@@ -38,10 +38,12 @@ def database() -> Database:
     from shared.db.migrate import apply_migrations
 
     with _lock:
+        settings = get_settings()
         db = open_database(
-            get_settings().require("sql_connection"),
+            settings.require("sql_connection"),
             base_dir=ROOT,
             on_connect=[_vector_sql_functions],
+            busy_timeout_ms=settings.sql_busy_timeout_ms,
         )
         apply_migrations(db)
         return db

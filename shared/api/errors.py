@@ -63,6 +63,11 @@ class ErrorReply:
     code: str
     message: str
     field: str | None = None
+    retry_after: int | None = None
+
+    @property
+    def headers(self) -> dict[str, str] | None:
+        return {"Retry-After": str(self.retry_after)} if self.retry_after else None
 
 
 INTERNAL = ErrorReply(500, "internal_error", "the server failed; see its log")
@@ -111,7 +116,8 @@ def reply_for(exc: BaseException, where: str) -> ErrorReply:
     if isinstance(exc, HartonomousError):
         status = status_of(exc)
         if status is not None:
-            return ErrorReply(status, exc.code, exc.message, exc.field)
+            retry_after = getattr(exc, "retry_after", None)
+            return ErrorReply(status, exc.code, exc.message, exc.field, retry_after)
         if isinstance(exc, ConfigurationError):
             # The setting's name helps the operator; its value may be a secret.
             log.error("configuration error in %s: %s", where, exc.message)
@@ -128,7 +134,7 @@ def reply_for(exc: BaseException, where: str) -> ErrorReply:
 
 def app_response(reply: ErrorReply) -> func.HttpResponse:
     """The app's shape: ``{"error": {"code", "message", "field"}}``."""
-    return error_response(reply.status, reply.code, reply.message, reply.field)
+    return error_response(reply.status, reply.code, reply.message, reply.field, reply.headers)
 
 
 def oip_response(reply: ErrorReply) -> func.HttpResponse:
@@ -137,6 +143,7 @@ def oip_response(reply: ErrorReply) -> func.HttpResponse:
         json.dumps({"error": reply.message}, separators=(",", ":")),
         status_code=reply.status,
         mimetype="application/json",
+        headers=reply.headers,
     )
 
 

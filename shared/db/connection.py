@@ -22,12 +22,46 @@ from typing import Any
 
 from shared.db import function_errors
 from shared.db.dialects import MSSQL, SQLITE, Dialect
+from shared.errors import UnavailableError
 
 BUSY_TIMEOUT_MS = 10_000
 
 
 class DatabaseError(RuntimeError):
     """The database could not do what was asked; the message says why."""
+
+
+class DatabaseBusyError(UnavailableError, DatabaseError):
+    """Locked by other writers past the busy timeout (SQLite), or a lock timeout or
+    deadlock victim (SQL Server): nothing was changed, and the same call later works."""
+
+    code = "database_busy"
+    retry_after = 2
+
+    def __init__(self) -> None:
+        super().__init__(
+            "the database is busy with other writers; nothing was changed: try again shortly"
+        )
+
+
+_BUSY = re.compile(r"database is locked|database is busy|\b1205\b|deadlock|HYT00|lock request time")
+
+
+@contextmanager
+def busy_as_unavailable() -> Iterator[None]:
+    """A lock wait that ran out (the busy timeout is the bounded retry) becomes
+    DatabaseBusyError: a 503 with Retry-After, never a 500."""
+    try:
+        yield
+    except DatabaseBusyError:
+        raise
+    except Exception as exc:
+        if _BUSY.search(str(exc)) and type(exc).__name__ in _DRIVER_ERRORS:
+            raise DatabaseBusyError() from exc
+        raise
+
+
+_DRIVER_ERRORS = {"OperationalError", "Error", "DatabaseError"}
 
 
 @dataclass(frozen=True)
@@ -64,15 +98,15 @@ def parse_connection(value: str, base_dir: Path | None = None) -> ConnectionSpec
     return ConnectionSpec("pyodbc", MSSQL, value)
 
 
-def _connect_sqlite3(path: str) -> Any:
+def _connect_sqlite3(path: str, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> Any:
     import sqlite3
 
     if path != ":memory:":
         Path(path).parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(
-        path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
+        path, timeout=busy_timeout_ms / 1000, isolation_level=None, check_same_thread=False
     )
-    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
     _retry_while_locked(lambda: _use_wal(conn))
     conn.execute("PRAGMA synchronous = NORMAL")
     conn.execute("PRAGMA foreign_keys = ON")
@@ -152,11 +186,16 @@ class Database:
     """Thread-local connections and transactions over one connection string."""
 
     def __init__(
-        self, spec: ConnectionSpec, on_connect: Sequence[Callable[[Any], None]] = ()
+        self,
+        spec: ConnectionSpec,
+        on_connect: Sequence[Callable[[Any], None]] = (),
+        busy_timeout_ms: int = BUSY_TIMEOUT_MS,
     ) -> None:
         """`on_connect` hooks run on each new sqlite3 connection (e.g. to register the
-        vector SQL functions); pyodbc connections cannot host Python functions."""
+        vector SQL functions); pyodbc connections cannot host Python functions.
+        `busy_timeout_ms` bounds how long SQLite waits on other writers' locks."""
         self.spec = spec
+        self.busy_timeout_ms = busy_timeout_ms
         self._on_connect = tuple(on_connect)
         self.dialect = spec.dialect
         self._local = threading.local()
@@ -169,7 +208,7 @@ class Database:
         if conn is None:
             try:
                 if self.spec.driver == "sqlite3":
-                    conn = _connect_sqlite3(self.spec.target)
+                    conn = _connect_sqlite3(self.spec.target, self.busy_timeout_ms)
                     for hook in self._on_connect:
                         hook(conn)
                 else:
@@ -213,7 +252,8 @@ class Database:
                 self._local.depth -= 1
             return
         if self.explicit_begin:
-            conn.execute("BEGIN" if readonly else "BEGIN IMMEDIATE")
+            with busy_as_unavailable():
+                conn.execute("BEGIN" if readonly else "BEGIN IMMEDIATE")
         self._local.depth = 1
         try:
             yield conn
@@ -233,14 +273,14 @@ class Database:
     # -- statements ------------------------------------------------------------------
     def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         """Run one statement; returns the affected row count."""
-        with self.transaction() as conn, _function_reasons():
+        with busy_as_unavailable(), self.transaction() as conn, _function_reasons():
             cur = conn.execute(sql, tuple(params))
             return cur.rowcount
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         if not rows:
             return
-        with self.transaction() as conn, _function_reasons():
+        with busy_as_unavailable(), self.transaction() as conn, _function_reasons():
             cur = conn.cursor()
             if self.spec.driver == "pyodbc" and self.dialect is MSSQL:
                 cur.fast_executemany = True
@@ -248,7 +288,7 @@ class Database:
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         conn = self._connection()
-        with _function_reasons():
+        with busy_as_unavailable(), _function_reasons():
             cur = conn.execute(sql, tuple(params))
             names = [d[0] for d in cur.description]
             rows = cur.fetchall()
@@ -269,5 +309,6 @@ def open_database(
     connection: str,
     base_dir: Path | None = None,
     on_connect: Sequence[Callable[[Any], None]] = (),
+    busy_timeout_ms: int = BUSY_TIMEOUT_MS,
 ) -> Database:
-    return Database(parse_connection(connection, base_dir), on_connect)
+    return Database(parse_connection(connection, base_dir), on_connect, busy_timeout_ms)
