@@ -8,6 +8,7 @@ numpy kernels, storage clients) are imported inside the functions that need them
 import azure.functions as func
 
 from shared.api import (
+    analytics,
     embeddings,
     health,
     inference,
@@ -30,6 +31,7 @@ for area in (
     models,
     jobs,
     inference,
+    analytics,
     openapi,
 ):
     app.register_functions(area.bp)
