@@ -7,17 +7,20 @@ from typing import Any
 
 from shared.db.connection import Database
 
+# Byte sums travel as FLOAT (exact below 2**53): the SQLite ODBC driver reports integer
+# results as 32-bit and would truncate anything over 2 GiB.
+
 # Versions whose bytes live in Blob Storage (a refused upload has size but no blob).
 _MODELS = (
-    "SELECT name, COUNT(*) AS versions, "
-    "COALESCE(SUM(CASE WHEN blob_name IS NOT NULL THEN size_bytes ELSE 0 END), 0) AS blob_bytes "
+    "SELECT name, COUNT(*) AS versions, CAST(COALESCE(SUM(CASE WHEN blob_name IS NOT NULL "
+    "THEN size_bytes ELSE 0 END), 0) AS FLOAT) AS blob_bytes "
     "FROM models GROUP BY name ORDER BY name"
 )
 
 # float32 vectors: 4 bytes per dimension.
 _EMBEDDINGS = (
     "SELECT model_id, embedding_type, COUNT(*) AS n, MAX(dimension) AS dimension, "
-    "SUM(CAST(dimension AS BIGINT)) * 4 AS vector_bytes "
+    "CAST(SUM(dimension) AS FLOAT) * 4 AS vector_bytes "
     "FROM embeddings GROUP BY model_id, embedding_type ORDER BY model_id, embedding_type"
 )
 

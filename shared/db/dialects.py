@@ -141,18 +141,21 @@ class Dialect:
         reads timestamps as plain int64 instead of parsing text or datetime objects.
 
         SQLite's julianday is a double whose rounding error at today's dates is ~0.05 ms,
-        so rounding gives the exact millisecond stored in the text.
+        so rounding gives the exact millisecond stored in the text. It stays a REAL (exact
+        below 2**53): the SQLite ODBC driver reports a computed INTEGER as 32-bit and
+        truncates it.
         """
         if self.name == "sqlite":
-            return f"CAST(ROUND((julianday({column}) - 2440587.5) * 86400000.0) AS INTEGER)"
+            return f"ROUND((julianday({column}) - 2440587.5) * 86400000.0)"
         return f"DATEDIFF_BIG(millisecond, CAST('1970-01-01' AS DATETIME2(3)), {column})"
 
     def database_bytes(self) -> str:
         """One row, one column `bytes`: the space the database takes (SQLite: pages in
-        use times page size; SQL Server: pages allocated to every table and index)."""
+        use times page size; SQL Server: pages allocated to every table and index). A
+        FLOAT on SQLite, which the SQLite ODBC driver would otherwise cut to 32 bits."""
         if self.name == "sqlite":
             return (
-                "SELECT page_count * page_size AS bytes "
+                "SELECT CAST(page_count AS FLOAT) * page_size AS bytes "
                 "FROM pragma_page_count(), pragma_page_size()"
             )
         return (
