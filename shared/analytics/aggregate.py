@@ -66,7 +66,7 @@ class Groups:
         return lo, hi
 
 
-def _means(codes: np.ndarray, values: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+def group_means(codes: np.ndarray, values: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Per-group count and mean of the non-NaN `values` (mean NaN where none)."""
     keep = ~np.isnan(values)
     count = np.bincount(codes[keep], minlength=n).astype(np.int64)
@@ -105,9 +105,9 @@ def inference_stats(
     groups = Groups.of(codes, n_groups)
     latency = events["latency_ms"]
     failed = events["outcome"] == FAILED
-    _, latency_mean = _means(codes, latency, n_groups)
+    _, latency_mean = group_means(codes, latency, n_groups)
     confidence = events["confidence"]
-    conf_count, conf_mean = _means(codes, confidence, n_groups)
+    conf_count, conf_mean = group_means(codes, confidence, n_groups)
     first, last = groups.extremes(events["ts_ms"])
     hist = None
     if histogram:

@@ -38,6 +38,14 @@ def _codes(column: str, values: Sequence[str]) -> tuple[str, list[Any]]:
     return f"CASE {column} {whens} ELSE {len(values) - 1} END", list(values[:-1])
 
 
+def to_records(rows: Sequence[Sequence[Any]], dtype: np.dtype) -> np.ndarray:
+    """Driver rows (in `dtype`'s field order) as records, in one C loop; None in a float
+    field becomes NaN."""
+    if rows and not isinstance(rows[0], tuple):  # pyodbc.Row
+        rows = [tuple(r) for r in rows]
+    return np.fromiter(rows, dtype=dtype, count=len(rows))
+
+
 def _fill(
     db: Database, sql: str, params: Sequence[Any], dtype: np.dtype, chunk_rows: int
 ) -> list[np.ndarray]:
@@ -49,9 +57,7 @@ def _fill(
             rows = cursor.fetchmany(chunk_rows)
             if not rows:
                 break
-            if not isinstance(rows[0], tuple):  # pyodbc.Row
-                rows = [tuple(r) for r in rows]
-            parts.append(np.fromiter(rows, dtype=dtype, count=len(rows)))
+            parts.append(to_records(rows, dtype))
             del rows
     return parts
 
