@@ -32,26 +32,47 @@ def nearest_rank(n: int, p: int) -> int:
 class Groups:
     """Events sorted by group once, reused by every per-group figure."""
 
-    order: np.ndarray  # event indices, grouped
+    order: np.ndarray | None  # event indices, grouped; None when already grouped
     counts: np.ndarray  # events per group
-    starts: np.ndarray  # offset of each group in `order`
+    starts: np.ndarray  # offset of each group in the grouped order
 
     @classmethod
     def of(cls, codes: np.ndarray, n_groups: int) -> Groups:
-        order = np.argsort(codes, kind="stable")
+        """The reader returns inference records grouped by model: then no sort and no
+        gather are needed (a cheap check), otherwise one stable sort by code."""
         counts = np.bincount(codes, minlength=n_groups).astype(np.int64)
         starts = np.cumsum(counts) - counts
-        return cls(order, counts, starts)
+        grouped = len(codes) < 2 or bool(np.all(codes[1:] >= codes[:-1]))
+        return cls(None if grouped else np.argsort(codes, kind="stable"), counts, starts)
+
+    def grouped(self, values: np.ndarray) -> np.ndarray:
+        return values if self.order is None else values[self.order]
 
     def percentiles(self, values: np.ndarray, percentiles: tuple[int, ...]) -> np.ndarray:
         """[group, percentile] nearest-rank values; NaN for an empty group. Selection
         (np.partition) per group: O(n), no full sort."""
         out = np.full((len(self.counts), len(percentiles)), np.nan)
-        grouped = values[self.order]
+        grouped = self.grouped(values)
         for g in np.flatnonzero(self.counts):
             start, n = int(self.starts[g]), int(self.counts[g])
             ks = [nearest_rank(n, p) - 1 for p in percentiles]
             out[g] = np.partition(grouped[start : start + n], ks)[ks]
+        return out
+
+    def means(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per-group count and mean of the non-NaN `values` (mean NaN where none)."""
+        keep = ~np.isnan(values)
+        count = self.sums(keep.astype(np.int64))
+        total = self.sums(np.where(keep, values, 0.0))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return count, np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+    def sums(self, values: np.ndarray) -> np.ndarray:
+        """Per-group sums: one pass over contiguous groups (np.add.reduceat)."""
+        out = np.zeros(len(self.counts), dtype=values.dtype)
+        used = np.flatnonzero(self.counts)
+        if len(used):
+            out[used] = np.add.reduceat(self.grouped(values), self.starts[used])
         return out
 
     def extremes(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -60,19 +81,10 @@ class Groups:
         hi = lo.copy()
         used = np.flatnonzero(self.counts)
         if len(used):
-            grouped = values[self.order]
+            grouped = self.grouped(values)
             lo[used] = np.minimum.reduceat(grouped, self.starts[used])
             hi[used] = np.maximum.reduceat(grouped, self.starts[used])
         return lo, hi
-
-
-def group_means(codes: np.ndarray, values: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per-group count and mean of the non-NaN `values` (mean NaN where none)."""
-    keep = ~np.isnan(values)
-    count = np.bincount(codes[keep], minlength=n).astype(np.int64)
-    total = np.bincount(codes[keep], weights=values[keep], minlength=n)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return count, np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
 
 def histogram_bin(confidence: np.ndarray) -> np.ndarray:
@@ -105,9 +117,9 @@ def inference_stats(
     groups = Groups.of(codes, n_groups)
     latency = events["latency_ms"]
     failed = events["outcome"] == FAILED
-    _, latency_mean = group_means(codes, latency, n_groups)
+    _, latency_mean = groups.means(latency)
     confidence = events["confidence"]
-    conf_count, conf_mean = group_means(codes, confidence, n_groups)
+    conf_count, conf_mean = groups.means(confidence)
     first, last = groups.extremes(events["ts_ms"])
     hist = None
     if histogram:
@@ -119,7 +131,7 @@ def inference_stats(
     return InferenceStats(
         count=groups.counts,
         failures=np.bincount(codes[failed], minlength=n_groups).astype(np.int64),
-        rows=np.bincount(codes, weights=events["rows"], minlength=n_groups).astype(np.int64),
+        rows=groups.sums(events["rows"].astype(np.int64)),
         latency_mean=latency_mean,
         latency=groups.percentiles(latency, PERCENTILES),
         confidence_count=conf_count,

@@ -26,7 +26,7 @@ from shared.analytics.records import (
 )
 from shared.db.connection import Database
 
-DEFAULT_CHUNK_ROWS = 65_536
+DEFAULT_CHUNK_ROWS = 16_384  # driver rows alive at once: a few MB
 
 
 def _codes(column: str, values: Sequence[str]) -> tuple[str, list[Any]]:
@@ -46,38 +46,51 @@ def to_records(rows: Sequence[Sequence[Any]], dtype: np.dtype) -> np.ndarray:
     return np.fromiter(rows, dtype=dtype, count=len(rows))
 
 
-def _fill(
-    db: Database, sql: str, params: Sequence[Any], dtype: np.dtype, chunk_rows: int
-) -> list[np.ndarray]:
-    """Run one SELECT and turn its rows into record arrays, a chunk at a time."""
-    parts: list[np.ndarray] = []
+class _Records:
+    """A record array filled in place: sized from a COUNT read first (in the same
+    snapshot), so no chunk list is concatenated into a second copy at the end. It
+    doubles if more rows arrive than counted (a database without snapshot reads)."""
+
+    def __init__(self, dtype: np.dtype, capacity: int) -> None:
+        self.data = np.empty(capacity, dtype=dtype)
+        self.size = 0
+
+    def extend(self, chunk: np.ndarray) -> None:
+        end = self.size + len(chunk)
+        if end > len(self.data):
+            grown = np.empty(max(end, 2 * len(self.data)), dtype=self.data.dtype)
+            grown[: self.size] = self.data[: self.size]
+            self.data = grown
+        self.data[self.size : end] = chunk
+        self.size = end
+
+    def result(self) -> np.ndarray:
+        data = self.data if self.size == len(self.data) else self.data[: self.size].copy()
+        return frozen(data)
+
+
+def _fill(db: Database, sql: str, params: Sequence[Any], out: _Records, chunk_rows: int) -> None:
+    """Run one SELECT and append its rows to `out` as records, a chunk at a time."""
     with db.transaction(readonly=True) as conn:
         cursor = conn.execute(sql, tuple(params))
-        while True:
-            rows = cursor.fetchmany(chunk_rows)
-            if not rows:
-                break
-            parts.append(to_records(rows, dtype))
+        while rows := cursor.fetchmany(chunk_rows):
+            out.extend(to_records(rows, out.data.dtype))
             del rows
-    return parts
-
-
-def _join(parts: list[np.ndarray], dtype: np.dtype) -> np.ndarray:
-    if not parts:
-        return frozen(np.empty(0, dtype=dtype))
-    if len(parts) == 1:
-        return frozen(parts[0])
-    return frozen(np.concatenate(parts))
 
 
 def _since_clause(since: str | None) -> tuple[str, list[Any]]:
     return ("", []) if since is None else (" AND created_at >= ?", [since])
 
 
-def model_names(db: Database) -> list[str]:
-    """Every model name in the inference log, sorted (an index-only scan)."""
-    rows = db.query("SELECT DISTINCT model_name FROM inference_log ORDER BY model_name")
-    return [r["model_name"] for r in rows]
+def _counts(db: Database, table: str, column: str, since: str | None) -> dict[str, int]:
+    """Rows per value of `column` (from the created_at window), sorted by value."""
+    window, params = _since_clause(since)
+    rows = db.query(
+        f"SELECT {column} AS v, COUNT(*) AS n FROM {table} WHERE 1 = 1{window} "  # noqa: S608
+        f"GROUP BY {column} ORDER BY {column}",
+        params,
+    )
+    return {r["v"]: int(r["n"]) for r in rows}
 
 
 def read_inference(
@@ -88,50 +101,51 @@ def read_inference(
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
 ) -> InferenceEvents:
     """Inference events of `names` (default: every model in the log) created at or
-    after `since` (stored timestamp text, e.g. ``2026-01-01T00:00:00.000``)."""
+    after `since` (stored timestamp text, e.g. ``2026-01-01T00:00:00.000``).
+
+    Records come out grouped by model, in lookup-table order."""
     outcome, outcome_params = _codes("outcome", OUTCOMES)
     window, window_params = _since_clause(since)
     sql = (
         f"SELECT {db.dialect.epoch_ms('created_at')}, latency_ms, confidence, rows, ?, "  # noqa: S608
         f"{outcome} FROM inference_log WHERE model_name = ?{window}"
     )
-    parts: list[np.ndarray] = []
-    with db.transaction(readonly=True):  # one snapshot for every model
-        models = tuple(model_names(db) if names is None else names)
+    with db.transaction(readonly=True):  # one snapshot: counts, then every model
+        if names is None:
+            counts = _counts(db, "inference_log", "model_name", since)  # index-only
+            models = tuple(counts)
+            capacity = sum(counts.values())
+        else:
+            models = tuple(names)
+            count = f"SELECT COUNT(*) AS n FROM inference_log WHERE model_name = ?{window}"  # noqa: S608
+            capacity = sum(int(db.scalar(count, [n, *window_params])) for n in models)
+        out = _Records(INFERENCE_DTYPE, capacity)
         for code, name in enumerate(models):
             params = [code, *outcome_params, name, *window_params]
-            parts.extend(_fill(db, sql, params, INFERENCE_DTYPE, chunk_rows))
-    return InferenceEvents(_join(parts, INFERENCE_DTYPE), models)
+            _fill(db, sql, params, out, chunk_rows)
+    return InferenceEvents(out.result(), models)
 
 
 def read_jobs(
     db: Database, *, since: str | None = None, chunk_rows: int = DEFAULT_CHUNK_ROWS
 ) -> JobEvents:
-    """Job events created at or after `since`; kinds are coded by a lookup read first
-    (the last kind, "other", catches a kind that appears meanwhile)."""
+    """Job events created at or after `since`. Kinds are coded by a lookup read first;
+    its last entry, "other", catches a kind that appears meanwhile."""
     window, window_params = _since_clause(since)
-    with db.transaction(readonly=True):
-        found = db.query(
-            f"SELECT DISTINCT kind FROM jobs WHERE 1 = 1{window} ORDER BY kind",  # noqa: S608
-            window_params,
-        )
-        kinds = (*(r["kind"] for r in found), "other")
-        return _read_jobs(db, kinds, window, window_params, chunk_rows)
-
-
-def _read_jobs(
-    db: Database, kinds: tuple[str, ...], window: str, window_params: list[Any], chunk_rows: int
-) -> JobEvents:
-    kind, kind_params = _codes("kind", kinds)
-    status, status_params = _codes("status", JOB_STATUSES)
     epoch = db.dialect.epoch_ms
     duration = (
         "CASE WHEN started_at IS NOT NULL AND finished_at IS NOT NULL "
         f"THEN {epoch('finished_at')} - {epoch('started_at')} ELSE NULL END"
     )
-    sql = (
-        f"SELECT {epoch('created_at')}, {duration}, attempts, {kind}, {status} "  # noqa: S608
-        f"FROM jobs WHERE 1 = 1{window}"
-    )
-    params = [*kind_params, *status_params, *window_params]
-    return JobEvents(_join(_fill(db, sql, params, JOB_DTYPE, chunk_rows), JOB_DTYPE), kinds)
+    status, status_params = _codes("status", JOB_STATUSES)
+    with db.transaction(readonly=True):
+        counts = _counts(db, "jobs", "kind", since)
+        kinds = (*counts, "other")
+        kind, kind_params = _codes("kind", kinds)
+        sql = (
+            f"SELECT {epoch('created_at')}, {duration}, attempts, {kind}, {status} "  # noqa: S608
+            f"FROM jobs WHERE 1 = 1{window}"
+        )
+        out = _Records(JOB_DTYPE, sum(counts.values()))
+        _fill(db, sql, [*kind_params, *status_params, *window_params], out, chunk_rows)
+    return JobEvents(out.result(), kinds)

@@ -213,3 +213,18 @@ def test_nearest_rank_percentiles_follow_their_definition() -> None:
         ordered = sorted(values[codes == g])
         assert list(got[g]) == [ordered[nearest_rank(len(ordered), p) - 1] for p in (50, 95, 99)]
     assert np.isnan(got[4]).all()  # an empty group
+
+
+def test_records_grow_when_more_rows_arrive_than_were_counted() -> None:
+    """SQL Server without snapshot reads may return rows the COUNT did not see."""
+    from shared.analytics.reader import _Records, to_records
+    from shared.analytics.records import INFERENCE_DTYPE
+
+    rows = [(i, float(i), None if i % 2 else 0.5, 1, 0, 0) for i in range(10)]
+    for capacity in (0, 3, 10, 20):
+        out = _Records(INFERENCE_DTYPE, capacity)
+        for start in range(0, 10, 4):
+            out.extend(to_records(rows[start : start + 4], INFERENCE_DTYPE))
+        got = out.result()
+        assert same_records(got, to_records(rows, INFERENCE_DTYPE))
+        assert not got.flags.writeable and len(got) == 10
