@@ -55,24 +55,23 @@ class InferenceEvent:
 
 
 def driver_rows(n: int, seed: int = 1) -> list[tuple]:
-    """Rows shaped as the reader's SELECT returns them (model grouped, as it reads)."""
+    """Rows shaped as the reader's SELECT returns them, in arrival order (models
+    interleaved, a few used far more than others), as a table scan reads them."""
     rnd = random.Random(seed)
     start = 1_780_000_000_000
-    out = []
-    for code in range(len(MODELS)):
-        share = n // len(MODELS) + (1 if code < n % len(MODELS) else 0)
-        for _ in range(share):
-            out.append(
-                (
-                    start + rnd.randrange(0, 90 * 86_400_000),
-                    round(rnd.lognormvariate(2.0, 0.7), 3),
-                    None if rnd.random() < 0.2 else rnd.random(),
-                    rnd.randint(1, 32),
-                    code,
-                    1 if rnd.random() < 0.05 else 0,
-                )
-            )
-    return out
+    weights = [2.0**-i for i in range(len(MODELS))]
+    codes = rnd.choices(range(len(MODELS)), weights=weights, k=n)
+    return [
+        (
+            start + i * 7_776,  # ~90 days over 1M events
+            round(rnd.lognormvariate(2.0, 0.7), 3),
+            None if rnd.random() < 0.2 else rnd.random(),
+            rnd.randint(1, 32),
+            code,
+            1 if rnd.random() < 0.05 else 0,
+        )
+        for i, code in enumerate(codes)
+    ]
 
 
 # -- the two designs ----------------------------------------------------------------

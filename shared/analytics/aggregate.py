@@ -42,8 +42,11 @@ class Groups:
         gather are needed (a cheap check), otherwise one stable sort by code."""
         counts = np.bincount(codes, minlength=n_groups).astype(np.int64)
         starts = np.cumsum(counts) - counts
-        grouped = len(codes) < 2 or bool(np.all(codes[1:] >= codes[:-1]))
-        return cls(None if grouped else np.argsort(codes, kind="stable"), counts, starts)
+        if len(codes) < 2 or bool(np.all(codes[1:] >= codes[:-1])):
+            return cls(None, counts, starts)
+        # A stable sort of 16-bit keys is a radix sort in numpy: O(n).
+        keys = codes.astype(np.int16) if n_groups <= np.iinfo(np.int16).max else codes
+        return cls(np.argsort(keys, kind="stable"), counts, starts)
 
     def grouped(self, values: np.ndarray) -> np.ndarray:
         return values if self.order is None else values[self.order]

@@ -228,3 +228,22 @@ def test_records_grow_when_more_rows_arrive_than_were_counted() -> None:
         got = out.result()
         assert same_records(got, to_records(rows, INFERENCE_DTYPE))
         assert not got.flags.writeable and len(got) == 10
+
+
+def test_one_scan_and_per_model_index_reads_give_the_same_records(db: Database) -> None:
+    from shared.analytics.reader import _counts, _one_scan_is_cheaper
+
+    add_inferences(db, random_inferences(400))
+    counts = _counts(db, "inference_log", "model_name", None)
+    assert _one_scan_is_cheaper(db, counts, None)  # all time, four models: one scan
+    scan = read_inference(db, chunk_rows=9)
+    by_model = read_inference(db, names=list(counts), chunk_rows=9)  # index per model
+    assert scan.models == by_model.models == tuple(sorted(counts))
+    order = ("model", "ts_ms", "latency_ms", "rows", "outcome")
+    assert same_records(np.sort(scan.events, order=order), np.sort(by_model.events, order=order))
+    # A one-day window of a table spread over 200 days reads through the index.
+    assert not _one_scan_is_cheaper(
+        db,
+        _counts(db, "inference_log", "model_name", "2026-06-10T00:00:00.000"),
+        "2026-06-10T00:00:00.000",
+    )
