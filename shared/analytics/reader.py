@@ -3,9 +3,8 @@
 The SQL does the per-row conversions the records need (timestamps to epoch ms,
 categorical strings to codes), so each chunk of driver rows becomes records with one
 `np.fromiter` call and the rows are dropped: no Python object per event outlives its
-chunk, and memory holds the compact records plus one chunk. Inference rows are read one
-model at a time through the (model_name, created_at) index, so the model code is a
-constant of the query.
+chunk, and memory holds the compact records plus one chunk. Counts read first (in the
+same snapshot) size the arrays and give the lookup tables.
 """
 
 from __future__ import annotations
