@@ -8,6 +8,7 @@ numpy kernels, storage clients) are imported inside the functions that need them
 import azure.functions as func
 
 from shared.api import (
+    analytics,
     database,
     embeddings,
     health,
@@ -35,6 +36,7 @@ for area in (
     inference,
     database,
     monitoring,
+    analytics,
     openapi,
 ):
     app.register_functions(area.bp)

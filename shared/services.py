@@ -187,6 +187,14 @@ def job_payloads():
 
 
 @cache
+def analytics():
+    """Usage, per-model and storage analytics over the app's database (numpy inside)."""
+    from shared.analytics.service import AnalyticsService
+
+    return AnalyticsService(database())
+
+
+@cache
 def model_registry():
     from shared.db.repos.models import ModelRepository
     from shared.models.registry import ModelRegistry

@@ -136,6 +136,33 @@ class Dialect:
         values = ", ".join(f"src.{c}" for c in columns)
         return sql + f" WHEN NOT MATCHED THEN INSERT ({cols}) VALUES ({values});"
 
+    def epoch_ms(self, column: str) -> str:
+        """`column` (a `ts`) as integer milliseconds since 1970-01-01 UTC, so analytics
+        reads timestamps as plain int64 instead of parsing text or datetime objects.
+
+        SQLite's julianday is a double whose rounding error at today's dates is ~0.05 ms,
+        so rounding gives the exact millisecond stored in the text. It stays a REAL (exact
+        below 2**53): the SQLite ODBC driver reports a computed INTEGER as 32-bit and
+        truncates it.
+        """
+        if self.name == "sqlite":
+            return f"ROUND((julianday({column}) - 2440587.5) * 86400000.0)"
+        return f"DATEDIFF_BIG(millisecond, CAST('1970-01-01' AS DATETIME2(3)), {column})"
+
+    def database_bytes(self) -> str:
+        """One row, one column `bytes`: the space the database takes (SQLite: pages in
+        use times page size; SQL Server: pages allocated to every table and index). A
+        FLOAT on SQLite, which the SQLite ODBC driver would otherwise cut to 32 bits."""
+        if self.name == "sqlite":
+            return (
+                "SELECT CAST(page_count AS FLOAT) * page_size AS bytes "
+                "FROM pragma_page_count(), pragma_page_size()"
+            )
+        return (
+            "SELECT CAST(COALESCE(SUM(total_pages), 0) AS BIGINT) * 8192 AS bytes "
+            "FROM sys.allocation_units"
+        )
+
     def limit(self, select: str, order_by: str) -> str:
         """Append ORDER BY and a row limit taken from one trailing `?` parameter."""
         if self.name == "sqlite":
