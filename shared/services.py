@@ -218,12 +218,18 @@ def model_files():
     return ModelFileCache(s.data_dir / "model-cache", s.model_cache_bytes)
 
 
+@cache
+def model_downloads():
+    from shared.db.repos.models import ModelRepository
+    from shared.models.downloads import ModelDownloads
+
+    return ModelDownloads(version_store(), ModelRepository(database()))
+
+
 def fetch_model_file(record):
     """A local path to a registered model's bytes (downloaded once, then cached)."""
-    store = version_store()
-    return model_files().path_for(
-        record.sha256, lambda dest: store.download_to(record.blob_name, dest)
-    )
+    download = model_downloads().download
+    return model_files().path_for(record.sha256, lambda dest: download(record, dest))
 
 
 @cache
@@ -282,12 +288,11 @@ def inference():
     from shared.models.inference import InferenceService
     from shared.vectors.pool import default_pool
 
-    store = version_store()
     return InferenceService(
         ModelRepository(database()),
         InferenceLogRepository(database()),
         model_files(),
         sessions(),
-        lambda record, dest: store.download_to(record.blob_name, dest),
+        model_downloads().download,
         default_pool(),
     )

@@ -30,7 +30,9 @@ CHUNK_ROWS = 5000  # rows per transaction when storing embeddings
 def _missing_blob(exc: Exception) -> bool:
     from azure.core.exceptions import ResourceNotFoundError
 
-    return isinstance(exc, ResourceNotFoundError)
+    from shared.models.errors import ModelBlobMissingError
+
+    return isinstance(exc, ResourceNotFoundError | ModelBlobMissingError)
 
 
 class ModelIngestion:
@@ -67,7 +69,13 @@ class ModelIngestion:
             path = self.fetch(record)
         except Exception as exc:
             if _missing_blob(exc):
-                reason = f"the blob {record.blob_name!r} no longer exists"
+                from shared.models.errors import ModelBlobMissingError
+
+                reason = (
+                    exc.reason
+                    if isinstance(exc, ModelBlobMissingError)
+                    else f"the blob {record.blob_name!r} no longer exists"
+                )
                 self.models.set_status(record.id, ModelStatus.FAILED, error=reason)
                 raise PermanentJobError(reason) from exc
             raise

@@ -41,6 +41,12 @@ class ModelNotReadyError(ModelError, NotReadyError):
     code = "model_not_ready"
 
 
+class ModelBlobMissingError(ModelNotReadyError):
+    """The version's bytes are gone from Blob Storage: it cannot serve until uploaded again."""
+
+    code = "model_unavailable"
+
+
 class InferenceInputError(ModelError, InvalidInputError):
     """A request's tensor does not fit the model; ``field`` names the input (or "outputs")."""
 

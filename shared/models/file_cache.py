@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import re
 import threading
@@ -24,6 +25,7 @@ from pathlib import Path
 
 from shared.models.errors import IntegrityError
 
+log = logging.getLogger(__name__)
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 CHUNK_BYTES = 1 << 20
 MODEL_FILE = "model.onnx"
@@ -59,6 +61,7 @@ class ModelFileCache:
         self._evict_lock = threading.Lock()
         self._clock_lock = threading.Lock()
         self._last_ns = 0
+        self._verified: dict[str, tuple[int, int]] = {}  # sha -> (size, mtime_ns) checked
         self.fetches = 0  # how many times bytes were fetched (hits do not count)
 
     def _lock(self, sha: str) -> threading.Lock:
@@ -86,11 +89,9 @@ class ModelFileCache:
         sha = _check_sha(sha256)
         path = self._file(sha)
         with self._lock(sha):
-            try:
+            if self._intact(sha, path):
                 self._touch(path)
                 return path
-            except FileNotFoundError:
-                pass
             self.root.mkdir(parents=True, exist_ok=True)
             tmp = self.root / f".{sha}.{os.getpid()}.{uuid.uuid4().hex}.tmp"
             try:
@@ -108,10 +109,33 @@ class ModelFileCache:
                 path.parent.mkdir(exist_ok=True)
                 os.replace(tmp, path)
                 self._touch(path)
+                self._remember(sha, path)
             finally:
                 tmp.unlink(missing_ok=True)
             self._evict(keep=path)
             return path
+
+    def _intact(self, sha: str, path: Path) -> bool:
+        """Whether the cached file is there and still has its sha256. Hashed once per
+        process (and again if its size or mtime changed behind the cache's back): a file
+        damaged on disk is dropped and fetched again, never served."""
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            return False
+        if self._verified.get(sha) == (st.st_size, st.st_mtime_ns):
+            return True
+        if file_sha256(path) != sha:
+            log.warning("cached model %s... failed its sha256 check; fetching it again", sha[:12])
+            path.unlink(missing_ok=True)
+            self._verified.pop(sha, None)
+            return False
+        self._remember(sha, path)
+        return True
+
+    def _remember(self, sha: str, path: Path) -> None:
+        st = path.stat()
+        self._verified[sha] = (st.st_size, st.st_mtime_ns)
 
     def total_bytes(self) -> int:
         return sum(size for _, _, size in self._entries())

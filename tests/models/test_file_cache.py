@@ -155,3 +155,19 @@ def test_a_model_cannot_read_another_cached_model_as_external_data(tmp_path: Pat
         with pytest.raises(ModelValidationError) as err:
             inspect_model(path)
         assert str(tmp_path) not in without_paths(err.value.reason)
+
+
+def test_a_cached_file_damaged_on_disk_is_fetched_again(tmp_path: Path) -> None:
+    import hashlib
+
+    data = b"model bytes " * 100
+    sha = hashlib.sha256(data).hexdigest()
+    cache = ModelFileCache(tmp_path / "cache", 10**6)
+    path = cache.path_for(sha, lambda dest: dest.write_bytes(data))
+    assert cache.fetches == 1
+    restarted = ModelFileCache(tmp_path / "cache", 10**6)  # a new process, same folder
+    path.write_bytes(b"X" + data[1:])  # one flipped byte, same size
+    again = restarted.path_for(sha, lambda dest: dest.write_bytes(data))
+    assert again.read_bytes() == data and restarted.fetches == 1
+    assert restarted.path_for(sha, lambda dest: None) == again  # verified: a plain hit now
+    assert restarted.fetches == 1
