@@ -53,11 +53,25 @@ class Telemetry:
 
     def shutdown(self) -> None:
         """Flush and stop the providers (spans and metrics still batched are sent)."""
+        _detach_log_handlers()  # no log record may reach a logger provider shut down
         for provider in self.providers:
             try:
                 provider.shutdown()
             except Exception as exc:  # telemetry never fails the host
                 log.warning("telemetry: shutting down %s failed: %s", type(provider).__name__, exc)
+
+
+def _detach_log_handlers() -> None:
+    """Take the OpenTelemetry logging handler (the distro puts one on the root logger)
+    off, flushing it first."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if type(handler).__module__.startswith("opentelemetry"):
+            root.removeHandler(handler)
+            try:
+                handler.flush()
+            except Exception as exc:
+                log.warning("telemetry: flushing logs failed: %s", exc)
 
 
 class _OnceFilter(logging.Filter):
