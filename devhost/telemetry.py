@@ -251,6 +251,16 @@ def blob_span(container: str, blob: str) -> SpanStart:
     )
 
 
+_cached: list[Any] = []
+
+
+def _tracer() -> Any:
+    """The host's tracer, made once (a proxy until a provider is set)."""
+    if not _cached:
+        _cached.append(trace.get_tracer(TRACER_NAME))
+    return _cached[0]
+
+
 @contextmanager
 def invocation(function: str, invocation_id: str, start: SpanStart | None) -> Iterator[Any]:
     """Run the block (one invocation) in its span, on the calling thread: the function's
@@ -265,7 +275,7 @@ def invocation(function: str, invocation_id: str, start: SpanStart | None) -> It
     attributes = {**start.attributes, "faas.name": function, "faas.invocation_id": invocation_id}
     token = otel_context.attach(parent) if parent is not None else None
     try:
-        with trace.get_tracer(TRACER_NAME).start_as_current_span(
+        with _tracer().start_as_current_span(
             start.name or function,
             kind=start.kind,
             attributes=attributes,

@@ -7,14 +7,9 @@ statement's parameters: values can be personal data and make every span unique.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from functools import lru_cache
-from typing import Any
 
-from opentelemetry import trace
-
-from shared.telemetry import tracer
+from shared.telemetry import ClientSpan
 
 _TABLE_AFTER = {
     "SELECT": r"\bFROM\s+",
@@ -44,17 +39,18 @@ def verb_and_table(sql: str) -> tuple[str, str | None]:
     return verb, found.group(1) if found else None
 
 
-@contextmanager
-def sql_span(system: str, database: str | None, sql: str) -> Iterator[Any]:
+def sql_span(system: str, database: str | None, sql: str) -> ClientSpan:
     """A span for one statement: db.system, db.name, the verb and the table."""
+    name, attributes = _described(system, database, sql)
+    return ClientSpan(name, dict(attributes))
+
+
+@lru_cache(maxsize=512)
+def _described(system: str, database: str | None, sql: str) -> tuple[str, tuple]:
     verb, table = verb_and_table(sql)
-    attributes = {"db.system": system, "db.operation": verb}
+    attributes = [("db.system", system), ("db.operation", verb)]
     if table:
-        attributes["db.sql.table"] = table
+        attributes.append(("db.sql.table", table))
     if database:
-        attributes["db.name"] = database
-    name = f"{verb} {table}" if table else verb
-    with tracer().start_as_current_span(
-        name, kind=trace.SpanKind.CLIENT, attributes=attributes
-    ) as span:
-        yield span
+        attributes.append(("db.name", database))
+    return (f"{verb} {table}" if table else verb), tuple(attributes)
