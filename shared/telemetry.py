@@ -259,6 +259,18 @@ def onnx_run(model: str, version: int | None = None) -> ClientSpan:
     return ClientSpan(SPAN_ONNX_RUN, attributes)
 
 
+def record_error(exc: BaseException) -> None:
+    """Record `exc` on the current span (the invocation's) with error status: for an
+    error the app turns into a 5xx reply itself, so no exception reaches the host."""
+    try:
+        span = trace.get_current_span()
+        if span.is_recording():
+            span.record_exception(exc)
+            span.set_status(trace.Status(trace.StatusCode.ERROR, type(exc).__name__))
+    except Exception:
+        _warn_once("exception")
+
+
 def inject_traceparent() -> str | None:
     """The current span's W3C `traceparent`, to carry across a hop (a queue message) that
     has no headers; None when no span is recording."""

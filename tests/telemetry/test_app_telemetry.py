@@ -319,3 +319,30 @@ def test_the_last_failed_attempt_counts_a_poisoned_message(otel: Otel, jobs_db) 
     assert _sum(otel, "hartonomous.jobs", kind="model", outcome="retry") >= 1
     spans = otel.finished("job model")
     assert [s.status.status_code for s in spans] == [StatusCode.ERROR, StatusCode.ERROR]
+
+
+# -- errors the app answers itself --------------------------------------------------------
+
+
+def test_a_5xx_the_app_answers_itself_is_recorded_on_the_invocation_span(otel: Otel) -> None:
+    from shared.api.errors import RequestError, handle_errors
+
+    @handle_errors
+    def broken(req: func.HttpRequest) -> func.HttpResponse:
+        raise RuntimeError("disk on fire")
+
+    @handle_errors
+    def missing(req: func.HttpRequest) -> func.HttpResponse:
+        raise RequestError(404, "not_found", "no such thing")
+
+    req = func.HttpRequest("GET", "http://localhost/api/x", body=b"")
+    tracer = trace.get_tracer("test")
+    with tracer.start_as_current_span("invocation-500", kind=SpanKind.SERVER):
+        assert broken(req).status_code == 500
+    with tracer.start_as_current_span("invocation-404", kind=SpanKind.SERVER):
+        assert missing(req).status_code == 404
+    (failed,) = otel.finished("invocation-500")
+    assert failed.status.status_code is StatusCode.ERROR
+    assert failed.events[0].attributes["exception.type"] == "RuntimeError"
+    (not_found,) = otel.finished("invocation-404")
+    assert not_found.status.status_code is StatusCode.UNSET and not not_found.events
