@@ -24,6 +24,7 @@ from .invocation import Bound, Invoker
 from .loader import FunctionSpec
 from .messages import encode_body
 from .storage import StorageClients
+from .telemetry import blob_span
 from .workers import PendingWork
 
 log = logging.getLogger("devhost.blob")
@@ -192,7 +193,7 @@ class BlobScanner(PendingWork):
 
         key = (blob_name, etag)
         try:
-            self._invoker.invoke(self.spec, bind)
+            self._invoker.invoke(self.spec, bind, blob_span(container, blob_name))
         except BlobGone:
             return
         except Exception:

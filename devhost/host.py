@@ -43,6 +43,8 @@ from .startup import (
     storage_bindings,
 )
 from .storage import StorageClients
+from .telemetry import Telemetry
+from .telemetry import configure as configure_telemetry
 
 log = logging.getLogger("devhost")
 
@@ -259,10 +261,12 @@ def run(options: Options) -> int:
     azurite: azurite_mod.Azurite | None = None
     storage: StorageClients | None = None
     host: Host | None = None
+    telemetry = Telemetry()
     try:
         settings = load_local_settings(folder)
         config = load_host_config(folder)
         setup_logging(config.log_level, config.azure_log_level)
+        telemetry = configure_telemetry()  # before the app's import, as the worker does
         if options.with_azurite:
             azurite = maybe_start_azurite(folder)
         try:
@@ -289,6 +293,7 @@ def run(options: Options) -> int:
             signal.signal(sig, signal.SIG_IGN)
         if storage is not None:
             storage.close()
+        telemetry.shutdown()  # flush what is still batched
         if azurite is not None:
             log.info("Stopping Azurite")
             azurite.stop()

@@ -24,6 +24,7 @@ from .auth import KeyRing, presented_key
 from .invocation import Invoker
 from .loader import FunctionSpec
 from .routing import MethodNotAllowed, Router
+from .telemetry import http_span
 
 log = logging.getLogger("devhost.http")
 
@@ -194,9 +195,12 @@ class HttpApp:
         )
         data = {**found.params, **{f"Query.{k}": v for k, v in query.items()}}
         spec = target.spec
+        template = found.route.template.template.strip("/")
+        route = "/" + "/".join(part for part in (self.prefix, template) if part)
+        span = http_span(method, request.url, route, headers)
         try:
             result = await self.invoker.invoke_async(
-                spec, ({spec.trigger["name"]: request}, data), self.executor
+                spec, ({spec.trigger["name"]: request}, data), self.executor, span
             )
         except Exception:  # logged with its traceback by the invoker
             await _reply(send, 500, b"Internal Server Error")

@@ -17,10 +17,12 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import Executor
 from typing import Any
 
+from . import telemetry
 from .bindings import OutputWriter, bind_inputs, collect_outputs, prepare_outputs
 from .context import InvocationContext
 from .loader import FunctionSpec
 from .storage import StorageClients
+from .telemetry import SpanStart
 
 log = logging.getLogger("devhost.invocation")
 
@@ -86,18 +88,28 @@ class Invoker:
             reason = f"{type(exc).__name__}: {exc}".strip().rstrip(":")
             log.error("%s %s", line, reason, exc_info=exc)
 
-    def invoke(self, spec: FunctionSpec, bind: Callable[[], Bound]) -> Any:
-        """Run one invocation on the calling (worker) thread; raises if it failed."""
+    def invoke(
+        self, spec: FunctionSpec, bind: Callable[[], Bound], span: SpanStart | None = None
+    ) -> Any:
+        """Run one invocation on the calling (worker) thread, inside its span (attached to
+        this thread, so the function's spans are its children); raises if it failed."""
         invocation_id, started = self._enter()
         try:
-            bound = bind()
-            kwargs, outs = self._arguments(spec, invocation_id, bound)
-            if spec.is_async:
-                future = asyncio.run_coroutine_threadsafe(spec.func(**kwargs), self._loop)
-                result = future.result()
-            else:
-                result = spec.func(**kwargs)
-            self._writer.write_all(collect_outputs(spec, outs, result), bound[1])
+            with telemetry.invocation(spec.name, invocation_id, span) as current:
+                try:
+                    bound = bind()
+                    kwargs, outs = self._arguments(spec, invocation_id, bound)
+                    if spec.is_async:
+                        # the coroutine runs on the loop: hand it this thread's context
+                        coroutine = _in_context(spec.func(**kwargs))
+                        result = asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
+                    else:
+                        result = spec.func(**kwargs)
+                    self._writer.write_all(collect_outputs(spec, outs, result), bound[1])
+                except BaseException:
+                    telemetry.set_failed(current)
+                    raise
+                telemetry.set_result(current, result)
         except BaseException as exc:
             self._log(spec, invocation_id, started, exc)
             raise
@@ -107,22 +119,34 @@ class Invoker:
         finally:
             self._leave()
 
-    async def invoke_async(self, spec: FunctionSpec, bound: Bound, executor: Executor) -> Any:
+    async def invoke_async(
+        self, spec: FunctionSpec, bound: Bound, executor: Executor, span: SpanStart | None = None
+    ) -> Any:
         """Run one invocation for the event loop: sync functions go to `executor`."""
         if not spec.is_async:
-            return await self._loop.run_in_executor(executor, self.invoke, spec, lambda: bound)
+            return await self._loop.run_in_executor(
+                executor, self.invoke, spec, lambda: bound, span
+            )
         invocation_id, started = self._enter()
         try:
-            if spec.inputs:
-                kwargs, outs = await self._loop.run_in_executor(
-                    executor, self._arguments, spec, invocation_id, bound
-                )
-            else:
-                kwargs, outs = self._arguments(spec, invocation_id, bound)
-            result = await spec.func(**kwargs)
-            pairs = collect_outputs(spec, outs, result)
-            if pairs:
-                await self._loop.run_in_executor(executor, self._writer.write_all, pairs, bound[1])
+            with telemetry.invocation(spec.name, invocation_id, span) as current:
+                try:
+                    if spec.inputs:
+                        kwargs, outs = await self._loop.run_in_executor(
+                            executor, self._arguments, spec, invocation_id, bound
+                        )
+                    else:
+                        kwargs, outs = self._arguments(spec, invocation_id, bound)
+                    result = await spec.func(**kwargs)
+                    pairs = collect_outputs(spec, outs, result)
+                    if pairs:
+                        await self._loop.run_in_executor(
+                            executor, self._writer.write_all, pairs, bound[1]
+                        )
+                except BaseException:
+                    telemetry.set_failed(current)
+                    raise
+                telemetry.set_result(current, result)
         except BaseException as exc:
             self._log(spec, invocation_id, started, exc)
             raise
@@ -131,3 +155,20 @@ class Invoker:
             return result
         finally:
             self._leave()
+
+
+def _in_context(coroutine: Any) -> Any:
+    """`coroutine` wrapped to run under the OpenTelemetry context of the calling thread
+    (captured now, while still on that thread), for the event loop to await."""
+    from opentelemetry import context as otel_context
+
+    ctx = otel_context.get_current()
+
+    async def run() -> Any:
+        token = otel_context.attach(ctx)
+        try:
+            return await coroutine
+        finally:
+            otel_context.detach(token)
+
+    return run()

@@ -24,6 +24,7 @@ from .invocation import Bound, Invoker
 from .loader import FunctionSpec
 from .messages import decode_body, queue_binding_data, to_function_message
 from .storage import StorageClients
+from .telemetry import queue_span
 from .workers import PendingWork
 
 log = logging.getLogger("devhost.queue")
@@ -152,7 +153,7 @@ class QueueListener(PendingWork):
             return {trigger_name: argument}, queue_binding_data(function_message)
 
         try:
-            self._invoker.invoke(self.spec, bind)
+            self._invoker.invoke(self.spec, bind, queue_span(self.queue_name, message.id))
         except Exception:
             self._failed(message)
             return

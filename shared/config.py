@@ -227,7 +227,8 @@ SETTINGS: tuple[Setting, ...] = (
         "APPLICATIONINSIGHTS_CONNECTION_STRING",
         "",
         _str,
-        "Application Insights; empty turns Azure Monitor export off.",
+        "Application Insights, for the host (the worker, or the local host) to export to when "
+        "PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY=true; the app never configures export.",
     ),
 )
 

@@ -277,6 +277,7 @@ def job_runner():
             JobKind.EMBED_TEXT: TextEmbeddingJob(store, text_embedders().get),
         },
         job_payloads(),
+        queue_name=get_settings().ingestion_queue,
     )
 
 

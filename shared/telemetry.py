@@ -9,7 +9,16 @@ queries in infra/monitoring and the tests all read the same names.
 
 from __future__ import annotations
 
+import logging
+import math
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import metrics, propagate, trace
 
 METER_NAME = "hartonomous"
 TRACER_NAME = "hartonomous"
@@ -136,3 +145,157 @@ INSTRUMENTS: tuple[Instrument, ...] = (
 )
 
 BY_NAME = {i.name: i for i in INSTRUMENTS}
+
+
+# Span names and the attributes that make Application Insights show an ONNX session run
+# as a dependency of type "ONNX" with the model as target: the exporter takes a CLIENT
+# span's type from `az.namespace` and its target from `peer.service`
+# (azure-monitor-opentelemetry-exporter, _convert_span_to_envelope).
+SPAN_ONNX_RUN = "ONNX run"
+ONNX_DEPENDENCY_TYPE = "ONNX"
+SPAN_JOB = "job {kind}"  # the queue job's own span, inside the host's invocation span
+
+log = logging.getLogger(__name__)
+
+_instruments: dict[str, Any] = {}
+_lock = threading.Lock()
+_warned: set[str] = set()
+
+
+_tracer: trace.Tracer | None = None
+
+
+def tracer() -> trace.Tracer:
+    """The app's tracer, made once: a proxy that is a no-op until the host sets a
+    provider and then delegates to it (asking the provider per span costs microseconds)."""
+    global _tracer
+    if _tracer is None:
+        _tracer = trace.get_tracer(TRACER_NAME)
+    return _tracer
+
+
+class ClientSpan:
+    """A CLIENT span around a call that makes no spans of its own (an ONNX run, one SQL
+    statement): started and ended without becoming the current span, which saves the
+    context switch on hot paths. An exception is recorded on it with error status."""
+
+    __slots__ = ("_attributes", "_name", "span")
+
+    def __init__(self, name: str, attributes: dict[str, Any]) -> None:
+        self._name = name
+        self._attributes = attributes
+
+    def __enter__(self) -> trace.Span:
+        self.span = tracer().start_span(
+            self._name, kind=trace.SpanKind.CLIENT, attributes=self._attributes
+        )
+        return self.span
+
+    def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> None:
+        span = self.span
+        if exc is not None and span.is_recording():
+            span.record_exception(exc)
+            span.set_status(trace.Status(trace.StatusCode.ERROR, f"{kind.__name__}: {exc}"))
+        span.end()
+
+
+def instrument(name: str) -> Any:
+    """The instrument declared as `name`, created once per process.
+
+    Created through the global meter, which proxies to whatever provider the host sets
+    later, so creating them before the host configured the SDK is fine.
+    """
+    found = _instruments.get(name)
+    if found is not None:
+        return found
+    with _lock:
+        found = _instruments.get(name)
+        if found is None:
+            spec = BY_NAME[name]
+            meter = metrics.get_meter(METER_NAME)
+            create = {
+                "histogram": meter.create_histogram,
+                "counter": meter.create_counter,
+                "gauge": meter.create_gauge,
+            }[spec.kind]
+            found = create(spec.name, unit=spec.unit, description=spec.description)
+            _instruments[name] = found
+    return found
+
+
+def _warn_once(what: str) -> None:
+    if what not in _warned:
+        _warned.add(what)
+        log.warning("telemetry: recording %s failed; carrying on without it", what, exc_info=True)
+
+
+def record(name: str, value: float, attributes: Mapping[str, Any] | None = None) -> None:
+    """Add to a counter or record in a histogram; never raises (telemetry must not fail
+    a request: a broken SDK or exporter costs one warning)."""
+    try:
+        inst = _instruments.get(name) or instrument(name)
+        if BY_NAME[name].kind == "counter":
+            inst.add(value, attributes)
+        else:
+            inst.record(value, attributes)
+    except Exception:
+        _warn_once(name)
+
+
+def rows_bucket(rows: int) -> int:
+    """`rows` rounded up to a power of ten (0, 1, 10, 100, ...): a bounded attribute, so
+    metric series stay few whatever the data size."""
+    if rows <= 0:
+        return 0
+    return 10 ** math.ceil(math.log10(rows) - 1e-12)
+
+
+def onnx_run(model: str, version: int | None = None) -> ClientSpan:
+    """A dependency span around one ONNX session run (type ONNX, target the model);
+    an exception is recorded on it with error status, then re-raised."""
+    attributes: dict[str, Any] = {"az.namespace": ONNX_DEPENDENCY_TYPE, "peer.service": model}
+    if version is not None:
+        attributes["model.version"] = version
+    return ClientSpan(SPAN_ONNX_RUN, attributes)
+
+
+def record_error(exc: BaseException) -> None:
+    """Record `exc` on the current span (the invocation's) with error status: for an
+    error the app turns into a 5xx reply itself, so no exception reaches the host."""
+    try:
+        span = trace.get_current_span()
+        if span.is_recording():
+            span.record_exception(exc)
+            span.set_status(trace.Status(trace.StatusCode.ERROR, type(exc).__name__))
+    except Exception:
+        _warn_once("exception")
+
+
+def inject_traceparent() -> str | None:
+    """The current span's W3C `traceparent`, to carry across a hop (a queue message) that
+    has no headers; None when no span is recording."""
+    carrier: dict[str, str] = {}
+    try:
+        propagate.inject(carrier)
+    except Exception:
+        _warn_once("traceparent")
+    return carrier.get("traceparent")
+
+
+@contextmanager
+def continued(traceparent: str | None) -> Iterator[None]:
+    """Run the block in the trace `traceparent` names (as the parent of its spans);
+    without one (a message from a tool that dropped it), in the current context."""
+    if not traceparent:
+        yield
+        return
+    token = None
+    try:
+        token = otel_context.attach(propagate.extract({"traceparent": traceparent}))
+    except Exception:
+        _warn_once("traceparent")
+    try:
+        yield
+    finally:
+        if token is not None:
+            otel_context.detach(token)

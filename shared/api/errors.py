@@ -157,7 +157,12 @@ def _guard(shape: Callable[[ErrorReply], func.HttpResponse]) -> Callable[[Route]
             try:
                 return fn(req)
             except Exception as exc:
-                return shape(reply_for(exc, fn.__name__))
+                reply = reply_for(exc, fn.__name__)
+                if reply.status >= 500:  # the invocation's span says what failed
+                    from shared.telemetry import record_error
+
+                    record_error(exc)
+                return shape(reply)
 
         return wrapper
 

@@ -9,6 +9,7 @@ other route (``shared.api.errors``), in the protocol's shape.
 from __future__ import annotations
 
 import json
+import time
 
 import azure.functions as func
 
@@ -111,10 +112,16 @@ def _infer_response():
 def _infer(req: func.HttpRequest) -> func.HttpResponse:
     from shared import services
     from shared.api.http import read_json
+    from shared.models.inference import record_inference
     from shared.models.oip import InferRequest
 
     name, version = _name_version(req)
-    body = read_json(req, InferRequest)
+    started = time.perf_counter()
+    try:
+        body = read_json(req, InferRequest)
+    except Exception:  # never reached the service, which counts every call it sees
+        record_inference(name, version, (time.perf_counter() - started) * 1000.0, False)
+        raise
     response = services.inference().infer(name, version, body)
     return func.HttpResponse(
         response.model_dump_json(exclude_none=True), status_code=200, mimetype="application/json"

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import time
+from collections.abc import Callable
 from typing import Any
 
 import azure.functions as func
@@ -20,6 +23,30 @@ from shared.schemas.vectors import (
 )
 
 bp = func.Blueprint()
+
+
+def timed_op(fn: Callable[[func.HttpRequest], func.HttpResponse]) -> Callable:
+    """Record hartonomous.vector.duration for each request, failed ones too, by `op`
+    (`aggregate/<op>` for aggregates; an unknown op is recorded as `unknown`)."""
+
+    @functools.wraps(fn)
+    def wrapper(req: func.HttpRequest) -> func.HttpResponse:
+        from shared.telemetry import record
+
+        started = time.perf_counter()
+        try:
+            return fn(req)
+        finally:
+            op = req.route_params.get("op", "")
+            known = AGGREGATE_OPS if fn.__name__ == "vector_aggregate" else VECTOR_OPS
+            op = op if op in known else "unknown"
+            if fn.__name__ == "vector_aggregate":
+                op = f"aggregate/{op}"
+            record(
+                "hartonomous.vector.duration", (time.perf_counter() - started) * 1000, {"op": op}
+            )
+
+    return wrapper
 
 
 def _op(req: func.HttpRequest, allowed: tuple[str, ...]) -> str:
@@ -71,6 +98,7 @@ def _encode(result: Any, fmt: str) -> Any:
     path_enums={"op": VECTOR_OPS},
 )
 @handle_errors
+@timed_op
 def vector_op(req: func.HttpRequest) -> func.HttpResponse:
     from shared.config import get_settings
     from shared.vectors import ops as vector_ops
@@ -108,6 +136,7 @@ def vector_op(req: func.HttpRequest) -> func.HttpResponse:
     path_enums={"op": AGGREGATE_OPS},
 )
 @handle_errors
+@timed_op
 def vector_aggregate(req: func.HttpRequest) -> func.HttpResponse:
     from shared.config import get_settings
     from shared.vectors import codec

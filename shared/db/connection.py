@@ -22,6 +22,7 @@ from typing import Any
 
 from shared.db import function_errors
 from shared.db.dialects import MSSQL, SQLITE, Dialect
+from shared.db.tracing import sql_span
 from shared.errors import UnavailableError
 
 BUSY_TIMEOUT_MS = 10_000
@@ -69,6 +70,19 @@ class ConnectionSpec:
     driver: str  # "sqlite3" or "pyodbc"
     dialect: Dialect
     target: str  # file path for sqlite3, the ODBC string for pyodbc
+
+    @property
+    def system(self) -> str:
+        """`db.system` for spans: sqlite or mssql."""
+        return "sqlite" if self.dialect is SQLITE else "mssql"
+
+    @property
+    def database_name(self) -> str | None:
+        """The database's name for spans: the SQLite file's name, or `Database=`."""
+        if self.driver == "sqlite3":
+            return Path(self.target).name
+        found = re.search(r"(?i)(?:^|;)\s*(?:database|initial catalog)\s*=\s*([^;]*)", self.target)
+        return Path(found.group(1).strip()).name if found else None
 
     @property
     def redacted(self) -> str:
@@ -201,6 +215,8 @@ class Database:
         self._local = threading.local()
         self._all: list[Any] = []
         self._lock = threading.Lock()
+        self._system = spec.system
+        self._database_name = spec.database_name
 
     # -- connections -----------------------------------------------------------------
     def _connection(self) -> Any:
@@ -273,22 +289,36 @@ class Database:
     # -- statements ------------------------------------------------------------------
     def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         """Run one statement; returns the affected row count."""
-        with busy_as_unavailable(), self.transaction() as conn, _function_reasons():
+        with (
+            sql_span(self._system, self._database_name, sql),
+            busy_as_unavailable(),
+            self.transaction() as conn,
+            _function_reasons(),
+        ):
             cur = conn.execute(sql, tuple(params))
             return cur.rowcount
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         if not rows:
             return
-        with busy_as_unavailable(), self.transaction() as conn, _function_reasons():
+        with (
+            sql_span(self._system, self._database_name, sql),
+            busy_as_unavailable(),
+            self.transaction() as conn,
+            _function_reasons(),
+        ):
             cur = conn.cursor()
             if self.spec.driver == "pyodbc" and self.dialect is MSSQL:
                 cur.fast_executemany = True
             cur.executemany(sql, [tuple(r) for r in rows])
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
-        conn = self._connection()
-        with busy_as_unavailable(), _function_reasons():
+        with (
+            sql_span(self._system, self._database_name, sql),
+            busy_as_unavailable(),
+            _function_reasons(),
+        ):
+            conn = self._connection()
             cur = conn.execute(sql, tuple(params))
             names = [d[0] for d in cur.description]
             rows = cur.fetchall()

@@ -2,7 +2,11 @@
 message dropped by any tool (az CLI, Storage Explorer, the SDK) runs.
 
     {"job_id": "...", "kind": "model" | "embeddings" | "embed_text",
-     "schema_version": 1, "payload": {...}}
+     "schema_version": 1, "payload": {...}, "traceparent": "00-<trace>-<span>-01"}
+
+`traceparent` (W3C Trace Context) is optional: queue messages have no headers, so the
+sender's trace travels in the body and the job continues it. A message without one (any
+tool may drop it), or with one that does not parse, still runs, in a trace of its own.
 """
 
 from __future__ import annotations
@@ -88,12 +92,13 @@ class JobMessage(_Strict):
     kind: KindName
     schema_version: int = SCHEMA_VERSION
     payload: dict[str, Any]
+    traceparent: Annotated[str, Field(max_length=256)] | None = None
 
     def typed_payload(self) -> BaseModel:
         return PAYLOADS[JobKind(self.kind)].model_validate(self.payload)
 
     def to_json(self) -> str:
-        return self.model_dump_json()
+        return self.model_dump_json(exclude=None if self.traceparent else {"traceparent"})
 
 
 class MalformedMessageError(InvalidInputError, ValueError):
@@ -143,6 +148,8 @@ def parse_message(
             job_id,
             kind,
         )
+    if "traceparent" in data and not isinstance(data["traceparent"], str):
+        data = {k: v for k, v in data.items() if k != "traceparent"}  # telemetry only
     try:
         message = JobMessage.model_validate(data)
     except ValidationError as exc:

@@ -6,18 +6,27 @@
   allowed dequeue the message goes to the poison queue, the row says `failed`, and
   a handler with a `give_up(payload, reason)` method cleans up (a model says why).
 - A job that already succeeded is not run again (messages arrive at least once).
+
+Telemetry: the job runs in a span that continues the message's `traceparent` (so the
+upload, the enqueue and the job share one trace) and links to the host's invocation
+span; each attempt records hartonomous.job.duration and hartonomous.jobs by kind and
+outcome (succeeded, failed, retry, skipped), and giving up counts hartonomous.queue.poisoned.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from opentelemetry import trace
 from pydantic import BaseModel
 
+from shared import telemetry
 from shared.db.repos.jobs import JobRepository
 from shared.errors import InvalidInputError
 from shared.jobs.kinds import UNKNOWN_KIND, JobStatus
@@ -52,10 +61,13 @@ class JobRunner:
         jobs: JobRepository,
         handlers: dict[str, Handler],
         payloads: PayloadStore | None = None,
+        *,
+        queue_name: str = "ingestion-jobs",
     ) -> None:
         self.jobs = jobs
         self.handlers = handlers
         self.payloads = payloads
+        self.queue_name = queue_name
 
     def _resolve(self, reference: dict[str, Any]) -> Any:
         from azure.core.exceptions import ResourceNotFoundError
@@ -75,11 +87,35 @@ class JobRunner:
         dequeue_count: int = 1,
         max_dequeue_count: int = 5,
     ) -> Outcome:
+        started = time.perf_counter()
         try:
             message, payload = parse_message(body, self._resolve)
         except MalformedMessageError as exc:
-            return self._malformed(exc, body, message_id)
+            outcome = self._malformed(exc, body, message_id)
+            _record_attempt(exc.kind or UNKNOWN_KIND, JobStatus.FAILED, started)
+            return outcome
+        last = dequeue_count >= max_dequeue_count
+        status = "retry"
+        with _job_span(message.kind, message.job_id, message.traceparent, dequeue_count):
+            try:
+                outcome = self._run(message, payload, dequeue_count, max_dequeue_count)
+                status = outcome.status
+                return outcome
+            except Exception:
+                status = JobStatus.FAILED if last else "retry"
+                if last:
+                    telemetry.record(
+                        "hartonomous.queue.poisoned",
+                        1,
+                        {"queue": self.queue_name, "kind": message.kind},
+                    )
+                raise
+            finally:
+                _record_attempt(message.kind, str(status), started)
 
+    def _run(
+        self, message: Any, payload: BaseModel, dequeue_count: int, max_dequeue_count: int
+    ) -> Outcome:
         job_id, kind = message.job_id, message.kind
         self.jobs.create(job_id, kind, message.payload)
         current = self.jobs.get(job_id)
@@ -116,3 +152,26 @@ class JobRunner:
         self.jobs.fail(job_id[:64], f"malformed message: {exc.reason}")
         log.warning("malformed job message %s: %s", job_id, exc.reason)
         return Outcome(job_id[:64], JobStatus.FAILED, exc.reason)
+
+
+def _record_attempt(kind: str, outcome: str, started: float) -> None:
+    attributes = {"kind": kind, "outcome": outcome}
+    telemetry.record("hartonomous.job.duration", (time.perf_counter() - started) * 1000, attributes)
+    telemetry.record("hartonomous.jobs", 1, attributes)
+
+
+@contextmanager
+def _job_span(kind: str, job_id: str, traceparent: str | None, attempt: int) -> Iterator[Any]:
+    """The job's span: a child of the sender's span (the message's traceparent), linked
+    to the invocation that runs it, which is the current span here."""
+    invocation = trace.get_current_span().get_span_context()
+    links = [trace.Link(invocation)] if invocation.is_valid else []
+    with (
+        telemetry.continued(traceparent),
+        telemetry.tracer().start_as_current_span(
+            telemetry.SPAN_JOB.format(kind=kind),
+            links=links,
+            attributes={"job.id": job_id, "job.kind": kind, "job.attempt": attempt},
+        ) as span,
+    ):
+        yield span

@@ -11,6 +11,7 @@ from shared.errors import UnavailableError
 from shared.jobs.kinds import JobKind
 from shared.jobs.messages import PAYLOADS, JobMessage
 from shared.jobs.payloads import MAX_INLINE_BYTES, PayloadStore, message_bytes
+from shared.telemetry import inject_traceparent
 
 
 class JobQueue:
@@ -54,9 +55,11 @@ class JobSubmitter:
         existing = self.jobs.get(job_id)
         if existing is not None:
             return existing, False
-        message = JobMessage(job_id=job_id, kind=kind, payload=payload)  # type: ignore[arg-type]
+        trace = inject_traceparent()
+        message = JobMessage(job_id=job_id, kind=kind, payload=payload, traceparent=trace)  # type: ignore[arg-type]
         if message_bytes(message.to_json()) > MAX_INLINE_BYTES:
-            message = JobMessage(job_id=job_id, kind=kind, payload=self.payloads.put(payload))  # type: ignore[arg-type]
+            stored = self.payloads.put(payload)
+            message = JobMessage(job_id=job_id, kind=kind, payload=stored, traceparent=trace)  # type: ignore[arg-type]
         record, created = self.jobs.create(job_id, kind, message.payload)
         if created:
             self._send(message)
@@ -68,7 +71,13 @@ class JobSubmitter:
         record = self.jobs.get(job_id)
         if record is None or not self.jobs.requeue(job_id):
             return None
-        self._send(JobMessage(job_id=job_id, kind=record.kind, payload=record.payload))  # type: ignore[arg-type]
+        message = JobMessage(
+            job_id=job_id,
+            kind=record.kind,  # type: ignore[arg-type]
+            payload=record.payload,
+            traceparent=inject_traceparent(),
+        )
+        self._send(message)
         return self.jobs.get(job_id)
 
     def _send(self, message: JobMessage) -> None:

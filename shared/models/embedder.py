@@ -19,6 +19,7 @@ import numpy as np
 
 from shared.errors import InvalidInputError
 from shared.models.errors import ModelValidationError
+from shared.telemetry import onnx_run
 from shared.vectors.pool import default_pool
 
 #: Inputs the embedder knows how to fill; a model may declare any subset containing input_ids.
@@ -80,6 +81,7 @@ class TextEmbedder:
         model_path: Path,
         max_length: int = 256,
         batch_size: int = 32,
+        model_name: str | None = None,
     ) -> TextEmbedder:
         """An embedder over a session it does not own (cached elsewhere, counted in that
         cache's budget) and a tokenizer from ``load_tokenizer(path, max_length)``.
@@ -90,6 +92,8 @@ class TextEmbedder:
         _check_batch_size(batch_size)
         embedder = cls.__new__(cls)
         embedder._bind(session, tokenizer, Path(model_path), max_length, batch_size)
+        if model_name:
+            embedder.model_name = model_name
         return embedder
 
     def _bind(
@@ -97,6 +101,7 @@ class TextEmbedder:
     ) -> None:
         """Check the session is a sentence encoder and keep what ``embed`` needs."""
         self.model_path = model_path
+        self.model_name = model_path.stem  # the span's target; from_session names the model
         self.max_length = max_length
         self.batch_size = batch_size
         self._tokenizer = tokenizer
@@ -150,7 +155,8 @@ class TextEmbedder:
             "token_type_ids": np.zeros_like(mask),  # single sentences are segment 0
         }
         feeds = {name: columns[name].astype(dt, copy=False) for name, dt in self._feeds.items()}
-        hidden = self._session.run([self._output], feeds)[0]
+        with onnx_run(self.model_name):
+            hidden = self._session.run([self._output], feeds)[0]
         return mean_pool_normalize(hidden, mask)
 
 

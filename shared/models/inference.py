@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from shared import telemetry
 from shared.db.repos.inference_log import InferenceLogRepository, InferenceRecord
 from shared.db.repos.models import ModelRecord, ModelRepository
 from shared.models.errors import (
@@ -159,7 +160,8 @@ class InferenceService:
             names = self._output_names(request, loaded)
             feeds = decode_inputs(request, loaded.inputs, self.max_elements, self.pool)
             try:
-                values = loaded.run(names, feeds)
+                with telemetry.onnx_run(name, record.version):
+                    values = loaded.run(names, feeds)
             finally:
                 feeds.release()
             outputs = encode_outputs(names, values)
@@ -171,7 +173,7 @@ class InferenceService:
             raise
         confidence = first_confidence(outputs)
         mean = sum(confidence) / len(confidence) if confidence else None
-        self._log(name, version, record, start, rows, mean, None)
+        self._log(name, version, record, start, rows, mean, None, confidence)
         return InferResponse.model_construct(
             model_name=name,
             model_version=str(record.version),
@@ -206,11 +208,15 @@ class InferenceService:
         rows: int,
         confidence: float | None,
         error: str | None,
+        scores: list[float] | None = None,
     ) -> None:
+        latency_ms = (time.perf_counter() - start) * 1000.0
+        model_version = record.version if record else version
+        record_inference(name, model_version, latency_ms, error is None, scores)
         entry = InferenceRecord(
             model_name=name,
-            model_version=record.version if record else version,
-            latency_ms=(time.perf_counter() - start) * 1000.0,
+            model_version=model_version,
+            latency_ms=latency_ms,
             rows=rows,
             outcome="failed" if error else "succeeded",
             confidence=confidence,
@@ -221,3 +227,26 @@ class InferenceService:
             self.log.add(entry)
         except Exception:  # the log is analytics: never turn a served request into an error
             log.warning("inference log write failed for model %s", name, exc_info=True)
+
+
+def record_inference(
+    name: str,
+    version: int | None,
+    latency_ms: float,
+    succeeded: bool,
+    scores: list[float] | None = None,
+) -> None:
+    """The inference metrics for one call: duration, the request (and failure) counts,
+    and each row's confidence for classifier outputs."""
+    outcome = "succeeded" if succeeded else "failed"
+    attributes: dict[str, Any] = {"model": name, "outcome": outcome}
+    if version is not None:
+        attributes["version"] = version
+    telemetry.record("hartonomous.inference.duration", latency_ms, attributes)
+    telemetry.record("hartonomous.inference.requests", 1, {"model": name, "outcome": outcome})
+    if not succeeded:
+        telemetry.record("hartonomous.inference.failures", 1, {"model": name})
+    if scores:
+        per_row = {"model": name} if version is None else {"model": name, "version": version}
+        for score in scores:
+            telemetry.record("hartonomous.inference.confidence", score, per_row)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import IO
 
+from shared import telemetry
 from shared.db.repos.jobs import JobRecord
 from shared.db.repos.models import ModelRecord, ModelRepository
 from shared.errors import ConflictError
@@ -138,6 +139,8 @@ class ModelRegistry:
             content_type=blob.content_type,
             metadata={"uploaded_as": uploaded_as},
         )
+        if created:
+            telemetry.record("hartonomous.model.size", blob.size, {"model": name})
         job, _ = self.submitter.submit(
             JobKind.MODEL, {"model_id": record.id}, job_id=ingest_job_id(record.id)
         )

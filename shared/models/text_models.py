@@ -70,7 +70,9 @@ class TextModels:
 
         tokenizer = self._tokenizer(record)
         loaded = self.sessions.get_or_fetch(record.id, lambda: self.fetch(record))
-        return TextEmbedder.from_session(loaded.session, tokenizer, model_path=loaded.path)
+        return TextEmbedder.from_session(
+            loaded.session, tokenizer, model_path=loaded.path, model_name=record.name
+        )
 
     def _tokenizer(self, record: ModelRecord) -> Any:
         with self._lock:

@@ -8,11 +8,13 @@ Each (model, type) set is scanned from its in-memory matrix; hits from several s
 from __future__ import annotations
 
 import heapq
+import time
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from shared import telemetry
 from shared.search.index_cache import IndexCache
 from shared.vectors import codec
 from shared.vectors import search as core
@@ -76,6 +78,28 @@ class SearchService:
         field: str = "vector",
     ) -> list[list[Hit]]:
         """Top-k hits per query row, best first."""
+        started = time.perf_counter()
+        scanned = 0
+        try:
+            hits, scanned = self._search(queries, top_k, metric, model_id, embedding_type, field)
+        finally:
+            telemetry.record(
+                "hartonomous.search.duration",
+                (time.perf_counter() - started) * 1000,
+                {"metric": metric, "rows": telemetry.rows_bucket(scanned)},
+            )
+        return hits
+
+    def _search(
+        self,
+        queries: np.ndarray,
+        top_k: int,
+        metric: str,
+        model_id: str | None,
+        embedding_type: str | None,
+        field: str,
+    ) -> tuple[list[list[Hit]], int]:
+        """The hits, and how many stored rows were scanned (for the metric's bucket)."""
         dim = int(queries.shape[1])
         sets, other_dims = self.cache.candidates(model_id, embedding_type, dim)
         if not sets and other_dims:
@@ -84,6 +108,7 @@ class SearchService:
                 field, f"dimension {dim} does not match the stored embeddings (dimension {dims})"
             )
         per_query: list[list[Hit]] = [[] for _ in range(queries.shape[0])]
+        scanned = sum(len(loaded.ids) for loaded in sets)
         for loaded in sets:
             matrix = loaded.prepared(metric)
             if queries.shape[0] == 1:
@@ -108,4 +133,4 @@ class SearchService:
                 heapq.nsmallest(top_k, hits, key=lambda h: (h.distance, h.entity_id))
                 for hits in per_query
             ]
-        return per_query
+        return per_query, scanned

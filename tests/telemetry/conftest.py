@@ -1,0 +1,62 @@
+"""The real OpenTelemetry SDK with in-memory exporters, for the whole test session.
+
+Global providers can be set once per process, so one session fixture sets them and
+each test reads what it made (its own span names, unique model names, deltas).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from opentelemetry import metrics, trace
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+
+@dataclass
+class Otel:
+    spans: InMemorySpanExporter
+    reader: InMemoryMetricReader
+
+    def finished(self, name: str | None = None) -> list[ReadableSpan]:
+        return [s for s in self.spans.get_finished_spans() if name is None or s.name == name]
+
+    def points(self, metric: str) -> list[tuple[dict[str, Any], Any, str]]:
+        """(attributes, data point, unit) of every point of `metric` collected now."""
+        data = self.reader.get_metrics_data()
+        found = []
+        for rm in data.resource_metrics if data else ():
+            for sm in rm.scope_metrics:
+                for m in sm.metrics:
+                    if m.name == metric:
+                        found += [(dict(p.attributes), p, m.unit) for p in m.data.data_points]
+        return found
+
+
+_OTEL: Otel | None = None
+
+
+@pytest.fixture(scope="session")
+def otel_session() -> Otel:
+    global _OTEL
+    if _OTEL is None:
+        spans = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(spans))
+        trace.set_tracer_provider(provider)
+        reader = InMemoryMetricReader()
+        metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
+        _OTEL = Otel(spans, reader)
+    return _OTEL
+
+
+@pytest.fixture
+def otel(otel_session: Otel) -> Iterator[Otel]:
+    otel_session.spans.clear()
+    yield otel_session
