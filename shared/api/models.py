@@ -107,7 +107,8 @@ def upload_model(req: func.HttpRequest) -> func.HttpResponse:
         raise RequestError(400, "empty_body", "the request body must be the .onnx file", "body")
     if len(body) > limit:
         raise RequestError(413, "body_too_large", f"model is {len(body)} bytes; limit {limit}")
-    reg = services.model_registry().upload(q.name, io.BytesIO(body), limit)
+    options = {"embedding_output": q.embedding_output} if q.embedding_output else None
+    reg = services.model_registry().upload(q.name, io.BytesIO(body), limit, options)
     job_id = reg.job.id if reg.job else None
     out = {
         "model": model_out(reg.model),
@@ -142,7 +143,11 @@ def model_upload_url(req: func.HttpRequest) -> func.HttpResponse:
     up = services.model_registry().upload_url(q.name, timedelta(seconds=q.expires_in))
     out = UploadUrlOut(
         url=up.url,
-        headers={"x-ms-blob-type": "BlockBlob", "Content-Type": "application/octet-stream"},
+        headers={
+            "x-ms-blob-type": "BlockBlob",
+            "Content-Type": "application/octet-stream",
+            **({"x-ms-meta-embedding_output": q.embedding_output} if q.embedding_output else {}),
+        },
         blob=f"{get_settings().models_container}/{up.blob_name}",
         expires_at=up.expires_at.isoformat(timespec="seconds"),
         max_bytes=get_settings().max_upload_bytes,

@@ -84,6 +84,10 @@ class ModelIngestion:
         except ModelValidationError as exc:
             self.models.set_status(record.id, ModelStatus.FAILED, error=exc.reason)
             raise PermanentJobError(exc.reason) from exc
+        problem = _embedding_output_problem(record.metadata.get("embedding_output"), info)
+        if problem:
+            self.models.set_status(record.id, ModelStatus.FAILED, error=problem)
+            raise PermanentJobError(problem)
         self.models.replace_tensors(record.id, info.initializers)
         metadata = {**record.metadata, **info.to_metadata()}
         self.models.set_status(record.id, ModelStatus.READY, metadata=metadata)
@@ -100,6 +104,28 @@ class ModelIngestion:
     def give_up(self, payload: ModelPayload, reason: str) -> None:
         """The last attempt failed: the model says why instead of staying 'ingesting'."""
         self.models.set_status(payload.model_id, ModelStatus.FAILED, error=reason)
+
+
+def _embedding_output_problem(name: str | None, info: Any) -> str | None:
+    """A registration that names its embedding output must name a usable one."""
+    if not name:
+        return None
+    outputs = {o.name: o for o in info.outputs}
+    out = outputs.get(name)
+    if out is None:
+        return f"embedding_output {name!r} is not an output of the model; it has " + ", ".join(
+            repr(n) for n in outputs
+        )
+    if (
+        out.datatype not in ("FP16", "FP32", "FP64")
+        or out.shape is None
+        or len(out.shape) not in (2, 3)
+    ):
+        return (
+            f"embedding_output {name!r} is {out.datatype} {list(out.shape or [])}: a text "
+            "embedding must be float [batch, hidden] or [batch, sequence, hidden]"
+        )
+    return None
 
 
 class EmbeddingsIngestion:

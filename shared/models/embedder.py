@@ -1,9 +1,11 @@
 """Sentence embeddings from a tokenizer + ONNX encoder: text in, unit float32 vector out.
 
-The model is a transformer encoder exported to ONNX (e.g. all-MiniLM-L6-v2): its first
-output is the last hidden state ``[batch, sequence, hidden]``. The sentence vector is the
-mean of the token states under the attention mask, L2-normalised, as sentence-transformers
-computes it, so cosine similarity is a dot product and the vectors can be stored and searched.
+The model is a transformer encoder exported to ONNX (e.g. all-MiniLM-L6-v2). Its embedding
+output is chosen by type and shape (``embedding_outputs.py``): a pooled ``[batch, hidden]``
+sentence embedding when the export has one, else the token states ``[batch, sequence,
+hidden]``, whose mean under the attention mask is the sentence vector, as
+sentence-transformers computes it. Either way the vector is L2-normalised, so cosine
+similarity is a dot product and the vectors can be stored and searched.
 
 onnxruntime and tokenizers are imported when an embedder is built, not at module import,
 so the function app's cold start and "0 functions found" risk stay small.
@@ -64,13 +66,14 @@ class TextEmbedder:
         max_length: int = 256,
         batch_size: int = 32,
         intra_op_threads: int | None = None,
+        output: str | None = None,
     ) -> None:
         _check_batch_size(batch_size)
         if intra_op_threads is not None and intra_op_threads < 1:
             raise ValueError(f"intra_op_threads must be >= 1, got {intra_op_threads}")
         tokenizer = load_tokenizer(Path(tokenizer_path), max_length)
         session = _load_session(Path(model_path), intra_op_threads)
-        self._bind(session, tokenizer, Path(model_path), max_length, batch_size)
+        self._bind(session, tokenizer, Path(model_path), max_length, batch_size, output)
 
     @classmethod
     def from_session(
@@ -82,6 +85,7 @@ class TextEmbedder:
         max_length: int = 256,
         batch_size: int = 32,
         model_name: str | None = None,
+        output: str | None = None,
     ) -> TextEmbedder:
         """An embedder over a session it does not own (cached elsewhere, counted in that
         cache's budget) and a tokenizer from ``load_tokenizer(path, max_length)``.
@@ -91,15 +95,24 @@ class TextEmbedder:
         """
         _check_batch_size(batch_size)
         embedder = cls.__new__(cls)
-        embedder._bind(session, tokenizer, Path(model_path), max_length, batch_size)
+        embedder._bind(session, tokenizer, Path(model_path), max_length, batch_size, output)
         if model_name:
             embedder.model_name = model_name
         return embedder
 
     def _bind(
-        self, session: Any, tokenizer: Any, model_path: Path, max_length: int, batch_size: int
+        self,
+        session: Any,
+        tokenizer: Any,
+        model_path: Path,
+        max_length: int,
+        batch_size: int,
+        output: str | None = None,
     ) -> None:
-        """Check the session is a sentence encoder and keep what ``embed`` needs."""
+        """Check the session is a sentence encoder and keep what ``embed`` needs;
+        ``output`` names the embedding output when the model's own shapes cannot."""
+        from shared.models.embedding_outputs import EmbeddingOutputError, choose_output
+
         self.model_path = model_path
         self.model_name = model_path.stem  # the span's target; from_session names the model
         self.max_length = max_length
@@ -107,15 +120,13 @@ class TextEmbedder:
         self._tokenizer = tokenizer
         self._session = session
         self._feeds = _input_types(session)
-        output = session.get_outputs()[0]
-        if len(output.shape) != 3:
-            raise EmbeddingModelError(
-                f"{model_path.name}: first output {output.name!r} has shape "
-                f"{output.shape}; expected [batch, sequence, hidden]"
-            )
-        self._output = output.name
-        hidden = output.shape[2]
-        self._dimension: int | None = hidden if isinstance(hidden, int) else None
+        try:
+            chosen = choose_output(session.get_outputs(), output)
+        except EmbeddingOutputError as exc:
+            raise EmbeddingModelError(f"{self.model_name}: {exc}") from None
+        self._output = chosen.name
+        self._pooled = chosen.pooled
+        self._dimension: int | None = chosen.hidden
 
     @property
     def dimension(self) -> int:
@@ -156,8 +167,10 @@ class TextEmbedder:
         }
         feeds = {name: columns[name].astype(dt, copy=False) for name, dt in self._feeds.items()}
         with onnx_run(self.model_name):
-            hidden = self._session.run([self._output], feeds)[0]
-        return mean_pool_normalize(hidden, mask)
+            out = self._session.run([self._output], feeds)[0]
+        if self._pooled:
+            return normalize_rows(out)
+        return mean_pool_normalize(out, mask)
 
 
 def mean_pool_normalize(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -177,6 +190,13 @@ def mean_pool_normalize(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
         pooled /= counts
         norms = np.linalg.norm(pooled, axis=1, keepdims=True)
         return pooled / np.maximum(norms, _NORM_EPS)
+
+
+def normalize_rows(pooled: np.ndarray) -> np.ndarray:
+    """A pooled ``[b, h]`` sentence embedding, L2-normalised in float32."""
+    pooled = np.asarray(pooled, dtype=np.float32)
+    norms = np.linalg.norm(pooled, axis=1, keepdims=True)
+    return pooled / np.maximum(norms, _NORM_EPS)
 
 
 def _validate(texts: Sequence[str]) -> None:

@@ -10,6 +10,7 @@ where the blob trigger fires: the registry's own writes never trigger it.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import IO
@@ -21,7 +22,7 @@ from shared.errors import ConflictError
 from shared.jobs.kinds import JobKind
 from shared.jobs.submit import JobSubmitter
 from shared.storage.blob_store import BlobFile, BlobModelStore, UploadUrl, staging_name
-from shared.storage.names import model_name_from_blob, validate_model_name
+from shared.storage.names import InvalidNameError, model_name_from_blob, validate_model_name
 
 
 class BlobChangedError(ConflictError):
@@ -43,6 +44,25 @@ class Registration:
 
 #: A staging blob this old belongs to no upload still running.
 STAGING_MAX_AGE = timedelta(hours=6)
+
+
+#: What an upload may say about its model (POST /api/models query, or the blob's own
+#: x-ms-meta-* metadata): the output that carries a text embedding, for ambiguous exports.
+OPTIONS = ("embedding_output",)
+_OPTION_VALUE = re.compile(r"^[A-Za-z0-9_.:/-]{1,128}$")
+
+
+def registration_options(given: dict[str, str]) -> dict[str, str]:
+    """The known options among `given` (blob metadata keys are case-insensitive)."""
+    lowered = {k.lower(): v for k, v in given.items()}
+    out = {}
+    for key in OPTIONS:
+        value = lowered.get(key)
+        if value:
+            if not _OPTION_VALUE.match(value):
+                raise InvalidNameError(key, value, "is not an output name")
+            out[key] = value
+    return out
 
 
 def ingest_job_id(model_id: str) -> str:
@@ -95,9 +115,16 @@ class ModelRegistry:
                 name, size_bytes=size, uploaded_as=blob_name, reason=reason
             )
             return Registration(record, False, None)
-        return self._register(name, self.uploads.hash_pinned(blob_name), blob_name)
+        blob = self.uploads.hash_pinned(blob_name)
+        return self._register(name, blob, blob_name, registration_options(blob.metadata or {}))
 
-    def upload(self, name: str, body: IO[bytes], max_bytes: int) -> Registration:
+    def upload(
+        self,
+        name: str,
+        body: IO[bytes],
+        max_bytes: int,
+        options: dict[str, str] | None = None,
+    ) -> Registration:
         """For POST /api/models: register the body, then publish it as `<name>.onnx`.
 
         The body streams to a staging blob the trigger ignores, and `<name>.onnx` is
@@ -106,10 +133,11 @@ class ModelRegistry:
         upload's own answer, never lost in a race with the trigger.
         """
         validate_model_name(name)
-        staged = self.staging.upload(staging_name(), body, max_bytes=max_bytes)
+        options = registration_options(options or {})
+        staged = self.staging.upload(staging_name(), body, max_bytes=max_bytes, metadata=options)
         try:
-            reg = self._register(name, staged, f"{name}.onnx")
-            self.uploads.publish(staged, f"{name}.onnx")
+            reg = self._register(name, staged, f"{name}.onnx", options)
+            self.uploads.publish(staged, f"{name}.onnx", options)
         finally:
             self.staging.delete(staged.name)
         self.staging.sweep(STAGING_MAX_AGE)  # what an upload killed midway left
@@ -122,7 +150,9 @@ class ModelRegistry:
         validate_model_name(name)
         return self.uploads.upload_url(f"{name}.onnx", ttl)
 
-    def _register(self, name: str, blob: BlobFile, uploaded_as: str) -> Registration:
+    def _register(
+        self, name: str, blob: BlobFile, uploaded_as: str, options: dict[str, str]
+    ) -> Registration:
         known = self.models.latest_with_sha(name, blob.sha256)
         if known is not None:
             job = self.submitter.jobs.get(ingest_job_id(known.id))
@@ -137,7 +167,7 @@ class ModelRegistry:
             blob_uri=archived.uri,
             blob_name=archived.name,
             content_type=blob.content_type,
-            metadata={"uploaded_as": uploaded_as},
+            metadata={"uploaded_as": uploaded_as, **options},
         )
         if created:
             telemetry.record("hartonomous.model.size", blob.size, {"model": name})

@@ -71,7 +71,11 @@ class TextModels:
         tokenizer = self._tokenizer(record)
         loaded = self.sessions.get_or_fetch(record.id, lambda: self.fetch(record))
         return TextEmbedder.from_session(
-            loaded.session, tokenizer, model_path=loaded.path, model_name=record.name
+            loaded.session,
+            tokenizer,
+            model_path=loaded.path,
+            model_name=record.name,
+            output=(record.metadata or {}).get("embedding_output"),
         )
 
     def _tokenizer(self, record: ModelRecord) -> Any:

@@ -40,6 +40,13 @@ class ModelQuery(Strict):
 
 class UploadQuery(Strict):
     name: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    embedding_output: str | None = Field(
+        None,
+        max_length=128,
+        pattern=r"^[A-Za-z0-9_.:/-]+$",
+        description="For text-embedding models whose export is ambiguous: the output that "
+        "carries the embedding ([batch, hidden] or [batch, sequence, hidden]).",
+    )
 
 
 class UploadAccepted(BaseModel):

@@ -72,6 +72,7 @@ class BlobFile:
     sha256: str
     content_type: str | None = None
     etag: str | None = None
+    metadata: dict[str, str] | None = None  # the blob's own (x-ms-meta-*), when read
 
 
 class _HashingReader(io.RawIOBase):
@@ -242,6 +243,7 @@ class BlobModelStore:
             sha.hexdigest(),
             props.content_settings.content_type,
             props.etag,
+            dict(props.metadata or {}),
         )
 
     def archive(self, source: BlobFile, model_name: str) -> BlobFile:
@@ -252,10 +254,12 @@ class BlobModelStore:
             self._copy(source, target_name, {"sha256": source.sha256, "model": model_name})
         return self._as(source, target_name)
 
-    def publish(self, source: BlobFile, blob_name: str) -> None:
+    def publish(
+        self, source: BlobFile, blob_name: str, metadata: dict[str, str] | None = None
+    ) -> None:
         """Server-side copy of `source` (any container of the account) to `blob_name`."""
         _check_blob_name(blob_name)
-        self._copy(source, blob_name, {"sha256": source.sha256})
+        self._copy(source, blob_name, {**(metadata or {}), "sha256": source.sha256})
 
     def sweep(self, older_than: timedelta) -> int:
         """Delete blobs older than `older_than` (staging left by uploads that died
