@@ -17,19 +17,37 @@ from pydantic import BaseModel, ValidationError
 from shared.api.errors import RequestError, handle_errors, validation_error
 from shared.config import get_settings
 
-__all__ = ["RequestError", "handle_errors", "read_json", "read_query", "validation_error"]
+__all__ = [
+    "RequestError",
+    "handle_errors",
+    "parse_json",
+    "read_body",
+    "read_json",
+    "read_query",
+    "validation_error",
+]
 
 M = TypeVar("M", bound=BaseModel)
 
 
-def read_json(req: func.HttpRequest, model: type[M], max_bytes: int | None = None) -> M:
-    """The body as `model`; 413 when too large, 400 when not JSON or not the shape."""
+def read_body(req: func.HttpRequest, max_bytes: int | None = None) -> bytes:
+    """The raw body; 413 when it is over the limit."""
     limit = max_bytes if max_bytes is not None else get_settings().max_request_bytes
     body = req.get_body() or b""
     if len(body) > limit:
         raise RequestError(
             413, "body_too_large", f"request body is {len(body)} bytes; the limit is {limit}"
         )
+    return body
+
+
+def read_json(req: func.HttpRequest, model: type[M], max_bytes: int | None = None) -> M:
+    """The body as `model`; 413 when too large, 400 when not JSON or not the shape."""
+    return parse_json(read_body(req, max_bytes), model)
+
+
+def parse_json(body: bytes, model: type[M]) -> M:
+    """JSON bytes as `model`; 400 when not JSON or not the shape."""
     if not body.strip():
         raise RequestError(400, "invalid_json", "request body is empty; expected a JSON object")
     try:

@@ -45,7 +45,15 @@ def _name_version(req: func.HttpRequest) -> tuple[str, int | None]:
 @http_route(bp, "v2", ["GET"], summary="Server metadata.", tags=("inference",), errors=())
 @oip_errors
 def oip_server(req: func.HttpRequest) -> func.HttpResponse:
-    return _reply({"name": "hartonomous-functions", "version": "1.0.0", "extensions": []})
+    from shared.models.oip_binary import EXTENSION
+
+    return _reply(
+        {
+            "name": "hartonomous-functions",
+            "version": "1.0.0",
+            "extensions": [EXTENSION, "model_repository", "statistics"],
+        }
+    )
 
 
 @http_route(
@@ -111,20 +119,30 @@ def _infer_response():
 
 def _infer(req: func.HttpRequest) -> func.HttpResponse:
     from shared import services
-    from shared.api.http import read_json
+    from shared.api.http import parse_json, read_body
+    from shared.models import oip_binary
     from shared.models.inference import record_inference
     from shared.models.oip import InferRequest
 
     name, version = _name_version(req)
     started = time.perf_counter()
     try:
-        body = read_json(req, InferRequest)
+        header, binary = oip_binary.split_body(read_body(req), req.headers.get(oip_binary.HEADER))
+        body = parse_json(header, InferRequest)
+        oip_binary.attach_inputs(body, binary)
     except Exception:  # never reached the service, which counts every call it sees
         record_inference(name, version, (time.perf_counter() - started) * 1000.0, False)
         raise
     response = services.inference().infer(name, version, body)
+    wanted = oip_binary.binary_outputs(body, [o.name for o in response.outputs])
+    payload, header_length = oip_binary.encode_response(response, wanted)
+    if header_length is None:
+        return func.HttpResponse(payload, status_code=200, mimetype="application/json")
     return func.HttpResponse(
-        response.model_dump_json(exclude_none=True), status_code=200, mimetype="application/json"
+        payload,
+        status_code=200,
+        mimetype="application/octet-stream",
+        headers={oip_binary.HEADER: str(header_length)},
     )
 
 
@@ -209,3 +227,70 @@ def oip_infer(req: func.HttpRequest) -> func.HttpResponse:
 @oip_errors
 def oip_infer_version(req: func.HttpRequest) -> func.HttpResponse:
     return _infer(req)
+
+
+@http_route(
+    bp,
+    "v2/repository/index",
+    ["POST"],
+    summary="Every registered model version and its state (READY, LOADING, UNAVAILABLE), "
+    'as Triton\'s model repository extension gives it; body {"ready": true} keeps READY.',
+    tags=("inference",),
+    errors=(400,),
+)
+@oip_errors
+def oip_repository_index(req: func.HttpRequest) -> func.HttpResponse:
+    from shared import services
+    from shared.api.errors import RequestError
+    from shared.db.repos.models import ModelRepository
+    from shared.models.oip_extensions import repository_index
+
+    body = (req.get_body() or b"").strip()
+    ready_only = False
+    if body:
+        try:
+            parsed = json.loads(body)
+        except ValueError:
+            raise RequestError(400, "invalid_json", "request body is not valid JSON") from None
+        flag = parsed.get("ready", False) if isinstance(parsed, dict) else None
+        if not isinstance(flag, bool):
+            raise RequestError(400, "invalid_request", "ready: must be true or false", "ready")
+        ready_only = flag
+    return _reply(repository_index(ModelRepository(services.database()), ready_only=ready_only))
+
+
+def _stats(req: func.HttpRequest) -> func.HttpResponse:
+    from shared import services
+    from shared.db.repos.inference_log import InferenceLogRepository
+    from shared.db.repos.models import ModelRepository
+    from shared.models.oip_extensions import model_stats
+
+    name, version = _name_version(req)
+    db = services.database()
+    return _reply(model_stats(ModelRepository(db), InferenceLogRepository(db), name, version))
+
+
+@http_route(
+    bp,
+    "v2/models/{name}/stats",
+    ["GET"],
+    summary="Per-version inference counts and durations (Triton's statistics extension).",
+    tags=("inference",),
+    errors=(400, 404),
+)
+@oip_errors
+def oip_model_stats(req: func.HttpRequest) -> func.HttpResponse:
+    return _stats(req)
+
+
+@http_route(
+    bp,
+    "v2/models/{name}/versions/{version}/stats",
+    ["GET"],
+    summary="Inference counts and durations of one model version.",
+    tags=("inference",),
+    errors=(400, 404),
+)
+@oip_errors
+def oip_model_version_stats(req: func.HttpRequest) -> func.HttpResponse:
+    return _stats(req)

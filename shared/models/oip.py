@@ -117,7 +117,8 @@ class RequestInput(_Wire):
     name: str
     shape: list[Annotated[int, Field(ge=0)]]
     datatype: str
-    data: list[Any]
+    # None when the tensor's bytes follow the JSON (binary data extension, oip_binary.py)
+    data: list[Any] | None = None
     parameters: dict[str, Any] | None = None
 
 
@@ -137,7 +138,7 @@ class ResponseOutput(_Wire):
     name: str
     shape: list[int]
     datatype: str
-    data: FlatData
+    data: FlatData = None  # None when the output travels as raw bytes after the JSON
     parameters: dict[str, Any] | None = None
 
 

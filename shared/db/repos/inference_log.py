@@ -81,3 +81,25 @@ class InferenceLogRepository:
             "mean_confidence": row["mean_confidence"],
             "failures": int(row["failures"] or 0),
         }
+
+    def stats_by_version(self, model_name: str) -> list[dict[str, Any]]:
+        """Per version and outcome: calls, rows, total latency (ms), last call (epoch ms),
+        for the protocol's statistics extension."""
+        last = self.db.dialect.epoch_ms("MAX(created_at)")
+        rows = self.db.query(
+            f"SELECT model_version, outcome, COUNT(*) AS calls, SUM(rows) AS total_rows, "  # noqa: S608
+            f"SUM(latency_ms) AS total_ms, {last} AS last_ms FROM inference_log "
+            "WHERE model_name = ? GROUP BY model_version, outcome",
+            (model_name,),
+        )
+        return [
+            {
+                "version": r["model_version"],
+                "outcome": r["outcome"],
+                "calls": int(r["calls"]),
+                "rows": int(r["total_rows"] or 0),
+                "total_ms": float(r["total_ms"] or 0.0),
+                "last_ms": int(r["last_ms"] or 0),
+            }
+            for r in rows
+        ]
