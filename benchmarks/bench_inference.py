@@ -7,7 +7,9 @@ Same session object, same input values, one run, variants interleaved round by r
   cache hits, input checks and list -> array decoding, run, output encoding with confidence,
   one inference-log row);
 * + JSON: also ``InferRequest.model_validate_json`` of the body and ``model_dump_json`` of
-  the response -- what the protocol's JSON costs on top, shown separately.
+  the response -- what the protocol's JSON costs on top, shown separately;
+* + binary: the same through the binary tensor data extension (raw tensor bytes after a
+  JSON header, outputs returned as bytes: what the standard clients send by default).
 
 Cases: a small skl2onnx classifier (iris, batch 1 and 32) and all-MiniLM-L6-v2 int8 (batch 1
 and 32, sequence 128) when its package is installed. Goal: <= 5% overhead at batch 32.
@@ -147,6 +149,41 @@ def _parts(service: InferenceService, case: Case, request: InferRequest) -> dict
     return {name: per_call(fn, repeat=3, min_time=0.05) for name, fn in pieces.items()}
 
 
+def _binary_body(case: Case, types: dict[str, str]) -> tuple[bytes, str]:
+    """The request as tritonclient sends it: a JSON header, then each input's bytes."""
+    import json
+
+    from shared.models.oip_binary import tensor_bytes
+
+    raws = {name: tensor_bytes(types[name], arr) for name, arr in case.feeds.items()}
+    header = {
+        "inputs": [
+            {
+                "name": name,
+                "shape": list(arr.shape),
+                "datatype": types[name],
+                "parameters": {"binary_data_size": len(raws[name])},
+            }
+            for name, arr in case.feeds.items()
+        ],
+        "parameters": {"binary_data_output": True},
+    }
+    head = json.dumps(header).encode()
+    return head + b"".join(raws.values()), str(len(head))
+
+
+def _binary_call(service: InferenceService, model: str, body: bytes, length: str) -> bytes:
+    from shared.api.http import parse_json
+    from shared.models import oip_binary
+
+    header, binary = oip_binary.split_body(body, length)
+    request = parse_json(header, InferRequest)
+    oip_binary.attach_inputs(request, binary)
+    response = service.infer(model, None, request)
+    wanted = oip_binary.binary_outputs(request, [o.name for o in response.outputs])
+    return oip_binary.encode_response(response, wanted)[0]
+
+
 def _us(seconds: float) -> str:
     return f"{seconds * 1e6:,.1f}"
 
@@ -169,12 +206,16 @@ def main() -> None:
             assert np.array_equal(got, expected), f"{case.label}: results differ"
             assert all(n in DATATYPES for n in types.values())
 
+            binary_body, length = _binary_body(case, types)
             variants: dict[str, Callable[[], object]] = {
                 "bare": lambda s=session, f=case.feeds: s.run(None, f),
                 "service": lambda m=case.model, r=request: service.infer(m, None, r),
                 "json": lambda m=case.model, b=body: service.infer(
                     m, None, InferRequest.model_validate_json(b)
                 ).model_dump_json(),
+                "binary": lambda m=case.model, b=binary_body, n=length: _binary_call(
+                    service, m, b, n
+                ),
             }
             best = interleaved(variants, rounds=ROUNDS, min_time=0.1)
             overhead = best["service"] - best["bare"]
@@ -186,6 +227,9 @@ def main() -> None:
                     _us(overhead),
                     f"{overhead / best['bare']:+.1%}",
                     _us(best["json"] - best["service"]),
+                    f"{(best['json'] - best['bare']) / best['bare']:+.1%}",
+                    _us(best["binary"] - best["service"]),
+                    f"{(best['binary'] - best['bare']) / best['bare']:+.1%}",
                 ]
             )
             parts = _parts(service, case, request)
@@ -206,6 +250,9 @@ def main() -> None:
             "overhead (us)",
             "overhead %",
             "+ JSON in/out (us)",
+            "JSON vs bare",
+            "+ binary in/out (us)",
+            "binary vs bare",
         ]
         print(
             f"best of {ROUNDS} interleaved rounds, each >= 0.1 s of calls; same session, same "
