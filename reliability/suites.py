@@ -46,8 +46,8 @@ class SuiteResult:
         return self.returncode in (0, 5) and all(o.outcome != "failed" for o in self.outcomes)
 
 
-def run_suites(out_dir: Path, timeout: float = 1800) -> SuiteResult:
-    """pytest over `tests/` keeping only the reliability tests (the plugin chooses)."""
+def run_suites(out_dir: Path, root: Path = ROOT, timeout: float = 1800) -> SuiteResult:
+    """pytest over `root/tests/` keeping only the reliability tests (the plugin chooses)."""
     out = out_dir / "outcomes.jsonl"
     out.unlink(missing_ok=True)
     command = [
@@ -59,10 +59,11 @@ def run_suites(out_dir: Path, timeout: float = 1800) -> SuiteResult:
         "reliability.pytest_outcomes",
         "tests",
     ]
-    env = {**os.environ, "RELIABILITY_OUTCOMES": str(out)}
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    env = {**os.environ, "RELIABILITY_OUTCOMES": str(out), "PYTHONPATH": path}
     with open(out_dir / "pytest.log", "wb") as log:
         done = subprocess.run(
-            command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, timeout=timeout
+            command, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, timeout=timeout
         )
     return SuiteResult(read_outcomes(out), done.returncode)
 
