@@ -10,7 +10,6 @@ is missed. Sizes: see `reliability.settings`.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 import tempfile
@@ -112,8 +111,7 @@ def main(argv: list[str]) -> int:
         suites = run_suites(tmp)
     rows = [*(r for r in report.suite_rows(suites) if r.area == "fault"), *rows]
     rows += [r for r in report.suite_rows(suites) if r.area != "fault"]
-    line = f"Settings: {json.dumps(settings.__dict__)}."
-    text = report.document(rows, settings_line=line)
+    text = report.document(rows, settings_line=f"{settings.describe()}.")
     print(text)
     args.out.write_text(text, encoding="utf-8")
     if args.readme and not report.update_readme(HERE.parent / "README.md", text):

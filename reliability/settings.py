@@ -31,6 +31,14 @@ class RunSettings:
     search_cache_bytes: int = 512 * MiB  # the host's SEARCH_CACHE_BYTES for the run
     suites: bool = True  # run the fault and hostile-input tests too
 
+    def describe(self) -> str:
+        """One line for the report: the sizes the figures belong to."""
+        return (
+            f"{self.users} locust clients for {self.seconds} s; search over "
+            f"{self.search_rows:,} x {self.dim}; {self.messages:,} queue messages of "
+            f"{self.rows_per_message} rows; SEARCH_CACHE_BYTES {self.search_cache_bytes // MiB} MiB"
+        )
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> RunSettings:
         """`RELIABILITY_SECONDS`, `_USERS`, `_SEARCH_ROWS`, `_MESSAGES`, `_DRAIN_SECONDS`,

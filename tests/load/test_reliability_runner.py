@@ -53,7 +53,7 @@ def test_locust_reports_every_route_with_no_errors(stack: Stack) -> None:
     for figures in routes.values():
         assert figures.requests > 0 and figures.rps > 0
         assert figures.failures == 0, figures.errors
-        assert 0 < figures.p50_ms <= figures.p99_ms
+        assert 0 <= figures.p50_ms <= figures.p99_ms  # NaN (no samples) fails too
     rendered = report.table(report.load_rows(load))
     assert "`POST /api/search`" in rendered and "0 errors" in rendered
     assert "MISSED" not in rendered
