@@ -101,10 +101,17 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m reliability", description=__doc__)
     parser.add_argument("--readme", action="store_true", help="copy the table into README.md")
     parser.add_argument("--out", type=Path, default=HERE / "latest.md")
+    parser.add_argument("--work", type=Path, help="folder for the run's files (default: new)")
     args = parser.parse_args(argv)
     settings = RunSettings.from_env()
-    tmp = Path(tempfile.mkdtemp(prefix="reliability-"))
-    rows = measure(tmp, settings)
+    tmp = args.work or Path(tempfile.mkdtemp(prefix="reliability-"))
+    tmp.mkdir(parents=True, exist_ok=True)
+    try:
+        rows = measure(tmp, settings)
+    except Exception as exc:  # the table still comes out, with the reason, and the suites run
+        say(f"the load run stopped: {type(exc).__name__}: {exc}")
+        rows = [report.Row("load", "the load run", f"stopped: {type(exc).__name__}: {exc}"[:400],
+                           "MISSED")]  # fmt: skip
     suites = None
     if settings.suites:
         say("fault and hostile-input tests")

@@ -48,7 +48,10 @@ def run_locust(
     out_dir: Path,
 ) -> LoadFigures:
     """`users` clients for `seconds` against `origin` (loopback). Locust stops by itself;
-    the subprocess is killed if it overruns by a minute."""
+    the subprocess is killed if it overruns by a minute. Users spread evenly over the three
+    routes, so there must be at least three."""
+    if users < 3:
+        raise ValueError(f"at least 3 users (one per route), got {users}")
     prefix = out_dir / "locust"
     env = {
         **os.environ,

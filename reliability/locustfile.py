@@ -1,4 +1,4 @@
-"""The locust clients: each picks one of the three hot routes per request, with no pause.
+"""The locust clients: one class per hot route, each sending requests with no pause.
 
 Run by `reliability.load` in a locust subprocess (locust patches the standard library with
 gevent on import, so it never runs inside the runner or pytest). Targets come from
@@ -28,56 +28,54 @@ def _vector(rng: random.Random, dim: int) -> list[float]:
     return [round(rng.gauss(0.0, 1.0), 5) for _ in range(dim)]
 
 
-class HotRoutes(FastHttpUser):
+class _Client(FastHttpUser):
+    """One route per client class, so a slow route does not set the pace of the others;
+    locust spreads the users evenly over the three classes."""
+
+    abstract = True
     wait_time = constant(0)
+    path = ""
+    name: str | None = None
+
+    def body(self, rng: random.Random) -> dict:
+        raise NotImplementedError
 
     def on_start(self) -> None:
         rng = random.Random()
-        self.cosine = [
-            json.dumps({"a": _vector(rng, DIM), "b": [_vector(rng, DIM) for _ in range(8)]})
-            for _ in range(BODIES)
-        ]
-        self.search = [
-            json.dumps(
-                {
-                    "vector": _vector(rng, DIM),
-                    "top_k": 10,
-                    "metric": "cosine",
-                    "model_id": SEARCH_MODEL,
-                    "embedding_type": SEARCH_TYPE,
-                }
-            )
-            for _ in range(BODIES)
-        ]
-        self.infer = [
-            json.dumps(
-                {
-                    "inputs": [
-                        {
-                            "name": INFER_INPUT,
-                            "shape": [8, INFER_FEATURES],
-                            "datatype": "FP32",
-                            "data": [abs(x) for x in _vector(rng, 8 * INFER_FEATURES)],
-                        }
-                    ]
-                }
-            )
-            for _ in range(BODIES)
-        ]
+        self.bodies = [json.dumps(self.body(rng)) for _ in range(BODIES)]
 
     @task
-    def cosine_route(self) -> None:
-        self.client.post("/api/vectors/cosine", data=random.choice(self.cosine), headers=HEADERS)
-
-    @task
-    def search_route(self) -> None:
-        self.client.post("/api/search", data=random.choice(self.search), headers=HEADERS)
-
-    @task
-    def infer_route(self) -> None:
+    def post(self) -> None:
         self.client.post(
-            f"/api/v2/models/{INFER_MODEL}/infer",
-            data=random.choice(self.infer),
-            headers=HEADERS,
-            name="/api/v2/models/{name}/infer",
+            self.path, data=random.choice(self.bodies), headers=HEADERS, name=self.name
         )
+
+
+class CosineClient(_Client):
+    path = "/api/vectors/cosine"
+
+    def body(self, rng: random.Random) -> dict:
+        return {"a": _vector(rng, DIM), "b": [_vector(rng, DIM) for _ in range(8)]}
+
+
+class SearchClient(_Client):
+    path = "/api/search"
+
+    def body(self, rng: random.Random) -> dict:
+        return {
+            "vector": _vector(rng, DIM),
+            "top_k": 10,
+            "metric": "cosine",
+            "model_id": SEARCH_MODEL,
+            "embedding_type": SEARCH_TYPE,
+        }
+
+
+class InferClient(_Client):
+    path = f"/api/v2/models/{INFER_MODEL}/infer"
+    name = "/api/v2/models/{name}/infer"
+
+    def body(self, rng: random.Random) -> dict:
+        data = [abs(x) for x in _vector(rng, 8 * INFER_FEATURES)]
+        tensor = {"name": INFER_INPUT, "shape": [8, INFER_FEATURES], "datatype": "FP32"}
+        return {"inputs": [{**tensor, "data": data}]}

@@ -38,7 +38,8 @@ def load_rows(load: LoadFigures) -> list[Row]:
         rows.append(
             Row(
                 "load",
-                f"`{r.route}`, {load.users} clients for {load.seconds} s (all routes at once)",
+                f"`{r.route}`, {load.users // 3} of {load.users} clients for {load.seconds} s "
+                "(the three routes at once)",
                 f"{r.requests:,} requests, {r.rps:,.1f}/s, p50 {r.p50_ms:,.0f} ms, "
                 f"p99 {r.p99_ms:,.0f} ms, {r.failures} errors{errors}",
                 _goal(r.failures == 0 and r.requests > 0),

@@ -22,7 +22,7 @@ def _int(env: Mapping[str, str], key: str, default: int, lo: int = 1) -> int:
 @dataclass(frozen=True)
 class RunSettings:
     seconds: int = 60  # locust run time
-    users: int = 6  # concurrent locust clients
+    users: int = 6  # concurrent locust clients, spread evenly over the three routes
     search_rows: int = 100_000
     dim: int = 384
     messages: int = 10_000
@@ -47,7 +47,7 @@ class RunSettings:
         d = cls()
         return cls(
             seconds=_int(e, "RELIABILITY_SECONDS", d.seconds),
-            users=_int(e, "RELIABILITY_USERS", d.users),
+            users=_int(e, "RELIABILITY_USERS", d.users, lo=3),
             search_rows=_int(e, "RELIABILITY_SEARCH_ROWS", d.search_rows),
             messages=_int(e, "RELIABILITY_MESSAGES", d.messages),
             drain_seconds=_int(e, "RELIABILITY_DRAIN_SECONDS", d.drain_seconds),

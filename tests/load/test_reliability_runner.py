@@ -41,7 +41,7 @@ def test_locust_reports_every_route_with_no_errors(stack: Stack) -> None:
         dim=DIM,
         target=target,
         seconds=3,
-        users=2,
+        users=3,
         out_dir=stack.tmp,
     )
     routes = {r.route: r for r in load.routes}
@@ -148,3 +148,21 @@ def test_readme_block_is_replaced_between_its_markers(tmp_path: Path) -> None:
     plain = tmp_path / "PLAIN.md"
     plain.write_text("no markers\n")
     assert not report.update_readme(plain, "x") and plain.read_text() == "no markers\n"
+
+
+def test_a_run_that_breaks_still_prints_its_table_and_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import reliability.__main__ as runner
+
+    def broken(tmp: Path, settings: object) -> list[report.Row]:
+        raise ConnectionRefusedError("the host went away")
+
+    monkeypatch.setattr(runner, "measure", broken)
+    monkeypatch.setenv("RELIABILITY_SUITES", "0")
+    out = tmp_path / "latest.md"
+    assert runner.main(["--out", str(out), "--work", str(tmp_path / "work")]) == 1
+    written = out.read_text()
+    assert "stopped: ConnectionRefusedError: the host went away | MISSED |" in written
+    assert "not run (RELIABILITY_SUITES=0)" in written
+    assert written in capsys.readouterr().out
