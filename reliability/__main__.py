@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from reliability import ingestion, report
+from reliability import hostlog, ingestion, report
 from reliability.load import run_locust
 from reliability.memory import CacheBounds, MemoryFigures, PeakSampler, rss
 from reliability.seed import SEARCH_MODEL, SEARCH_TYPE, InferTarget, register_model, seed_search
@@ -90,10 +90,12 @@ def measure(tmp: Path, settings: RunSettings) -> list[report.Row]:
         end = rss(stack.pid)
         model_bytes = (tmp / f"{target.name}.onnx").stat().st_size
         memory = MemoryFigures(start, warm, end, sampler.peak, bounds(settings, model_bytes))
+        log = hostlog.read(stack.host.log())
     return [
         *report.load_rows(load),
         report.ingestion_row(accounting),
         report.memory_row(memory),
+        report.host_log_row(log),
     ]
 
 

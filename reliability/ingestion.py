@@ -8,7 +8,6 @@ Messages are plain JSON dropped on the queue with the Storage SDK, as any tool w
 from __future__ import annotations
 
 import json
-import re
 import sqlite3
 import time
 import uuid
@@ -16,6 +15,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+
+from reliability import hostlog
 
 QUEUE = "ingestion-jobs"
 POISON = f"{QUEUE}-poison"
@@ -136,9 +137,6 @@ class Accounting:
         return self.lost == 0 and self.doubled == 0 and self.poison == 0
 
 
-FAILED = re.compile(rf"Executed 'Functions\.{QUEUE_FUNCTION}' \(Failed")
-
-
 def account(
     db: Path, plan: Plan, *, host_log: str, poison: int, left_in_queue: int, seconds: float = 0
 ) -> Accounting:
@@ -170,7 +168,7 @@ def account(
         unfinished=rows - statuses.get("succeeded", 0) - statuses.get("failed", 0),
         missing=max(0, plan.messages - rows),
         extra_runs=int(extra_runs),
-        retried=len(FAILED.findall(host_log)),
+        retried=hostlog.read(host_log).failed[QUEUE_FUNCTION],
         wrong_results=int(wrong),
         rows_sent=plan.rows,
         rows_stored=int(stored),

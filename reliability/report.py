@@ -11,6 +11,7 @@ from pathlib import Path
 
 import psutil
 
+from reliability.hostlog import HostLog
 from reliability.ingestion import Accounting
 from reliability.load import LoadFigures
 from reliability.memory import MemoryFigures, MiB
@@ -72,6 +73,16 @@ def memory_row(m: MemoryFigures) -> Row:
         f"growth {mb(m.growth)} (after warm-up {mb(m.end - m.warm)}) against a bound of "
         f"{mb(m.bounds.total)} ({m.bounds.describe()})",
         _goal(m.ok),
+    )
+
+
+def host_log_row(log: HostLog) -> Row:
+    failed = ", ".join(f"{n} of {fn}" for fn, n in sorted(log.failed.items())) or "none"
+    return Row(
+        "load",
+        "the host's log over the whole load",
+        f"{log.invocations:,} invocations; failed: {failed}; {log.tracebacks} tracebacks",
+        _goal(log.ok),
     )
 
 

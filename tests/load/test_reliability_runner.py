@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from reliability import ingestion, report
+from reliability import hostlog, ingestion, report
 from reliability.load import run_locust
 from reliability.memory import CacheBounds, MemoryFigures, rss
 from reliability.seed import register_model, seed_search
@@ -87,6 +87,21 @@ def test_queue_messages_are_all_accounted_for_and_a_loss_or_a_double_is_seen(
     assert not doctored.ok
     row = report.ingestion_row(doctored)
     assert row.goal == "MISSED" and "lost 3, doubled 1" in row.happened
+
+
+def test_the_host_log_is_read_for_failed_invocations(stack: Stack) -> None:
+    assert stack.call("POST", "/vectors/cosine", {"a": [1, 0], "b": [0, 1]}).status == 200
+    clean = hostlog.read(stack.host.log())
+    assert clean.ok and clean.invocations >= 1
+    assert report.host_log_row(clean).goal == "met"
+    failing = stack.host.log() + (
+        "Executed 'Functions.run_ingestion_job' (Failed, Id=x, Duration=1ms) OSError: gone\n"
+        "Traceback (most recent call last):\n"
+    )
+    bad = hostlog.read(failing)
+    assert bad.failed == {"run_ingestion_job": 1} and bad.tracebacks == 1
+    row = report.host_log_row(bad)
+    assert row.goal == "MISSED" and "1 of run_ingestion_job" in row.happened
 
 
 def test_memory_is_held_against_the_cache_bounds(stack: Stack) -> None:
