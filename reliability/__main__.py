@@ -129,7 +129,8 @@ def main(argv: list[str]) -> int:
     if missed:
         say(f"{len(missed)} goal(s) missed; logs kept in {tmp}")
         return 1
-    shutil.rmtree(tmp, ignore_errors=True)
+    if args.work is None:  # a folder the caller named is theirs to keep
+        shutil.rmtree(tmp, ignore_errors=True)
     return 0
 
 
