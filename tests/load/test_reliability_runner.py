@@ -19,8 +19,6 @@ from reliability.stack import Stack, db_path, running_stack
 from reliability.suites import run_suites
 from tests.e2e.conftest import HOST_LOGS
 
-pytestmark = pytest.mark.e2e
-
 DIM = 384
 
 
@@ -33,6 +31,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         yield running
 
 
+@pytest.mark.e2e
 def test_locust_reports_every_route_with_no_errors(stack: Stack) -> None:
     target = register_model(stack)
     load = run_locust(
@@ -59,6 +58,7 @@ def test_locust_reports_every_route_with_no_errors(stack: Stack) -> None:
     assert "MISSED" not in rendered
 
 
+@pytest.mark.e2e
 def test_queue_messages_are_all_accounted_for_and_a_loss_or_a_double_is_seen(
     stack: Stack,
 ) -> None:
@@ -89,6 +89,7 @@ def test_queue_messages_are_all_accounted_for_and_a_loss_or_a_double_is_seen(
     assert row.goal == "MISSED" and "lost 3, doubled 1" in row.happened
 
 
+@pytest.mark.e2e
 def test_the_host_log_is_read_for_failed_invocations(stack: Stack) -> None:
     assert stack.call("POST", "/vectors/cosine", {"a": [1, 0], "b": [0, 1]}).status == 200
     clean = hostlog.read(stack.host.log())
@@ -104,6 +105,7 @@ def test_the_host_log_is_read_for_failed_invocations(stack: Stack) -> None:
     assert row.goal == "MISSED" and "1 of run_ingestion_job" in row.happened
 
 
+@pytest.mark.e2e
 def test_memory_is_held_against_the_cache_bounds(stack: Stack) -> None:
     assert rss(stack.pid) > 10 << 20  # the host with numpy and the app loaded
     bounds = CacheBounds(search_cache=64 << 20, buffer_pool=16 << 20, sessions=4, model_bytes=1024)
