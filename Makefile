@@ -12,7 +12,7 @@ CHECKOV_VERSION := 3.3.30
 CHECKOV_VENV := .tools/checkov-$(CHECKOV_VERSION)
 CHECKOV := $(CHECKOV_VENV)/bin/checkov
 
-.PHONY: run test fuzz lint format bench setup system-deps clean
+.PHONY: run test fuzz lint format bench reliability setup system-deps clean
 
 setup: system-deps $(BIN)/.installed $(AZURITE) $(CHECKOV)
 
@@ -60,6 +60,12 @@ format: $(BIN)/.installed
 
 bench: setup
 	$(BIN)/python -m benchmarks
+
+# Load (locust, 60 s), 10,000 queue messages accounted for, host memory, and the fault and
+# hostile-input tests: one table, written to reliability/latest.md and the README.
+# RELIABILITY_SECONDS, _MESSAGES, _SEARCH_ROWS, _USERS, _SUITES=0 make a quick run.
+reliability: setup
+	$(BIN)/python -m reliability --readme
 
 clean:
 	rm -rf $(VENV) .tools .data .pytest_cache .ruff_cache
