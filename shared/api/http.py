@@ -36,6 +36,8 @@ def read_json(req: func.HttpRequest, model: type[M], max_bytes: int | None = Non
         data = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise RequestError(400, "invalid_json", f"request body is not valid JSON: {exc}") from None
+    except RecursionError:  # json's C scanner recurses once per nesting level
+        raise RequestError(400, "invalid_json", "request body is nested too deeply") from None
     if not isinstance(data, dict):
         raise RequestError(400, "invalid_json", "request body must be a JSON object")
     try:

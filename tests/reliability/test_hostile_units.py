@@ -1,0 +1,95 @@
+"""Hostile inputs that once broke a parser in-process: each test failed before its fix.
+
+The matrix through the real host is `test_hostile_input.py`; these pin the exact bug
+where it lived, so a regression points at the function, not at a 500 on some route.
+"""
+
+from __future__ import annotations
+
+import json
+
+import azure.functions as func
+import pytest
+
+from devhost.routing import compile_route
+from shared.api.errors import RequestError
+from shared.api.http import read_json
+from shared.jobs.messages import MalformedMessageError, parse_message
+from shared.jobs.runner import JobRunner
+from shared.schemas.vectors import VectorOpRequest
+
+DEEP = "[" * 100_000 + "]" * 100_000
+
+
+@pytest.mark.parametrize(
+    "template", ["j/{id:int}", "j/{id:long}", "j/{id:min(1)}", "j/{id:range(1,9)}"]
+)
+def test_an_integer_constraint_refuses_a_huge_number_instead_of_raising(template: str) -> None:
+    """int() refuses strings over 4300 digits (ValueError): a long path segment was a 500."""
+    route = compile_route(template)
+    assert route.match("j/" + "9" * 5000) is None
+    assert route.match("j/" + "-" + "1" * 4301) is None
+    assert route.match("j/5") == {"id": "5"}
+
+
+def test_an_integer_constraint_takes_ascii_digits_only() -> None:
+    """ASP.NET parses route ints with the invariant culture: '٣' (Arabic-Indic 3) is no int."""
+    assert compile_route("j/{id:int}").match("j/\u0663") is None
+
+
+def test_deeply_nested_json_body_is_a_400_not_a_recursion_error() -> None:
+    req = func.HttpRequest("POST", "http://h/api/vectors/dot", body=DEEP.encode())
+    with pytest.raises(RequestError) as err:
+        read_json(req, VectorOpRequest)
+    assert err.value.status == 400 and "nested too deeply" in err.value.message
+
+
+def test_deeply_nested_queue_message_is_malformed_not_a_recursion_error() -> None:
+    with pytest.raises(MalformedMessageError, match="nested too deeply"):
+        parse_message(DEEP)
+
+
+@pytest.mark.parametrize("version", [True, 1.0, "1"])
+def test_schema_version_must_be_the_integer_1(version: object) -> None:
+    """`True == 1` and `1.0 == 1` in Python: neither is a schema version this app reads."""
+    body = {"job_id": "v", "kind": "model", "schema_version": version, "payload": {"model_id": "m"}}
+    with pytest.raises(MalformedMessageError, match="schema_version"):
+        parse_message(json.dumps(body))
+
+
+def test_an_invalid_job_id_is_not_carried_into_the_error() -> None:
+    """Only an id that is valid can name the failed row: a lone surrogate cannot be stored."""
+    body = '{"job_id": "\\ud800", "kind": "model", "payload": {"model_id": "m"}}'
+    with pytest.raises(MalformedMessageError) as err:
+        parse_message(body)
+    assert err.value.job_id is None
+
+
+def test_a_malformed_message_never_overwrites_a_job_that_exists(repos) -> None:
+    """A bad message that names a real job's id becomes its own failed row."""
+    jobs = repos[0]
+    runner = JobRunner(jobs, {"model": lambda job_id, payload: {"ok": True}})
+    good = {"job_id": "real-1", "kind": "model", "payload": {"model_id": "m"}}
+    assert runner.run(json.dumps(good)).status == "succeeded"
+    bad = {"job_id": "real-1", "kind": "bake", "payload": {}}
+    out = runner.run(json.dumps(bad), message_id="q-9")
+    assert out.status == "failed" and out.job_id != "real-1"
+    assert jobs.get("real-1").status == "succeeded" and jobs.get("real-1").error is None
+    row = jobs.get(out.job_id)
+    assert row.status == "failed" and "unknown job kind" in row.error
+    # the same bad message again (at least once delivery) adds no second row
+    assert runner.run(json.dumps(bad), message_id="q-9").job_id == out.job_id
+
+
+def test_a_malformed_message_with_a_lone_surrogate_id_is_recorded(repos) -> None:
+    out = JobRunner(repos[0], {}).run(b'{"job_id": "\\ud800x", "kind": "bake", "payload": {}}')
+    assert out.status == "failed" and repos[0].get(out.job_id).status == "failed"
+
+
+@pytest.mark.parametrize("field", ["scalar", "t"])
+def test_a_non_finite_scalar_is_refused_by_its_name(field: str) -> None:
+    """`scale` with scalar NaN answered 'result: overflows float32', blaming the result."""
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match=field):
+        VectorOpRequest.model_validate({"a": [1.0], field: float("nan")})
