@@ -14,7 +14,8 @@ Metric = Literal["cosine", "euclidean", "dot"]
 class SearchRequest(Strict):
     vector: VectorJson | None = Field(default=None, description="One query vector.")
     vectors: MatrixJson | None = Field(default=None, description="Several query vectors.")
-    top_k: int = Field(default=10, ge=1, le=1000)
+    # strict: JSON true or "5" is not a count (lax int would read them as 1 and 5)
+    top_k: int = Field(default=10, ge=1, le=1000, strict=True)
     metric: Metric = "cosine"
     model_id: Name | None = None
     embedding_type: Name | None = None

@@ -93,3 +93,36 @@ def test_a_non_finite_scalar_is_refused_by_its_name(field: str) -> None:
 
     with pytest.raises(ValidationError, match=field):
         VectorOpRequest.model_validate({"a": [1.0], field: float("nan")})
+
+
+@pytest.mark.parametrize("top_k", [True, "5", 2.0])
+def test_top_k_takes_a_json_integer_only(top_k: object) -> None:
+    """Lax int read `true` as top_k 1 and `"5"` as 5: a wrong type must be a 400."""
+    from pydantic import ValidationError
+
+    from shared.schemas.search import SearchRequest
+
+    with pytest.raises(ValidationError, match="top_k"):
+        SearchRequest.model_validate({"vector": [1.0], "top_k": top_k})
+    assert SearchRequest.model_validate({"vector": [1.0], "top_k": 5}).top_k == 5
+
+
+@pytest.mark.parametrize("version", [str(10**30), str(2**31), "0"])
+def test_a_model_version_beyond_a_sql_int_is_a_400(version: str) -> None:
+    """int('1'*30) reached SQLite, which cannot bind it: OverflowError, a 500."""
+    from shared.api.inference import _name_version
+
+    req = func.HttpRequest(
+        "GET", "http://h/api/v2/models/m", body=b"", route_params={"name": "m", "version": version}
+    )
+    with pytest.raises(RequestError, match="version"):
+        _name_version(req)
+
+
+def test_queue_binding_data_survives_a_deeply_nested_message() -> None:
+    """The host reads a message's JSON keys for binding data: a RecursionError there failed
+    the invocation before the app could record the message as malformed."""
+    from devhost.messages import HostQueueMessage, queue_binding_data
+
+    msg = HostQueueMessage(id="m1", body=DEEP.encode(), dequeue_count=1, pop_receipt="r")
+    assert queue_binding_data(msg)["queueTrigger"] == DEEP
