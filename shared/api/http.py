@@ -46,8 +46,15 @@ def read_json(req: func.HttpRequest, model: type[M], max_bytes: int | None = Non
         raise validation_error(exc) from None
 
 
+#: The function key's query parameter: the host checks it and passes it on with the rest.
+KEY_PARAM = "code"
+
+
 def read_query(req: func.HttpRequest, model: type[M]) -> M:
+    """The query as `model`, less the function key (`?code=` is how a caller may send it,
+    so it is no unknown field)."""
+    params = {k: v for k, v in req.params.items() if k != KEY_PARAM}
     try:
-        return model.model_validate(dict(req.params))
+        return model.model_validate(params)
     except ValidationError as exc:
         raise validation_error(exc) from None

@@ -1264,3 +1264,24 @@ def test_bodies_over_every_limit(small_host: AppHost, recorder: Recorder) -> Non
     ]
     run_group(small_host, recorder, "limits", cases)
     finish(recorder)
+
+
+def test_the_key_in_the_query_reaches_every_route_that_reads_a_query(
+    app_host: AppHost, recorder: Recorder
+) -> None:
+    """`?code=<key>` authenticates as the header does; the routes' strict query models
+    once refused it as an unknown field (found by the stateful run)."""
+    paths = [
+        "/jobs?status=failed",
+        "/models",
+        "/analytics/models?days=7",
+        "/analytics/usage?bucket=week",
+        "/embeddings/none?model_id=m",
+    ]
+    for path in paths:
+        sep = "&" if "?" in path else "?"
+        reply = app_host.call("GET", f"{path}{sep}code={app_host.key}", key=None)
+        fine = reply.status == 200 or (path.startswith("/embeddings") and reply.status == 404)
+        outcome = f"{reply.status}: served" if fine else judge(reply, 200, ())
+        recorder.record("auth", f"GET {path} with ?code=<key>", "200", reply.status, outcome)
+    finish(recorder)
