@@ -163,16 +163,20 @@ def run_group(host: AppHost, recorder: Recorder, group: str, cases: list[Case]) 
 
 
 def check_undisturbed(host: AppHost, recorder: Recorder, group: str) -> None:
-    """After each group: health answers and a known-good call gives the known answer."""
+    """After each group: health answers, a known-good call gives the known answer, and
+    the analytics over every call so far (refused ones too) still read."""
     health = host.call("GET", "/health", key=None)
     good = host.call("POST", "/vectors/dot", GOOD_DOT)
+    usage = host.call("GET", "/analytics/usage?days=2")
     fine = health.status == 200 and good.status == 200 and good.json()["result"] == 32.0
+    fine = fine and usage.status == 200
     outcome = (
-        "200: health and a known-good dot product still answer"
+        "200: health, a known-good dot product and the analytics still answer"
         if fine
-        else (f"PROBLEM: health {health.status}, dot {good.status} {good.body[:200]!r}")
+        else f"PROBLEM: health {health.status}, dot {good.status} {good.body[:200]!r}, "
+        f"analytics {usage.status} {usage.body[:200]!r}"
     )
-    recorder.record(group, "(after the group) GET /health + POST /vectors/dot", "200", 200, outcome)
+    recorder.record(group, "(after the group) health, dot, analytics", "200", 200, outcome)
 
 
 def finish(recorder: Recorder) -> None:

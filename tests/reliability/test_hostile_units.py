@@ -7,6 +7,7 @@ where it lived, so a regression points at the function, not at a 500 on some rou
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import azure.functions as func
 import pytest
@@ -17,6 +18,7 @@ from shared.api.http import read_json
 from shared.jobs.messages import MalformedMessageError, parse_message
 from shared.jobs.runner import JobRunner
 from shared.schemas.vectors import VectorOpRequest
+from tests.models.test_inference import Harness
 
 DEEP = "[" * 100_000 + "]" * 100_000
 
@@ -141,3 +143,23 @@ def test_the_function_key_in_the_query_is_no_unknown_field() -> None:
     assert read_query(req, JobQuery).status == "failed"
     with pytest.raises(RequestError, match="bogus: unknown field"):
         read_query(func.HttpRequest("GET", "http://h", body=b"", params={"bogus": "1"}), JobQuery)
+
+
+def test_a_refused_huge_shape_leaves_a_log_row_analytics_can_read(
+    harness: Harness, tmp_path: Path
+) -> None:
+    """A request claiming 10**12 rows was refused, but its log row kept 10**12: past
+    int32, so every analytics route answered 500 from then on."""
+    from shared.analytics.reader import read_inference
+    from shared.models.errors import InferenceInputError
+    from shared.models.oip import InferRequest
+    from tests.models.fixtures import write_classifier
+
+    harness.register("iris", write_classifier(tmp_path))
+    huge = {"name": "X", "shape": [10**12, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}
+    with pytest.raises(InferenceInputError):
+        harness.service.infer("iris", None, InferRequest(inputs=[huge]))
+    (row,) = harness.log.recent("iris")
+    assert row.outcome == "failed" and 1 <= row.rows < 2**31
+    events = read_inference(harness.db, since=None)
+    assert len(events) == 1 and int(events.events["rows"][0]) == row.rows
