@@ -1289,3 +1289,54 @@ def test_the_key_in_the_query_reaches_every_route_that_reads_a_query(
         outcome = f"{reply.status}: served" if fine else judge(reply, 200, ())
         recorder.record("auth", f"GET {path} with ?code=<key>", "200", reply.status, outcome)
     finish(recorder)
+
+
+def raw_http(port: int, request: bytes) -> Reply:
+    """Bytes straight onto the socket (framing no client library would send); the reply
+    is read until the server closes the connection."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(request)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.lower().split(": ", 1) for line in lines[1:] if ": " in line)
+    return Reply(int(lines[0].split()[1]), body, headers)
+
+
+def test_broken_http_framing(small_host: AppHost, recorder: Recorder) -> None:
+    """What the HTTP layer refuses before any function runs: bad or doubled
+    Content-Length, a non-ASCII request line, a chunked body past the host's limit."""
+    key = f"x-functions-key: {small_host.key}\r\n".encode()
+    post = b"POST /api/vectors/norm HTTP/1.1\r\nHost: h\r\nConnection: close\r\n" + key
+    chunk = b"1000\r\n" + b"a" * 4096 + b"\r\n"
+    cases = [
+        ("Content-Length: abc", post + b"Content-Length: abc\r\n\r\n{}", 400, "Invalid HTTP"),
+        ("Content-Length: -5", post + b"Content-Length: -5\r\n\r\n{}", 400, "Invalid HTTP"),
+        (
+            "two Content-Length headers",
+            post + b"Content-Length: 2\r\nContent-Length: 3\r\n\r\n{}",
+            400,
+            "Invalid HTTP",
+        ),
+        (
+            "raw 0xff byte in the path",
+            b"GET /api/jobs/\xff HTTP/1.1\r\nHost: h\r\nConnection: close\r\n" + key + b"\r\n",
+            400,
+            "Invalid HTTP",
+        ),
+        (
+            f"chunked body of {3 * 4096} B > host limit {HOST_LIMIT}",
+            post + b"Transfer-Encoding: chunked\r\n\r\n" + chunk * 3 + b"0\r\n\r\n",
+            413,
+            "too large",
+        ),
+    ]
+    for name, request, status, words in cases:
+        reply = raw_http(small_host.host.port, request)
+        recorder.record("http", name, str(status), reply.status, judge(reply, status, (words,)))
+    check_undisturbed(small_host, recorder, "http")
+    finish(recorder)
