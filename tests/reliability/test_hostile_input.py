@@ -664,7 +664,7 @@ def iris_model(app_host: AppHost, tmp_path_factory: pytest.TempPathFactory) -> t
 
 
 def test_tensors_of_the_wrong_datatype_or_shape(
-    app_host: AppHost, recorder: Recorder, iris_model: tuple[str, str]
+    app_host: AppHost, recorder: Recorder, iris_model: tuple[str, str], tmp_path: Path
 ) -> None:
     model, x = iris_model
     url = f"/v2/models/{model}/infer"
@@ -757,8 +757,44 @@ def test_tensors_of_the_wrong_datatype_or_shape(
             status=None,
         ),
     ]
+    cases += _mixed_cases(app_host, tmp_path)
     run_group(app_host, recorder, "tensors", cases)
     finish(recorder)
+
+
+def _mixed_cases(host: AppHost, tmp_path: Path) -> list[Case]:
+    """Values that do not fit their datatype, on a model with INT64, FP16 and BOOL inputs."""
+    from tests.models.fixtures import write_mixed
+
+    reply = host.call("POST", "/models?name=hostile-mixed", raw=write_mixed(tmp_path).read_bytes())
+    assert reply.status == 202 and wait_for_model(host, "hostile-mixed")["status"] == "ready"
+    url = "/v2/models/hostile-mixed/infer"
+    base = {
+        "ids": {"name": "ids", "shape": [1, 3], "datatype": "INT64", "data": [1, 2, 3]},
+        "half": {"name": "half", "shape": [1, 2], "datatype": "FP16", "data": [0.5, 1]},
+        "mask": {"name": "mask", "shape": [1], "datatype": "BOOL", "data": [True]},
+    }
+
+    def body(name: str, **over: Any) -> dict:
+        return {"inputs": [{**v, **over} if k == name else v for k, v in base.items()]}
+
+    empty = {"inputs": [{**v, "shape": [0, *v["shape"][1:]], "data": []} for v in base.values()]}
+    return [
+        Case("INT64 value 2**70", "POST", url, body("ids", data=[2**70, 1, 1]), words=("ids",)),
+        Case("INT64 value 1.5", "POST", url, body("ids", data=[1.5, 1, 1]), words=("ids",)),
+        Case("INT64 value 1e300", "POST", url, body("ids", data=[1e300, 1, 1]), words=("ids",)),
+        Case(
+            "FP16 value 1e6 (max 65504)",
+            "POST",
+            url,
+            body("half", data=[1e6, 1]),
+            words=("half", "FP16"),
+        ),
+        Case("BOOL value 2", "POST", url, body("mask", data=[2]), words=("mask", "BOOL")),
+        Case("BOOL value null", "POST", url, body("mask", data=[None]), words=("mask",)),
+        Case("data an object", "POST", url, body("mask", data={"a": 1}), words=("data",)),
+        Case("empty batch (shape [0, 3], data [])", "POST", url, empty, status=200),
+    ]
 
 
 def test_corrupt_onnx_and_external_data_fail_their_job_with_the_reason(

@@ -163,3 +163,21 @@ def test_a_refused_huge_shape_leaves_a_log_row_analytics_can_read(
     assert row.outcome == "failed" and 1 <= row.rows < 2**31
     events = read_inference(harness.db, since=None)
     assert len(events) == 1 and int(events.events["rows"][0]) == row.rows
+
+
+def test_an_empty_integer_tensor_is_no_server_error(harness: Harness, tmp_path: Path) -> None:
+    """`shape [0, 3]` with `data []` for an INT64 input: the range check took the min of
+    an empty array (ValueError, a 500). An empty batch runs and answers empty."""
+    from shared.models.oip import InferRequest
+    from tests.models.fixtures import write_mixed
+
+    harness.register("mixed", write_mixed(tmp_path))
+    request = InferRequest(
+        inputs=[
+            {"name": "ids", "shape": [0, 3], "datatype": "INT64", "data": []},
+            {"name": "half", "shape": [0, 2], "datatype": "FP16", "data": []},
+            {"name": "mask", "shape": [0], "datatype": "BOOL", "data": []},
+        ]
+    )
+    out = {o.name: o for o in harness.service.infer("mixed", None, request).outputs}
+    assert out["ids_plus"].shape == [0, 3] and out["ids_plus"].data.tolist() == []
