@@ -465,6 +465,20 @@ def test_vectors_nan_inf_bytes_and_dimensions(app_host: AppHost, recorder: Recor
         ),
         Case("dot: no b", "POST", "/vectors/dot", {"a": [1]}, words=("b", "required")),
         Case(
+            "mean_variance past float32",
+            "POST",
+            "/vectors/aggregate/mean_variance",
+            {"vectors": [[3e38], [-3e38]]},
+            words=("result", "overflows"),
+        ),
+        Case(
+            "normalize a subnormal vector",
+            "POST",
+            "/vectors/normalize",
+            {"a": [1e-45, 0]},
+            status=200,
+        ),
+        Case(
             "unknown op",
             "POST",
             "/vectors/cross_product",

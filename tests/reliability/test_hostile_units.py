@@ -181,3 +181,38 @@ def test_an_empty_integer_tensor_is_no_server_error(harness: Harness, tmp_path: 
     )
     out = {o.name: o for o in harness.service.infer("mixed", None, request).outputs}
     assert out["ids_plus"].shape == [0, 3] and out["ids_plus"].data.tolist() == []
+
+
+def test_a_variance_past_float32_is_a_400_not_infinity_in_the_json() -> None:
+    """mean_variance checked the float64 variance, then sent it as float32: 9e76 became
+    `Infinity`, a 200 no JSON parser but Python's reads."""
+    from shared.api.vectors import vector_aggregate
+
+    req = func.HttpRequest(
+        "POST",
+        "http://h/api/vectors/aggregate/mean_variance",
+        route_params={"op": "mean_variance"},
+        body=json.dumps({"vectors": [[3e38], [-3e38]]}).encode(),
+    )
+    reply = vector_aggregate(req)
+    assert reply.status_code == 400 and b"Infinity" not in reply.get_body()
+    assert json.loads(reply.get_body())["error"]["field"] == "result"
+
+
+@pytest.mark.parametrize("rows", [[[1e-45, 0.0]], [[1e-45, 0.0], [3.0, 4.0], [0.0, 0.0]]])
+def test_normalize_of_a_subnormal_vector_is_a_unit_vector(rows: list[list[float]]) -> None:
+    """1/|v| overflowed float32 for |v| < 2.9e-39: inf and NaN, then a 400 blaming the
+    caller ('result: overflows float32') for a vector whose unit vector is plain."""
+    import warnings
+
+    import numpy as np
+
+    from shared.vectors import kernels
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no overflow on the way either
+        one = kernels.normalize(np.array(rows[0], dtype=np.float32))
+        many = kernels.normalize(np.array(rows, dtype=np.float32))
+    assert one.tolist() == [1.0, 0.0] and many[0].tolist() == [1.0, 0.0]
+    if len(rows) > 1:
+        assert np.allclose(many[1], [0.6, 0.8]) and many[2].tolist() == [0.0, 0.0]
