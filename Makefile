@@ -41,13 +41,16 @@ run: setup
 test: setup
 	$(BIN)/python -m pytest -q
 
-# Long randomised runs, apart from `make test`: schemathesis against every route with fresh
-# inputs each run, and the exact-search property test over many more random cases.
+# Long randomised runs, apart from `make test`: schemathesis against every route (one call
+# at a time, and stateful sequences) with fresh inputs each run, the property tests of the
+# vector codecs, the queue-message parser and the route matcher (FUZZ_EXAMPLES each), and
+# the exact-search property test over many more random cases.
 FUZZ_EXAMPLES ?= 300
 FUZZ_SEEDS ?= 300
 fuzz: setup
 	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) FUZZ_SEEDS=$(FUZZ_SEEDS) $(BIN)/python -m pytest -q \
 		--timeout=3600 tests/e2e/test_app_openapi.py \
+		tests/reliability/test_fuzz_properties.py tests/reliability/test_stateful_openapi.py \
 		tests/vectors/test_search.py::test_random_shapes_ties_and_scales_match_the_reference
 
 lint: $(BIN)/.installed

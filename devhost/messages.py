@@ -86,7 +86,7 @@ def queue_binding_data(message: HostQueueMessage) -> dict[str, Any]:
     data: dict[str, Any] = {}
     try:
         parsed = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested past the parser's stack
         parsed = None
     if isinstance(parsed, dict):
         data.update({str(k): v for k, v in parsed.items() if not isinstance(v, dict | list)})

@@ -30,9 +30,19 @@ _CONSTRAINT = re.compile(r":([^:=?()]+)(?:\(([^)]*)\))?")
 Check = Callable[[str], bool]
 
 
+_INT = re.compile(r"[-+]?[0-9]{1,40}")  # ASCII digits (invariant culture); 40 > any long
+
+
+def _as_int(value: str) -> int | None:
+    """The integer a route value spells, or None: too long a number is no match, never a
+    ValueError from int() (it refuses strings over 4300 digits)."""
+    return int(value) if _INT.fullmatch(value) else None
+
+
 def _int_range(low: int, high: int) -> Check:
     def check(value: str) -> bool:
-        return re.fullmatch(r"[-+]?\d+", value) is not None and low <= int(value) <= high
+        n = _as_int(value)
+        return n is not None and low <= n <= high
 
     return check
 
@@ -62,9 +72,7 @@ def _datetime(value: str) -> bool:
 
 def _number_check(kind: str, args: list[str]) -> Check:
     nums = [int(a) for a in args]
-
-    def as_int(v: str) -> int | None:
-        return int(v) if re.fullmatch(r"[-+]?\d+", v) else None
+    as_int = _as_int
 
     if kind == "min":
         return lambda v: (n := as_int(v)) is not None and n >= nums[0]

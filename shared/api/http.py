@@ -54,6 +54,8 @@ def parse_json(body: bytes, model: type[M]) -> M:
         data = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise RequestError(400, "invalid_json", f"request body is not valid JSON: {exc}") from None
+    except RecursionError:  # json's C scanner recurses once per nesting level
+        raise RequestError(400, "invalid_json", "request body is nested too deeply") from None
     if not isinstance(data, dict):
         raise RequestError(400, "invalid_json", "request body must be a JSON object")
     try:
@@ -62,8 +64,15 @@ def parse_json(body: bytes, model: type[M]) -> M:
         raise validation_error(exc) from None
 
 
+#: The function key's query parameter: the host checks it and passes it on with the rest.
+KEY_PARAM = "code"
+
+
 def read_query(req: func.HttpRequest, model: type[M]) -> M:
+    """The query as `model`, less the function key (`?code=` is how a caller may send it,
+    so it is no unknown field)."""
+    params = {k: v for k, v in req.params.items() if k != KEY_PARAM}
     try:
-        return model.model_validate(dict(req.params))
+        return model.model_validate(params)
     except ValidationError as exc:
         raise validation_error(exc) from None

@@ -25,6 +25,9 @@ def _reply(body: object, status: int = 200) -> func.HttpResponse:
     )
 
 
+MAX_VERSION = 2**31 - 1  # a SQL INT
+
+
 def _name_version(req: func.HttpRequest) -> tuple[str, int | None]:
     from shared.api.errors import RequestError
     from shared.storage.names import validate_model_name
@@ -37,8 +40,8 @@ def _name_version(req: func.HttpRequest) -> tuple[str, int | None]:
         version = int(raw)
     except ValueError:
         raise RequestError(400, "invalid_version", f"version: {raw!r} is not an integer") from None
-    if version < 1:
-        raise RequestError(400, "invalid_version", "version: must be 1 or more")
+    if not 1 <= version <= MAX_VERSION:  # beyond it, SQL cannot even hold the number
+        raise RequestError(400, "invalid_version", f"version: must be 1 to {MAX_VERSION}")
     return name, version
 
 

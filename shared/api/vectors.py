@@ -138,6 +138,8 @@ def vector_op(req: func.HttpRequest) -> func.HttpResponse:
 @handle_errors
 @timed_op
 def vector_aggregate(req: func.HttpRequest) -> func.HttpResponse:
+    import numpy as np
+
     from shared.config import get_settings
     from shared.vectors import codec
     from shared.vectors import ops as vector_ops
@@ -156,12 +158,15 @@ def vector_aggregate(req: func.HttpRequest) -> func.HttpResponse:
     finally:
         pool.give_back(m)
     if op == "mean_variance":
-        vector_ops.check_finite(result.mean)
-        vector_ops.check_finite(result.variance)
+        # checked as sent: a float64 variance can be finite and still overflow float32
+        with np.errstate(over="ignore"):  # an overflow is refused just below
+            mean, variance = result.mean.astype("float32"), result.variance.astype("float32")
+        vector_ops.check_finite(mean)
+        vector_ops.check_finite(variance)
         out: Any = {
             "count": result.count,
-            "mean": _encode(result.mean.astype("float32"), body.format),
-            "variance": _encode(result.variance.astype("float32"), body.format),
+            "mean": _encode(mean, body.format),
+            "variance": _encode(variance, body.format),
         }
     else:
         vector_ops.check_finite(result)

@@ -12,6 +12,7 @@ tool may drop it), or with one that does not parse, still runs, in a trace of it
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from typing import Annotated, Any
 
@@ -21,6 +22,8 @@ from shared.errors import InvalidInputError
 from shared.jobs.kinds import KINDS, JobKind, KindName
 
 SCHEMA_VERSION = 1
+JOB_ID_PATTERN = r"^[A-Za-z0-9._:-]+$"
+_JOB_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
 Name = Annotated[str, Field(min_length=1, max_length=256)]
 BlobName = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][\w.-]*$")]
@@ -88,7 +91,7 @@ if set(PAYLOADS) != set(JobKind):  # a kind without a payload class could never 
 
 
 class JobMessage(_Strict):
-    job_id: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]
+    job_id: Annotated[str, Field(min_length=1, max_length=64, pattern=JOB_ID_PATTERN)]
     kind: KindName
     schema_version: int = SCHEMA_VERSION
     payload: dict[str, Any]
@@ -133,16 +136,21 @@ def parse_message(
         data = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise MalformedMessageError(f"message is not JSON: {exc}") from None
+    except RecursionError:  # json's C scanner recurses once per nesting level
+        raise MalformedMessageError("message is not JSON: nested too deeply") from None
     if not isinstance(data, dict):
         raise MalformedMessageError("message must be a JSON object")
-    job_id = data.get("job_id") if isinstance(data.get("job_id"), str) else None
+    # Only a valid id may name the failed row: anything else (a lone surrogate, a path)
+    # could not be stored or would be a different job's.
+    job_id = data.get("job_id")
+    job_id = job_id if isinstance(job_id, str) and _JOB_ID.fullmatch(job_id) else None
     kind = data.get("kind") if isinstance(data.get("kind"), str) else None
     if kind is not None and kind not in KINDS:
         raise MalformedMessageError(
             f"kind: unknown job kind {kind!r}; expected one of {', '.join(KINDS)}", job_id, kind
         )
     version = data.get("schema_version", SCHEMA_VERSION)
-    if version != SCHEMA_VERSION:
+    if type(version) is not int or version != SCHEMA_VERSION:  # True == 1.0 == 1 in Python
         raise MalformedMessageError(
             f"schema_version: {version!r} is not supported (this app reads {SCHEMA_VERSION})",
             job_id,

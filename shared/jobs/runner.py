@@ -29,11 +29,12 @@ from pydantic import BaseModel
 from shared import telemetry
 from shared.db.repos.jobs import JobRepository
 from shared.errors import InvalidInputError
-from shared.jobs.kinds import UNKNOWN_KIND, JobStatus
+from shared.jobs.kinds import KINDS, UNKNOWN_KIND, JobStatus
 from shared.jobs.messages import MalformedMessageError, parse_message
 from shared.jobs.payloads import PayloadStore, is_reference
 
 log = logging.getLogger(__name__)
+MALFORMED = "malformed message: "
 
 
 class PermanentJobError(InvalidInputError):
@@ -145,13 +146,21 @@ class JobRunner:
         return Outcome(job_id, JobStatus.SUCCEEDED)
 
     def _malformed(self, exc: MalformedMessageError, body: str | bytes, message_id: str) -> Outcome:
-        raw = body.encode() if isinstance(body, str) else body
-        job_id = exc.job_id or f"malformed-{message_id or hashlib.sha256(raw).hexdigest()[:16]}"
+        raw = body.encode("utf-8", errors="replace") if isinstance(body, str) else body
+        fallback = f"malformed-{message_id or hashlib.sha256(raw).hexdigest()[:16]}"[:64]
         preview = raw[:2000].decode("utf-8", errors="replace")
-        self.jobs.create(job_id[:64], exc.kind or UNKNOWN_KIND, {"raw": preview})
-        self.jobs.fail(job_id[:64], f"malformed message: {exc.reason}")
+        # A kind outside the enum is recorded as "unknown" (what `GET jobs?kind=` filters
+        # on); the reason still quotes what the message said.
+        kind = exc.kind if exc.kind in KINDS else UNKNOWN_KIND
+        job_id = exc.job_id or fallback
+        record, created = self.jobs.create(job_id, kind, {"raw": preview})
+        if not created and not (record.error or "").startswith(MALFORMED):
+            # The id names a job a valid message made: a bad message must not overwrite it.
+            job_id = fallback
+            self.jobs.create(job_id, kind, {"raw": preview})
+        self.jobs.fail(job_id, f"{MALFORMED}{exc.reason}")
         log.warning("malformed job message %s: %s", job_id, exc.reason)
-        return Outcome(job_id[:64], JobStatus.FAILED, exc.reason)
+        return Outcome(job_id, JobStatus.FAILED, exc.reason)
 
 
 def _record_attempt(kind: str, outcome: str, started: float) -> None:

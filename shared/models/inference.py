@@ -153,7 +153,9 @@ class InferenceService:
         start = time.perf_counter()
         record: ModelRecord | None = None
         first = request.inputs[0].shape
-        rows = first[0] if first else 1
+        # The client's claim until the input is decoded: bounded, so a refused [10**12, 4]
+        # leaves a row that SQL INT and the analytics records (int32) can hold.
+        rows = min(first[0], self.max_elements, 2**31 - 1) if first else 1
         try:
             record = self.resolve(name, version)
             loaded = self._session(record)

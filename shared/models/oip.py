@@ -287,7 +287,7 @@ def _integral(arr: np.ndarray) -> bool:
 
 
 def _check_range(name: str, datatype: str, arr: np.ndarray, target: np.dtype) -> None:
-    if target.kind in "iu" and arr.dtype != target:
+    if target.kind in "iu" and arr.dtype != target and arr.size:  # empty: nothing to fit
         info = np.iinfo(target)
         lo, hi = arr.min(), arr.max()
         if lo < info.min or hi > info.max:

@@ -24,7 +24,7 @@ class JobSubmitRequest(Strict):
 
 class JobOut(BaseModel):
     id: str
-    kind: str = Field(description="A job kind, or what a malformed message said it was.")
+    kind: str = Field(description='A job kind, or "unknown" for a malformed message without one.')
     status: StatusName
     attempts: int
     payload: Any = None

@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, Field, model_validator
 
 from shared.schemas.common import MatrixJson, Name, Strict, VectorJson
 
 Metric = Literal["cosine", "euclidean", "dot"]
 
 
+def _json_integer(value: object) -> object:
+    """A count is a JSON number: lax int would read `true` as 1 and `"5"` as 5, while
+    5.0 is an integer to JSON Schema (and so to the OpenAPI document) and stays one."""
+    if isinstance(value, bool | str):
+        raise ValueError(f"expected an integer, got {type(value).__name__}")
+    return value
+
+
 class SearchRequest(Strict):
     vector: VectorJson | None = Field(default=None, description="One query vector.")
     vectors: MatrixJson | None = Field(default=None, description="Several query vectors.")
-    top_k: int = Field(default=10, ge=1, le=1000)
+    top_k: Annotated[int, BeforeValidator(_json_integer)] = Field(default=10, ge=1, le=1000)
     metric: Metric = "cosine"
     model_id: Name | None = None
     embedding_type: Name | None = None

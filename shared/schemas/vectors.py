@@ -32,8 +32,10 @@ class VectorOpRequest(Strict):
     b: VectorOrMatrixJson | None = Field(
         default=None, description="Second operand, for dot, cosine, euclidean, add, subtract, lerp."
     )
-    scalar: float | None = Field(default=None, description="Factor for scale.")
-    t: float | None = Field(default=None, description="Interpolation weight for lerp.")
+    scalar: float | None = Field(default=None, allow_inf_nan=False, description="Factor for scale.")
+    t: float | None = Field(
+        default=None, allow_inf_nan=False, description="Interpolation weight for lerp."
+    )
     mode: Literal["pairwise", "cross"] = Field(
         default="pairwise",
         description="Two matrices: row i with row i (pairwise) or every pair (cross).",

@@ -106,6 +106,8 @@ def dot_pairwise(a: np.ndarray, b: np.ndarray, *, out: np.ndarray | None = None)
 #: Squared sums outside this range lost digits in float32 (products that underflowed to
 #: subnormals) or overflowed; those vectors are summed again in float64.
 _SQ_SAFE_LOW, _SQ_SAFE_HIGH = 1e-30, 1e30
+#: Below this norm, 1/norm is past float32's largest value (normalize divides instead).
+_TINY_NORM = 1.0 / float(np.finfo(np.float32).max)
 
 
 def norm(v: np.ndarray, *, out: np.ndarray | None = None) -> np.ndarray | float:
@@ -148,6 +150,8 @@ def normalize(v: np.ndarray, *, out: np.ndarray | None = None) -> np.ndarray:
     v = np.asarray(v, dtype=F32)
     if v.ndim == 1:
         n = norm(v)
+        if 0 < n < _TINY_NORM:  # 1/n overflows float32: divide by n itself
+            return np.divide(v, F32(n), out=out)
         return np.multiply(v, F32(1.0 / n) if n > 0 else F32(1.0), out=out)
     v = _mat(v, "v")
     if out is None or not np.shares_memory(out, v):
@@ -156,9 +160,17 @@ def normalize(v: np.ndarray, *, out: np.ndarray | None = None) -> np.ndarray:
             return done
     inv = norm(v)
     assert isinstance(inv, np.ndarray)
-    np.divide(1.0, inv, out=inv, where=inv > 0)
+    tiny = np.flatnonzero((inv > 0) & (inv < _TINY_NORM))
+    if tiny.size:  # rare (subnormal rows): their reciprocal overflows float32
+        tiny_rows = v[tiny] / inv[tiny, None]
+    with np.errstate(over="ignore"):
+        np.divide(1.0, inv, out=inv, where=inv > 0)
     inv[inv == 0] = 1.0
-    return np.multiply(v, inv[:, None], out=out)
+    inv[tiny] = 0.0
+    res = np.multiply(v, inv[:, None], out=out)
+    if tiny.size:
+        res[tiny] = tiny_rows
+    return res
 
 
 # ---------------------------------------------------------------- cosine
