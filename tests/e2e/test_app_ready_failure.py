@@ -52,28 +52,3 @@ def test_in_azure_a_missing_setting_is_named_and_only_its_functions_fail(
         )
     finally:
         stop_host(host)
-
-
-def test_a_locked_database_is_a_503_with_retry_after_never_a_500(
-    tmp_path: Path, storage_connection: str
-) -> None:
-    import sqlite3
-
-    host = start_host(tmp_path, storage_connection, {"SQL_BUSY_TIMEOUT_MS": "300"})
-    try:
-        item = {"model_id": "busy", "items": [{"entity_id": "a", "vector": [1.0, 0.0]}]}
-        assert host.call("PUT", "/embeddings", item).status == 200  # the file exists now
-        holder = sqlite3.connect(tmp_path / "app.db", isolation_level=None)
-        holder.execute("BEGIN IMMEDIATE")
-        try:
-            reply = host.call("PUT", "/embeddings", item)
-            assert reply.status == 503, reply.body
-            assert reply.headers["retry-after"] == "2"
-            assert reply.json()["error"]["code"] == "database_busy"
-            assert host.call("POST", "/vectors/dot", {"a": [1], "b": [2]}).status == 200
-        finally:
-            holder.execute("ROLLBACK")
-            holder.close()
-        assert host.call("PUT", "/embeddings", item).status == 200  # and it recovers
-    finally:
-        stop_host(host)

@@ -20,7 +20,9 @@ def _infer(host, name: str):
     return host.call("POST", f"/v2/models/{name}/infer", body)
 
 
-def test_a_corrupted_cache_file_is_fetched_again(tmp_path: Path, storage_connection: str) -> None:
+def test_a_corrupted_cache_file_is_fetched_again(
+    tmp_path: Path, storage_connection: str, record_property
+) -> None:
     data_dir = tmp_path / "shared-data"
     env = {"DATA_DIR": str(data_dir), "SQL_CONNECTION_STRING": f"sqlite:///{tmp_path / 'db'}"}
     (tmp_path / "a").mkdir()
@@ -41,12 +43,17 @@ def test_a_corrupted_cache_file_is_fetched_again(tmp_path: Path, storage_connect
         assert reply.status == 200, reply.body
         assert cached.read_bytes() == data  # fetched again, verified
         assert "failed its sha256 check" in second.log()
+        record_property(
+            "happened",
+            "cached model zeroed on disk: the new process's sha256 check caught it, fetched it "
+            "again, inference 200",
+        )
     finally:
         stop_host(second)
 
 
 def test_a_deleted_model_blob_marks_the_model_unavailable(
-    tmp_path: Path, storage_connection: str
+    tmp_path: Path, storage_connection: str, record_property
 ) -> None:
     host = start_host(tmp_path, storage_connection)
     try:
@@ -68,5 +75,10 @@ def test_a_deleted_model_blob_marks_the_model_unavailable(
         listed = host.call("GET", "/models?name=iris-gone").json()["models"][0]
         assert listed["status"] == "failed" and "upload the model again" in listed["error"]
         assert _infer(host, "iris-gone").status == 409  # says so again, no 5xx
+        record_property(
+            "happened",
+            "model blob deleted: the version is marked failed with the reason, inference "
+            "answers 409 saying so (twice), never 5xx",
+        )
     finally:
         stop_host(host)
