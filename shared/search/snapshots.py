@@ -1,0 +1,278 @@
+"""Snapshots of compressed search sets in Blob Storage, for fast cold loads.
+
+A new instance would otherwise rebuild a set from SQL row by row and quantise it again.
+A snapshot holds everything the set needs: the int8 codes and per-row bounds, the row
+ids and the float32 rows, as one blob in a raw layout numpy maps without copying:
+
+    b"HSNAP001" | uint32 header length | JSON header | members, each 64-byte aligned
+
+The header names the set and its SQL version, and each member's dtype, shape, offset
+and CRC-32. A cold process reads the header with one small ranged read, then the members
+with parallel ranged reads (``max_concurrency``): the resident ones into one buffer
+(arrays are views of it), the float32 rows straight into the memory-mapped rows file.
+It is used only if its version is the one SQL reports and every CRC matches; anything
+else (missing, stale, truncated, corrupt) returns None and the caller loads from SQL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import logging
+import struct
+import zlib
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from shared.search.rowfile import map_rows
+from shared.vectors import quantized
+
+if TYPE_CHECKING:
+    from shared.search.index_cache import LoadedSet
+
+log = logging.getLogger(__name__)
+
+MAGIC = b"HSNAP001"
+ALIGN = 64
+FORMAT = 1
+HEAD_READ = 64 * 1024  # one ranged read that usually holds the whole header
+CONCURRENCY = 8
+#: Resident members, in blob order; ``rows`` follows them.
+_MEMBERS = ("codes", "offset", "scale", "residual", "code_norm", "code_sum", "norms", "recon_sq")
+
+
+def blob_name(model_id: str, embedding_type: str) -> str:
+    """One blob per set, named by a hash (model ids may hold any character)."""
+    key = json.dumps([model_id, embedding_type]).encode()
+    return f"sets/{hashlib.sha256(key).hexdigest()}.hsnap"
+
+
+class _Concat(io.RawIOBase):
+    """A read-only stream over byte buffers laid end to end, with no copy of them."""
+
+    def __init__(self, parts: list[memoryview]) -> None:
+        self.parts = parts
+        self.index = 0
+        self.offset = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        out = memoryview(buffer).cast("B")
+        done = 0
+        while done < len(out) and self.index < len(self.parts):
+            part = self.parts[self.index]
+            take = min(len(out) - done, len(part) - self.offset)
+            out[done : done + take] = part[self.offset : self.offset + take]
+            done += take
+            self.offset += take
+            if self.offset == len(part):
+                self.index, self.offset = self.index + 1, 0
+        return done
+
+
+class _Into(io.RawIOBase):
+    """A writable, seekable stream over a preallocated buffer: the SDK's parallel
+    ranged reads land in place (``BytesIO`` would copy the buffer)."""
+
+    def __init__(self, buffer: bytearray) -> None:
+        self.view = memoryview(buffer)
+        self.pos = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.pos, io.SEEK_END: len(self.view)}[whence]
+        self.pos = base + offset
+        return self.pos
+
+    def tell(self) -> int:
+        return self.pos
+
+    def write(self, data: Any) -> int:
+        chunk = memoryview(data).cast("B")
+        if self.pos + len(chunk) > len(self.view):
+            raise ValueError("snapshot member longer than its header says")
+        self.view[self.pos : self.pos + len(chunk)] = chunk
+        self.pos += len(chunk)
+        return len(chunk)
+
+
+def _layout(arrays: dict[str, np.ndarray], start: int) -> tuple[dict[str, Any], int]:
+    """Offsets (from ``start``, aligned) of each member; returns (members, end)."""
+    members: dict[str, Any] = {}
+    pos = start
+    for name, arr in arrays.items():
+        pos = -(-pos // ALIGN) * ALIGN
+        members[name] = {
+            "offset": pos,
+            "nbytes": int(arr.nbytes),
+            "dtype": arr.dtype.str,
+            "shape": list(arr.shape),
+        }
+        pos += arr.nbytes
+    return members, pos
+
+
+class SnapshotStore:
+    """Writes and reads set snapshots in one container (created on first write)."""
+
+    def __init__(self, blob_service: Any, container: str) -> None:
+        """``blob_service``: a BlobServiceClient, or a function that makes one when
+        first needed (so a process without storage settings still searches)."""
+        self._service = blob_service
+        self.container = container
+        self._ensured = False
+
+    @property
+    def service(self) -> Any:
+        if callable(self._service) and not hasattr(self._service, "get_blob_client"):
+            self._service = self._service()
+        return self._service
+
+    def _client(self, model_id: str, embedding_type: str) -> Any:
+        return self.service.get_blob_client(self.container, blob_name(model_id, embedding_type))
+
+    def save(self, loaded: LoadedSet) -> None:
+        """Upload a snapshot of ``loaded`` (a compressed set), replacing any older one."""
+        qr = loaded.compressed
+        if qr is None:
+            raise ValueError("only compressed sets are snapshotted")
+        ids = json.dumps(loaded.ids, ensure_ascii=False).encode()
+        arrays = {name: np.ascontiguousarray(getattr(qr, name)) for name in _MEMBERS}
+        arrays["ids"] = np.frombuffer(ids, np.uint8)
+        arrays["rows"] = np.asarray(qr.rows)
+        header = {
+            "format": FORMAT,
+            "model_id": loaded.model_id,
+            "embedding_type": loaded.embedding_type,
+            "version": loaded.version,
+            "count": qr.count,
+            "dim": qr.dim,
+        }
+        # The header's length depends on the offsets it lists: lay out with room to spare.
+        for _ in range(3):
+            members, end = _layout(arrays, _head_size(header))
+            header["members"] = members
+        for name, arr in arrays.items():
+            header["members"][name]["crc32"] = zlib.crc32(memoryview(arr).cast("B"))
+        head = _encode_head(header)
+        parts = [memoryview(head)]
+        pos = len(head)
+        for name, arr in arrays.items():
+            gap = header["members"][name]["offset"] - pos
+            if gap < 0:
+                raise ValueError("snapshot header outgrew its room")
+            parts.append(memoryview(bytes(gap)))
+            parts.append(memoryview(arr).cast("B"))
+            pos += gap + arr.nbytes
+        self._ensure_container()
+        self._client(loaded.model_id, loaded.embedding_type).upload_blob(
+            _Concat(parts),
+            length=pos,
+            overwrite=True,
+            max_concurrency=CONCURRENCY,
+            metadata={"version": str(loaded.version)},
+        )
+
+    def _ensure_container(self) -> None:
+        if self._ensured:
+            return
+        from azure.core.exceptions import ResourceExistsError
+
+        with contextlib.suppress(ResourceExistsError):
+            self.service.create_container(self.container)
+        self._ensured = True
+
+    def load(
+        self, model_id: str, embedding_type: str, version: int, rows_dir: Path
+    ) -> LoadedSet | None:
+        """The set at ``version`` from its snapshot, or None (missing, stale, corrupt)."""
+        from azure.core.exceptions import ResourceNotFoundError
+
+        client = self._client(model_id, embedding_type)
+        try:
+            first = client.download_blob(offset=0, length=HEAD_READ).readall()
+            header = _decode_head(first, client)
+            if header is None:
+                log.warning("search snapshot %s: unreadable header", client.blob_name)
+                return None
+            if header["version"] != version or header["model_id"] != model_id:
+                return None  # stale: SQL has moved on
+            return self._read(client, header, rows_dir)
+        except ResourceNotFoundError:
+            return None
+        except (ValueError, KeyError, TypeError) as err:
+            log.warning("search snapshot %s unusable: %s", client.blob_name, err)
+            return None
+
+    def _read(self, client: Any, header: dict[str, Any], rows_dir: Path) -> LoadedSet:
+        from shared.search.index_cache import LoadedSet
+
+        members = header["members"]
+        first = members[_MEMBERS[0]]["offset"]
+        last = members["ids"]
+        length = last["offset"] + last["nbytes"] - first
+        buf = bytearray(length)
+        stream = client.download_blob(offset=first, length=length, max_concurrency=CONCURRENCY)
+        if stream.readinto(_Into(buf)) != length:
+            raise ValueError("snapshot shorter than its header says")
+        arrays = {}
+        for name in (*_MEMBERS, "ids"):
+            m = members[name]
+            dtype = np.dtype(m["dtype"])
+            arr = np.frombuffer(buf, dtype, m["nbytes"] // dtype.itemsize, m["offset"] - first)
+            if zlib.crc32(memoryview(arr).cast("B")) != m["crc32"]:
+                raise ValueError(f"member {name}: CRC mismatch")
+            arrays[name] = arr.reshape(m["shape"])
+        rows_m = members["rows"]
+        count, dim = int(header["count"]), int(header["dim"])
+        if rows_m["shape"] != [count, dim] or arrays["codes"].shape != (count, dim):
+            raise ValueError("member shapes disagree with the header")
+
+        def fill(f: Any) -> None:
+            client.download_blob(
+                offset=rows_m["offset"], length=rows_m["nbytes"], max_concurrency=CONCURRENCY
+            ).readinto(f)
+
+        rows = map_rows(rows_dir, count, dim, fill)
+        if zlib.crc32(memoryview(rows).cast("B")) != rows_m["crc32"]:
+            raise ValueError("member rows: CRC mismatch")
+        ids = json.loads(bytes(arrays.pop("ids")).decode())
+        if len(ids) != count:
+            raise ValueError("ids disagree with the row count")
+        qr = quantized.QuantizedRows(**arrays, rows=rows)
+        return LoadedSet(
+            header["model_id"], header["embedding_type"], int(header["version"]), ids, None, qr
+        )
+
+
+def _head_size(header: dict[str, Any]) -> int:
+    """Bytes the encoded header takes, rounded up with slack for the CRCs and offsets
+    still to be filled in."""
+    size = len(_encode_head(header)) + 64 * (len(_MEMBERS) + 2) + 256
+    return -(-size // ALIGN) * ALIGN
+
+
+def _encode_head(header: dict[str, Any]) -> bytes:
+    body = json.dumps(header, separators=(",", ":")).encode()
+    return MAGIC + struct.pack("<I", len(body)) + body
+
+
+def _decode_head(first: bytes, client: Any) -> dict[str, Any] | None:
+    if len(first) < 12 or first[:8] != MAGIC:
+        return None
+    (size,) = struct.unpack("<I", first[8:12])
+    if 12 + size > len(first):
+        first = client.download_blob(offset=0, length=12 + size).readall()
+    header = json.loads(first[12 : 12 + size].decode())
+    return header if header.get("format") == FORMAT else None
