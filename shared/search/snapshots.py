@@ -41,6 +41,7 @@ ALIGN = 64
 FORMAT = 1
 HEAD_READ = 64 * 1024  # one ranged read that usually holds the whole header
 CONCURRENCY = 8
+RANGE_BYTES = 32 * 1024 * 1024
 #: Resident members, in blob order; ``rows`` follows them.
 _MEMBERS = ("codes", "offset", "scale", "residual", "code_norm", "code_sum", "norms", "recon_sq")
 
@@ -140,7 +141,20 @@ class SnapshotStore:
         return self._service
 
     def _client(self, model_id: str, embedding_type: str) -> Any:
-        return self.service.get_blob_client(self.container, blob_name(model_id, embedding_type))
+        """A client with 32 MiB ranges: per-request overhead, not bandwidth, limits 4 MiB
+        ranges (Azurite served 240 MB/s with 4 MiB ranges, 440 MB/s with 32 MiB)."""
+        from azure.storage.blob import BlobClient
+
+        service = self.service
+        return BlobClient(
+            service.url,
+            self.container,
+            blob_name(model_id, embedding_type),
+            credential=service.credential,
+            max_chunk_get_size=RANGE_BYTES,
+            max_single_get_size=RANGE_BYTES,
+            max_block_size=RANGE_BYTES,
+        )
 
     def save(self, loaded: LoadedSet) -> None:
         """Upload a snapshot of ``loaded`` (a compressed set), replacing any older one."""

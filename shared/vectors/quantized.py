@@ -479,23 +479,26 @@ def _rescore_pairs(
     view: core.SearchMatrix, queries: np.ndarray, qi: np.ndarray, rows: np.ndarray, pool: BufferPool
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """float64 (key, distance, similarity) per (query, row) pair, as ``search._rescore``
-    computes them, but one dot per pair: a batch's candidate rows differ per query, so
-    a gemm of all rows against all queries would do ~nq times the work."""
-    order = np.argsort(rows, kind="stable")  # read the rows forward
-    x = view.raw[rows[order]].astype(np.float64)  # type: ignore[index]
-    q = queries.astype(np.float64)[qi[order]]
-    if view.metric == "euclidean":
-        x -= q
-        dist = np.sqrt(np.einsum("ij,ij->i", x, x))
-        out = (dist, dist, 1.0 / (1.0 + dist))
-    else:
-        dots = np.einsum("ij,ij->i", x, q)
+    computes them. Entries come grouped by query (the band keeps them so): each query
+    re-scores only its own rows, a gather and a gemv, where one gemm of every band row
+    against every query would do ~nq times the work."""
+    key, dist, sim = (np.empty(qi.size) for _ in range(3))
+    bounds = np.searchsorted(qi, np.arange(len(queries) + 1))
+    for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
+        if a == b:
+            continue
+        x = view.raw[rows[a:b]].astype(np.float64)  # type: ignore[index]
+        q = queries[i].astype(np.float64)
+        if view.metric == "euclidean":
+            x -= q
+            d = np.sqrt(np.einsum("ij,ij->i", x, x))
+            key[a:b], dist[a:b], sim[a:b] = d, d, 1.0 / (1.0 + d)
+            continue
+        dots = x @ q
         if view.metric == "dot":
-            out = (-dots, -dots, dots)
-        else:
-            denom = np.sqrt(np.einsum("ij,ij->i", x, x) * np.einsum("ij,ij->i", q, q))
-            sim = np.divide(dots, denom, out=np.zeros_like(dots), where=denom > 0)
-            out = (-sim, 1.0 - sim, sim)
-    back = np.empty_like(order)
-    back[order] = np.arange(order.size)
-    return out[0][back], out[1][back], out[2][back]
+            key[a:b], dist[a:b], sim[a:b] = -dots, -dots, dots
+            continue
+        denom = np.sqrt(np.einsum("ij,ij->i", x, x) * float(q @ q))
+        cos = np.divide(dots, denom, out=np.zeros_like(dots), where=denom > 0)
+        key[a:b], dist[a:b], sim[a:b] = -cos, 1.0 - cos, cos
+    return key, dist, sim
