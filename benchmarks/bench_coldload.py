@@ -114,7 +114,9 @@ def main() -> None:
         base = [db_url, server.connection_string, container, str(work / "rows")]
         t = time.perf_counter()
         wrote = _child([*base, "write"])
-        print(f"first process: loaded from SQL, wrote the snapshot ({time.perf_counter() - t:.1f} s)")
+        print(
+            f"first process: loaded from SQL, wrote the snapshot ({time.perf_counter() - t:.1f} s)"
+        )
         assert wrote["writes"] == 1, wrote
         results: dict[str, list[dict]] = {"sql-float32": [], "sql-compressed": [], "snapshot": []}
         for _ in range(RUNS):  # interleaved: a neighbour's load hits every variant alike

@@ -22,11 +22,11 @@ the compressed scan starts to win (``SEARCH_COMPRESS_FROM_ROWS``).
 
 from __future__ import annotations
 
-import numpy as np
-
 import tempfile
 import tracemalloc
 from pathlib import Path
+
+import numpy as np
 
 from shared.search.rowfile import write_rows
 from shared.vectors import quantized, search
@@ -224,23 +224,24 @@ def compressed_row(n: int, rng: np.random.Generator, rows_dir: Path) -> list[str
 
 def crossover(rng: np.random.Generator) -> list[list[str]]:
     """Single-query time of both engines on small sets (where the fixed costs tell)."""
-    out = []
-    for n in (5_000, 10_000, 20_000, 50_000):
-        data = rng.standard_normal((n, D), dtype=np.float32)
-        queries = rng.standard_normal((NQ, D), dtype=np.float32)
-        prepared, qr = search.prepare(data, "cosine"), quantized.quantize(data)
-        counter = iter(range(10**9))
-        best = interleaved(
-            {
-                "f32": lambda: search.search(prepared, queries[next(counter) % NQ], K),
-                "int8": lambda: quantized.search(qr, queries[next(counter) % NQ], K, "cosine"),
-            },
-            rounds=5,
-            min_time=0.1,
-        )
-        ratio = best["int8"] / best["f32"]
-        out.append([f"{n:,}", fmt_time(best["f32"]), fmt_time(best["int8"]), f"{ratio:.2f}x"])
-    return out
+    return [_crossover_row(n, rng) for n in (5_000, 10_000, 20_000, 50_000)]
+
+
+def _crossover_row(n: int, rng: np.random.Generator) -> list[str]:
+    data = rng.standard_normal((n, D), dtype=np.float32)
+    queries = rng.standard_normal((NQ, D), dtype=np.float32)
+    prepared, qr = search.prepare(data, "cosine"), quantized.quantize(data)
+    counter = iter(range(10**9))
+    best = interleaved(
+        {
+            "f32": lambda: search.search(prepared, queries[next(counter) % NQ], K),
+            "int8": lambda: quantized.search(qr, queries[next(counter) % NQ], K, "cosine"),
+        },
+        rounds=5,
+        min_time=0.1,
+    )
+    ratio = best["int8"] / best["f32"]
+    return [f"{n:,}", fmt_time(best["f32"]), fmt_time(best["int8"]), f"{ratio:.2f}x"]
 
 
 def main_compressed() -> None:

@@ -22,6 +22,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -30,6 +31,7 @@ import numpy as np
 
 from shared.db.repos.embeddings import EmbeddingRepository
 from shared.search.rowfile import write_rows
+from shared.search.snapshots import SnapshotRowsError
 from shared.vectors import quantized
 from shared.vectors import search as core
 from shared.vectors.pool import BufferPool
@@ -53,6 +55,8 @@ class LoadedSet:
     ids: list[str]
     base: core.SearchMatrix | None  # float32 sets: the stored values, for the scan
     compressed: quantized.QuantizedRows | None = None  # large sets: int8 codes + bounds
+    #: For a set from a snapshot: loads it from SQL instead, should its rows prove bad.
+    fallback: Callable[[], LoadedSet] | None = None
     _prepared: dict[str, core.SearchMatrix] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -69,9 +73,14 @@ class LoadedSet:
         """Top-k per query row by whichever engine holds this set (same results)."""
         if self.compressed is not None:
             m = metric  # validated by the caller's schema; the engine checks it too
-            if queries.shape[0] == 1:
-                return [quantized.search(self.compressed, queries[0], top_k, m, pool=pool)]  # type: ignore[arg-type]
-            return quantized.search_batch(self.compressed, queries, top_k, m, pool=pool)  # type: ignore[arg-type]
+            try:
+                if queries.shape[0] == 1:
+                    return [quantized.search(self.compressed, queries[0], top_k, m, pool=pool)]  # type: ignore[arg-type]
+                return quantized.search_batch(self.compressed, queries, top_k, m, pool=pool)  # type: ignore[arg-type]
+            except SnapshotRowsError:
+                if self.fallback is None:
+                    raise
+                return self.fallback().search(queries, top_k, metric, pool)
         matrix = self.prepared(metric)
         if queries.shape[0] == 1:
             return [core.search(matrix, queries[0], top_k, pool=pool)]
@@ -210,7 +219,19 @@ class IndexCache:
                 got = None
             if got is not None:
                 self.snapshot_loads += 1
+                got.fallback = lambda: self._replace_from_sql(model_id, embedding_type)
                 return got
+        return self._load_sql(model_id, embedding_type)
+
+    def _replace_from_sql(self, model_id: str, embedding_type: str) -> LoadedSet:
+        """A snapshot's rows proved bad: load the set from SQL and keep that instead."""
+        log.warning("search snapshot of %s/%s dropped: loading from SQL", model_id, embedding_type)
+        loaded = self._load_sql(model_id, embedding_type)
+        with self._lock:
+            self._sets[(model_id, embedding_type)] = loaded
+        return loaded
+
+    def _load_sql(self, model_id: str, embedding_type: str) -> LoadedSet:
         version, ids, blob, dim = self.repo.load_set(model_id, embedding_type)
         self.loads += 1
         if ids:

@@ -22,7 +22,9 @@ import io
 import json
 import logging
 import struct
+import threading
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +44,111 @@ FORMAT = 1
 HEAD_READ = 64 * 1024  # one ranged read that usually holds the whole header
 CONCURRENCY = 8
 RANGE_BYTES = 32 * 1024 * 1024
+#: Rows members at least this big are not waited for: the set answers at once, reading
+#: the few rows a query re-scores by range until the whole member is in its mapped file.
+LAZY_ROWS_FROM = 64 * 1024 * 1024
+
+
+class SnapshotRowsError(ValueError):
+    """Rows read from a snapshot disagree with its codes or CRC: the set must be
+    loaded from SQL instead."""
+
+
+class RemoteRows:
+    """The float32 rows of a snapshot while they download into their mapped file.
+
+    ``gather`` reads the requested rows by range (adjacent rows in one request, several
+    requests at once) and checks each against the set's codes and bounds (the decoded
+    row plus at most the residual norm, and the stored norm), so a damaged row is
+    caught before it is used; ``array`` is the mapped file once complete and CRC-checked.
+    """
+
+    def __init__(
+        self, client: Any, member: dict[str, Any], shape: tuple[int, int], rows_dir: Path
+    ) -> None:
+        self.shape = shape
+        self._client = client
+        self._member = member
+        self._done = threading.Event()
+        self._array: np.ndarray | None = None
+        self.failed: Exception | None = None
+        self.check: Any = None  # set by the loader: (idx, rows) -> None, raises if wrong
+        thread = threading.Thread(target=self._fetch_all, args=(rows_dir,), daemon=True)
+        thread.start()
+
+    def _fetch_all(self, rows_dir: Path) -> None:
+        m = self._member
+
+        def fill(f: Any) -> None:
+            self._client.download_blob(
+                offset=m["offset"], length=m["nbytes"], max_concurrency=CONCURRENCY
+            ).readinto(f)
+
+        try:
+            rows = map_rows(rows_dir, self.shape[0], self.shape[1], fill)
+            if zlib.crc32(memoryview(rows).cast("B")) != m["crc32"]:
+                raise SnapshotRowsError("member rows: CRC mismatch")
+            self._array = rows
+        except Exception as err:  # kept: the next search falls back to SQL
+            log.warning("search snapshot rows unusable: %s", err)
+            self.failed = err
+        finally:
+            self._done.set()
+
+    def array(self, wait: bool = False) -> np.ndarray | None:
+        if wait:
+            self._done.wait()
+        if self.failed is not None:
+            raise SnapshotRowsError(str(self.failed))
+        return self._array if self._done.is_set() else None
+
+    def gather(self, idx: np.ndarray) -> np.ndarray:
+        full = self.array()
+        if full is not None:
+            return np.asarray(full[idx])
+        dim = self.shape[1]
+        out = np.empty((idx.size, dim), np.float32)
+        if not idx.size:
+            return out
+        cuts = np.flatnonzero(np.diff(idx) != 1) + 1
+        starts = np.concatenate([[0], cuts])
+        stops = np.concatenate([cuts, [idx.size]])
+        row_bytes = dim * 4
+
+        def fetch(span: tuple[int, int]) -> None:
+            a, b = span
+            data = self._client.download_blob(
+                offset=self._member["offset"] + int(idx[a]) * row_bytes,
+                length=(b - a) * row_bytes,
+            ).readall()
+            if len(data) != (b - a) * row_bytes:
+                raise SnapshotRowsError("snapshot rows shorter than their header says")
+            out[a:b] = np.frombuffer(data, "<f4").reshape(b - a, dim)
+
+        with ThreadPoolExecutor(CONCURRENCY) as pool:
+            list(pool.map(fetch, zip(starts.tolist(), stops.tolist(), strict=True)))
+        if self.check is not None:
+            self.check(idx, out)
+        return out
+
+
+def _row_check(qr: quantized.QuantizedRows) -> Any:
+    """A check that rows agree with the codes and bounds they were quantised into."""
+
+    def check(idx: np.ndarray, rows: np.ndarray) -> None:
+        x = rows.astype(np.float64)
+        c = qr.codes[idx].astype(np.float64) - quantized.LEVELS
+        r = x - (qr.offset + qr.scale * c)
+        res = np.sqrt(np.einsum("ij,ij->i", r, r))
+        norms = np.sqrt(np.einsum("ij,ij->i", x, x))
+        ok = res <= qr.residual[idx].astype(np.float64) * (1 + 1e-9)
+        ok &= np.abs(norms - qr.norms[idx]) <= 1e-9 * qr.norms[idx]
+        if not ok.all():
+            raise SnapshotRowsError(f"snapshot row {int(idx[~ok][0])} disagrees with its codes")
+
+    return check
+
+
 #: Resident members, in blob order; ``rows`` follows them.
 _MEMBERS = ("codes", "offset", "scale", "residual", "code_norm", "code_sum", "norms", "recon_sq")
 
@@ -133,6 +240,7 @@ class SnapshotStore:
         self._service = blob_service
         self.container = container
         self._ensured = False
+        self.lazy_rows_from = LAZY_ROWS_FROM
 
     @property
     def service(self) -> Any:
@@ -225,7 +333,7 @@ class SnapshotStore:
             return self._read(client, header, rows_dir)
         except ResourceNotFoundError:
             return None
-        except (ValueError, KeyError, TypeError) as err:
+        except (ValueError, KeyError, TypeError) as err:  # SnapshotRowsError included
             log.warning("search snapshot %s unusable: %s", client.blob_name, err)
             return None
 
@@ -253,18 +361,14 @@ class SnapshotStore:
         if rows_m["shape"] != [count, dim] or arrays["codes"].shape != (count, dim):
             raise ValueError("member shapes disagree with the header")
 
-        def fill(f: Any) -> None:
-            client.download_blob(
-                offset=rows_m["offset"], length=rows_m["nbytes"], max_concurrency=CONCURRENCY
-            ).readinto(f)
-
-        rows = map_rows(rows_dir, count, dim, fill)
-        if zlib.crc32(memoryview(rows).cast("B")) != rows_m["crc32"]:
-            raise ValueError("member rows: CRC mismatch")
         ids = json.loads(bytes(arrays.pop("ids")).decode())
         if len(ids) != count:
             raise ValueError("ids disagree with the row count")
+        remote = RemoteRows(client, rows_m, (count, dim), rows_dir)
+        lazy = rows_m["nbytes"] >= self.lazy_rows_from
+        rows: Any = remote if lazy else remote.array(wait=True)
         qr = quantized.QuantizedRows(**arrays, rows=rows)
+        remote.check = _row_check(qr)
         return LoadedSet(
             header["model_id"], header["embedding_type"], int(header["version"]), ids, None, qr
         )

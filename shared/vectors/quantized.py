@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -79,7 +80,7 @@ class QuantizedRows:
     code_sum: np.ndarray  # (n,) float64: 127 * sum of the uint8 codes (centres simsimd's dot)
     norms: np.ndarray  # (n,) float64: |x[i]| (cosine)
     recon_sq: np.ndarray  # (n,) float64: |scale * c[i]|^2 (euclidean)
-    rows: np.ndarray  # (n, d) float32
+    rows: np.ndarray | RowSource  # (n, d) float32
 
     def __post_init__(self) -> None:
         n = self.codes.shape[0]
@@ -117,8 +118,53 @@ class QuantizedRows:
         return sum(p.nbytes for p in parts) + extra
 
     def view(self, metric: core.Metric) -> core.SearchMatrix:
-        """The float32 rows as ``search`` reads them to re-score (no copy)."""
-        return core.SearchMatrix(metric, self.rows.T, None, max_norm=1.0, raw=self.rows)
+        """The float32 rows as ``search`` reads them to re-score (no copy); rows still
+        arriving (``RowSource``) are waited for."""
+        rows = self.rows if isinstance(self.rows, np.ndarray) else self.rows.array(wait=True)
+        return _matrix(rows, metric)
+
+    def shape_check(self, metric: core.Metric) -> core.SearchMatrix:
+        """A matrix of the right shape for argument checks (reads no row)."""
+        return core.SearchMatrix(metric, self.codes.T, None, max_norm=1.0)
+
+
+class RowSource(Protocol):
+    """Float32 rows not local yet (a snapshot still downloading): ``gather`` reads a few
+    by index, ``array`` gives all of them once they are here."""
+
+    shape: tuple[int, int]
+
+    def gather(self, idx: np.ndarray) -> np.ndarray: ...
+
+    def array(self, wait: bool = False) -> np.ndarray | None: ...
+
+
+#: A re-score band larger than this waits for all rows instead of gathering them.
+GATHER_MAX = 50_000
+
+
+def _matrix(rows: np.ndarray, metric: core.Metric) -> core.SearchMatrix:
+    return core.SearchMatrix(metric, rows.T, None, max_norm=1.0, raw=rows)
+
+
+def _finish(
+    qr: QuantizedRows,
+    metric: core.Metric,
+    q: np.ndarray,
+    cand: np.ndarray,
+    top_k: int,
+    pool: BufferPool,
+) -> core.SearchResult:
+    """``search._finish`` over the candidate rows (sorted), wherever the rows are."""
+    rows = qr.rows
+    if not isinstance(rows, np.ndarray):
+        full = rows.array(wait=cand.size > GATHER_MAX)
+        if full is None:  # gather just the candidates; local order = row order
+            local = rows.gather(cand)
+            got = core._finish(_matrix(local, metric), q, np.arange(cand.size), top_k, pool)
+            return core.SearchResult(cand[got.indices], got.distances, got.similarities)
+        rows = full
+    return core._finish(_matrix(rows, metric), q, cand, top_k, pool)
 
 
 def quantize(rows: np.ndarray, *, keep: np.ndarray | None = None) -> QuantizedRows:
@@ -314,13 +360,12 @@ def search(
     q = np.asarray(query, dtype=np.float32)
     if q.ndim != 1:
         raise VectorFormatError("query", f"expected a vector (1-D), got shape {q.shape}")
-    view = qr.view(metric)
-    core._check(view, q, top_k)
+    core._check(qr.shape_check(metric), q, top_k)
     pool = pool or default_pool()
     n = qr.count
     p = _prepare_queries(qr, q[None, :], metric)
     if p.zero[0] or n <= top_k:
-        return core._finish(view, q, np.arange(min(n, top_k)), top_k, pool)
+        return _finish(qr, metric, q, np.arange(min(n, top_k)), top_k, pool)
     k = top_k
     with pool.rent(n, np.float64) as raw, pool.rent(n, np.bool_) as mask:
         int8_scan.dot_one(qr.codes, (p.u[0].astype(np.int16) + LEVELS).astype(np.uint8), raw)
@@ -345,7 +390,7 @@ def search(
     cu = _centred(qr, p, idx)
     lo, hi = _intervals(qr, p, np.zeros(idx.size, np.intp), idx, cu)
     cand = idx[hi >= _kth(lo, k)]
-    return core._finish(view, q, cand, top_k, pool)
+    return _finish(qr, metric, q, cand, top_k, pool)
 
 
 def _centred(qr: QuantizedRows, p: _Queries, idx: np.ndarray) -> np.ndarray:
@@ -400,8 +445,7 @@ def search_batch(
     qm = np.asarray(queries, dtype=np.float32)
     if qm.ndim != 2:
         raise VectorFormatError("queries", f"expected a matrix (2-D), got shape {qm.shape}")
-    view = qr.view(metric)
-    core._check(view, qm, top_k)
+    core._check(qr.shape_check(metric), qm, top_k)
     nq, n = qm.shape[0], qr.count
     if nq == 0:
         return []
@@ -430,7 +474,7 @@ def search_batch(
         if ri.size:
             lo, hi = _intervals(qr, p, qi, ri + start, dots[ri, qi].astype(np.float64))
             band.merge(qi, ri + start, lo, hi)
-    results = _finish_batch(view, qm, band, top_k, pool)
+    results = _finish_batch(qr, metric, qm, band, top_k)
     for i in np.flatnonzero(band.overflow | p.zero):
         results[i] = search(qr, qm[i], top_k, metric, pool=pool)
     return results
@@ -458,13 +502,13 @@ def _seed(qr: QuantizedRows, p: _Queries, band: _Band, dots: np.ndarray, metric:
 
 
 def _finish_batch(
-    view: core.SearchMatrix, queries: np.ndarray, band: _Band, top_k: int, pool: BufferPool
+    qr: QuantizedRows, metric: core.Metric, queries: np.ndarray, band: _Band, top_k: int
 ) -> list[core.SearchResult]:
     nq = len(queries)
     empty = core.SearchResult(np.empty(0, np.int64), np.empty(0), np.empty(0))
     if not band.q.size:
         return [empty] * nq
-    key, dist, sim = _rescore_pairs(view, queries, band.q, band.row, pool)
+    key, dist, sim = _rescore_pairs(qr, metric, queries, band.q, band.row)
     pick = core._best_per_query(nq, top_k, band.q, band.row, key)
     qi = band.q[pick]
     bounds = np.searchsorted(qi, np.arange(nq + 1))
@@ -476,7 +520,7 @@ def _finish_batch(
 
 
 def _rescore_pairs(
-    view: core.SearchMatrix, queries: np.ndarray, qi: np.ndarray, rows: np.ndarray, pool: BufferPool
+    qr: QuantizedRows, metric: str, queries: np.ndarray, qi: np.ndarray, rows: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """float64 (key, distance, similarity) per (query, row) pair, as ``search._rescore``
     computes them. Entries come grouped by query (the band keeps them so): each query
@@ -484,18 +528,26 @@ def _rescore_pairs(
     against every query would do ~nq times the work."""
     key, dist, sim = (np.empty(qi.size) for _ in range(3))
     bounds = np.searchsorted(qi, np.arange(len(queries) + 1))
+    source = qr.rows
+    if not isinstance(source, np.ndarray):
+        full = source.array(wait=rows.size > GATHER_MAX)
+        if full is None:  # rows still arriving: gather the distinct band rows once
+            unique, inverse = np.unique(rows, return_inverse=True)
+            source, rows = source.gather(unique), inverse
+        else:
+            source = full
     for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
         if a == b:
             continue
-        x = view.raw[rows[a:b]].astype(np.float64)  # type: ignore[index]
+        x = source[rows[a:b]].astype(np.float64)
         q = queries[i].astype(np.float64)
-        if view.metric == "euclidean":
+        if metric == "euclidean":
             x -= q
             d = np.sqrt(np.einsum("ij,ij->i", x, x))
             key[a:b], dist[a:b], sim[a:b] = d, d, 1.0 / (1.0 + d)
             continue
         dots = x @ q
-        if view.metric == "dot":
+        if metric == "dot":
             key[a:b], dist[a:b], sim[a:b] = -dots, -dots, dots
             continue
         denom = np.sqrt(np.einsum("ij,ij->i", x, x) * float(q @ q))

@@ -4,6 +4,7 @@ corrupt one falls back to SQL with the right results."""
 
 from __future__ import annotations
 
+import threading
 import uuid
 from pathlib import Path
 
@@ -158,3 +159,50 @@ def test_small_sets_stay_float32(stack, tmp_path, rng) -> None:
     _check(search, vectors, rng)
     loaded = cache._sets[(MODEL, ETYPE)]
     assert loaded.compressed is None and loaded.base is not None
+
+
+def _hold_rows(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
+    """Rows downloads wait for the returned event: searches must gather by range."""
+    release = threading.Event()
+    fetch_all = snap.RemoteRows._fetch_all
+
+    def held(self, rows_dir):
+        release.wait(30)
+        fetch_all(self, rows_dir)
+
+    monkeypatch.setattr(snap.RemoteRows, "_fetch_all", held)
+    return release
+
+
+def test_a_large_snapshot_answers_before_its_rows_arrive(stack, tmp_path, rng, monkeypatch) -> None:
+    vectors = _snapshot(stack, tmp_path, rng)
+    db_path, _, service, container = stack
+    release = _hold_rows(monkeypatch)
+    repo, cache, search = _process(db_path, tmp_path / "p2", service, container)
+    cache.snapshots.lazy_rows_from = 0  # this small set counts as large
+    _check(search, vectors, rng)  # answered from rows read by range
+    rows = cache._sets[(MODEL, ETYPE)].compressed.rows
+    assert isinstance(rows, snap.RemoteRows) and rows.array() is None
+    release.set()
+    assert rows.array(wait=True) is not None
+    _check(search, vectors, rng)  # and from the mapped file once it is complete
+    assert repo.row_reads == 0 and cache.snapshot_loads == 1
+
+
+def test_a_damaged_row_read_by_range_falls_back_to_sql(stack, tmp_path, rng, monkeypatch) -> None:
+    vectors = _snapshot(stack, tmp_path, rng)
+    db_path, _, service, container = stack
+    blob = service.get_blob_client(container, snap.blob_name(MODEL, ETYPE))
+    data = bytearray(blob.download_blob().readall())
+    header = snap._decode_head(bytes(data), blob)
+    at = header["members"]["rows"]["offset"] + 42 * 24 * 4 + 8  # row 42, third value
+    data[at : at + 4] = np.float32(vectors[42, 2] + 0.5).tobytes()
+    blob.upload_blob(bytes(data), overwrite=True)
+    _hold_rows(monkeypatch)
+    repo, cache, search = _process(db_path, tmp_path / "p2", service, container)
+    cache.snapshots.lazy_rows_from = 0
+    hits = search.search(vectors[42:43], top_k=3, metric="euclidean", model_id=MODEL)[0]
+    assert hits[0].entity_id == "e42" and hits[0].distance == 0.0
+    assert repo.row_reads == 1  # the damaged row was caught and SQL answered
+    _check(search, vectors, rng)
+    assert repo.row_reads == 1 and cache._sets[(MODEL, ETYPE)].compressed.rows is not None
