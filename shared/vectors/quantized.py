@@ -385,18 +385,12 @@ def search(
         else:
             np.greater_equal(raw, _thresholds(qr, p, floor)[0], out=mask)
         idx = np.flatnonzero(mask)
-    if metric == "cosine" and qr.stats["zero_rows"].size:
-        idx = np.union1d(idx, qr.stats["zero_rows"])
-    cu = _centred(qr, p, idx)
+        if metric == "cosine" and qr.stats["zero_rows"].size:
+            idx = np.union1d(idx, qr.stats["zero_rows"])
+        cu = raw[idx]
     lo, hi = _intervals(qr, p, np.zeros(idx.size, np.intp), idx, cu)
     cand = idx[hi >= _kth(lo, k)]
     return _finish(qr, metric, q, cand, top_k, pool)
-
-
-def _centred(qr: QuantizedRows, p: _Queries, idx: np.ndarray) -> np.ndarray:
-    """Exact ``u . c`` for a few rows of query 0 (int64 arithmetic)."""
-    centred = qr.codes[idx].astype(np.int32) - LEVELS
-    return (centred @ p.u[0].astype(np.int32)).astype(np.float64)
 
 
 class _Band:
