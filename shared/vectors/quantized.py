@@ -451,11 +451,17 @@ def search_batch(
     ut = np.ascontiguousarray(p.u.T)
     cap = block_rows or max(1024, BATCH_BLOCK_BYTES // (4 * nq))
     first = min(cap, max(4 * k, SEED_ROWS))
+    zero_rows = qr.stats["zero_rows"] if metric == "cosine" else np.empty(0, np.int64)
+    if zero_rows.size:  # cosine exactly 0, never ruled out by the dot threshold
+        live = np.flatnonzero(~p.zero)
+        zq = np.repeat(live, zero_rows.size)
+        zeros = np.zeros(zq.size)
+        band.merge(zq, np.tile(zero_rows, live.size), zeros, zeros)
+        band.floor[live] = -np.inf
     for start, stop in core._blocks(n, first, cap):
         dots = int8_scan.dot_centred_batch(qr.codes[start:stop], ut, THREADS)
         if start == 0:
-            _seed(qr, p, band, dots, metric)
-            continue
+            _seed(qr, p, band, dots)
         if metric == "euclidean":
             limit = _euclid_limit(qr, p, band.floor)
             tmp = dots * (-2 * p.alpha)[None, :]
@@ -465,6 +471,9 @@ def search_batch(
             thr = np.clip(_thresholds(qr, p, band.floor), -(2.0**31), 2.0**31 - 1)
             mask = dots >= thr.astype(dots.dtype)[None, :]
         ri, qi = core._nonzero(mask)
+        if zero_rows.size:  # already in the band
+            fresh = ~np.isin(ri + start, zero_rows)
+            ri, qi = ri[fresh], qi[fresh]
         if ri.size:
             lo, hi = _intervals(qr, p, qi, ri + start, dots[ri, qi].astype(np.float64))
             band.merge(qi, ri + start, lo, hi)
@@ -474,25 +483,23 @@ def search_batch(
     return results
 
 
-def _seed(qr: QuantizedRows, p: _Queries, band: _Band, dots: np.ndarray, metric: str) -> None:
-    """The first block: every entry's interval, each query's k-th best ``lo`` by a
-    partition, and only the entries that can still reach it join the band."""
-    rows, nq = dots.shape
+def _seed(qr: QuantizedRows, p: _Queries, band: _Band, dots: np.ndarray) -> None:
+    """Each query's first floor, from the first block: the k-th best ``lo`` among its
+    ``4k`` largest integer dots there (a subset, so a valid floor; the largest dots hold
+    nearly the largest ``lo``), at the cost of a partition instead of an interval for
+    every entry."""
+    rows = dots.shape[0]
+    k = band.k
     live = np.flatnonzero(~p.zero)
-    qi = np.repeat(live, rows)
-    ri = np.tile(np.arange(rows), live.size)
-    lo, hi = _intervals(qr, p, qi, ri, dots[ri, qi].astype(np.float64))
-    if rows >= band.k:
-        kth = -np.partition(-lo.reshape(live.size, rows), band.k - 1, axis=1)[:, band.k - 1]
-        band.floor[live] = kth
-    keep = hi >= band.floor[qi]
-    band.merge(qi[keep], ri[keep], lo[keep], hi[keep])
-    zr = qr.stats["zero_rows"] if metric == "cosine" else np.empty(0, np.int64)
-    zr = zr[zr >= rows]
-    if zr.size:  # zero rows (cosine exactly 0) are never ruled out by the dot threshold
-        zq = np.repeat(live, zr.size)
-        zrow = np.tile(zr, live.size)
-        band.merge(zq, zrow, np.zeros(zq.size), np.zeros(zq.size))
+    if rows < k or not live.size:
+        return
+    m = min(rows, 4 * k)
+    top = np.argpartition(-dots[:, live].T, m - 1, axis=1)[:, :m] if m < rows else None
+    ri = top.reshape(-1) if top is not None else np.tile(np.arange(rows), live.size)
+    qi = np.repeat(live, m)
+    lo, _ = _intervals(qr, p, qi, ri, dots[ri, qi].astype(np.float64))
+    kth = -np.partition(-lo.reshape(live.size, m), k - 1, axis=1)[:, k - 1]
+    band.floor[live] = kth
 
 
 def _finish_batch(
