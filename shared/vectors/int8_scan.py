@@ -25,13 +25,15 @@ _lock = threading.Lock()
 _sessions: dict[int, object] = {}
 
 
-def dot_one(codes: np.ndarray, query: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """``out[i] = codes[i] . query`` for uint8 ``codes`` (n, d) and uint8 ``query`` (d,),
-    as float64 (exact integers)."""
+def dot_one(codes: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """``codes[i] . query`` for uint8 ``codes`` (n, d) and uint8 ``query`` (d,), as a
+    new writable float64 array (exact integers).
+
+    No ``out=``: simsimd 6.5's cdist drops a reference to None on every call with
+    ``out``, which crashed the interpreter after some 10^4 calls."""
     import simsimd
 
-    simsimd.cdist(query.reshape(1, -1), codes, metric="dot", out=out.reshape(1, -1))
-    return out
+    return np.asarray(simsimd.cdist(query.reshape(1, -1), codes, metric="dot")).reshape(-1)
 
 
 def dot_centred_batch(codes: np.ndarray, queries_t: np.ndarray, threads: int) -> np.ndarray:

@@ -367,8 +367,8 @@ def search(
     if p.zero[0] or n <= top_k:
         return _finish(qr, metric, q, np.arange(min(n, top_k)), top_k, pool)
     k = top_k
-    with pool.rent(n, np.float64) as raw, pool.rent(n, np.bool_) as mask:
-        int8_scan.dot_one(qr.codes, (p.u[0].astype(np.int16) + LEVELS).astype(np.uint8), raw)
+    raw = int8_scan.dot_one(qr.codes, (p.u[0].astype(np.int16) + LEVELS).astype(np.uint8))
+    with pool.rent(n, np.bool_) as mask:
         raw -= qr.code_sum
         raw -= LEVELS * float(p.usum[0])  # now the centred dot u . c, exactly
         step = max(1, n // max(SAMPLE_ROWS, 4 * k))

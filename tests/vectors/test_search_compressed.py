@@ -91,7 +91,17 @@ def test_both_scan_engines_are_exact_at_the_extremes(rng: np.random.Generator) -
     got = int8_scan.dot_centred_batch(codes, np.ascontiguousarray(u.T), 1)
     assert np.array_equal(got, want)
     for i in range(3):
-        out = np.empty(300)
-        int8_scan.dot_one(codes, (u[i].astype(np.int16) + 127).astype(np.uint8), out)
+        out = int8_scan.dot_one(codes, (u[i].astype(np.int16) + 127).astype(np.uint8))
         centred = out - 127 * codes.astype(np.int64).sum(axis=1) - 127 * int(u[i].sum())
         assert np.array_equal(centred, want[:, i])
+
+
+def test_many_single_queries_in_a_row_do_not_wear_out_the_interpreter(
+    rng: np.random.Generator,
+) -> None:
+    """simsimd's ``out=`` leaked a reference to None per call (a crash after ~10^4
+    calls); the scan must not use it."""
+    qr = quantized.quantize(rng.standard_normal((50, 8)).astype(np.float32))
+    q = rng.standard_normal(8).astype(np.float32)
+    for _ in range(20_000):
+        quantized.search(qr, q, 3, "dot")
