@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -36,6 +38,7 @@ RUNS = 2
 _CHILD = r"""
 import json, sys, time
 from pathlib import Path
+from typing import Any
 import numpy as np
 from azure.storage.blob import BlobServiceClient
 from shared.db.connection import open_database
@@ -103,7 +106,14 @@ def _child(args: list[str]) -> dict:
 def main() -> None:
     from devhost import azurite
 
-    work = Path(tempfile.mkdtemp(prefix="bench-coldload-"))
+    work = Path(tempfile.mkdtemp(prefix="bench-coldload-"))  # ~5 GB at 1M rows
+    try:
+        _run(work, azurite)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _run(work: Path, azurite: Any) -> None:
     db_url = f"sqlite:///{work / 'db.sqlite'}"
     t = time.perf_counter()
     _fill(db_url)
