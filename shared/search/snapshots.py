@@ -44,6 +44,10 @@ FORMAT = 1
 HEAD_READ = 64 * 1024  # one ranged read that usually holds the whole header
 CONCURRENCY = 8
 RANGE_BYTES = 32 * 1024 * 1024
+#: Upload blocks stay small: blocks in flight are buffered (8 MiB x 4 = 32 MiB), and the
+#: upload runs in the background of a serving instance.
+UPLOAD_BLOCK_BYTES = 8 * 1024 * 1024
+UPLOAD_CONCURRENCY = 4
 #: Rows members at least this big are not waited for: the set answers at once, reading
 #: the few rows a query re-scores by range until the whole member is in its mapped file.
 LAZY_ROWS_FROM = 64 * 1024 * 1024
@@ -261,7 +265,7 @@ class SnapshotStore:
             credential=service.credential,
             max_chunk_get_size=RANGE_BYTES,
             max_single_get_size=RANGE_BYTES,
-            max_block_size=RANGE_BYTES,
+            max_block_size=UPLOAD_BLOCK_BYTES,
         )
 
     def save(self, loaded: LoadedSet) -> None:
@@ -302,7 +306,7 @@ class SnapshotStore:
             _Concat(parts),
             length=pos,
             overwrite=True,
-            max_concurrency=CONCURRENCY,
+            max_concurrency=UPLOAD_CONCURRENCY,
             metadata={"version": str(loaded.version)},
         )
 
@@ -328,7 +332,8 @@ class SnapshotStore:
             if header is None:
                 log.warning("search snapshot %s: unreadable header", client.blob_name)
                 return None
-            if header["version"] != version or header["model_id"] != model_id:
+            stored = (header["model_id"], header["embedding_type"], header["version"])
+            if stored != (model_id, embedding_type, version):
                 return None  # stale: SQL has moved on
             return self._read(client, header, rows_dir)
         except ResourceNotFoundError:
