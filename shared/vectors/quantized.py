@@ -394,36 +394,63 @@ def search(
 
 
 class _Band:
-    """Per query, the (row, lo, hi) entries that can still reach the top k: flat arrays,
-    pruned to ``hi >= floor`` where ``floor`` is the k-th best ``lo`` seen so far."""
+    """Per query, the (row, lo, hi) entries that can still reach the top k.
+
+    ``floor`` (each query's k-th best ``lo`` so far) rises with every block from a dense
+    (queries x k) array of the best ``lo`` values, at the cost of sorting the block's
+    new entries only; entries below the floor are dropped in bulk now and then (and at
+    ``finish``), not re-sorted with every block."""
 
     def __init__(self, nq: int, k: int, cap: int) -> None:
         self.nq, self.k, self.cap = nq, k, cap
-        self.q = np.empty(0, np.int64)
-        self.row = np.empty(0, np.int64)
-        self.lo = np.empty(0)
-        self.hi = np.empty(0)
         self.floor = np.full(nq, -np.inf)
         self.overflow = np.zeros(nq, bool)
+        self._best = np.full((nq, k), -np.inf)
+        self._parts: list[tuple[np.ndarray, ...]] = []
+        self._pending = 0
+        self.q = self.row = np.empty(0, np.int64)
 
     def merge(self, q: np.ndarray, row: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> None:
-        qs = np.concatenate([self.q, q])
-        rows = np.concatenate([self.row, row])
-        los, his = np.concatenate([self.lo, lo]), np.concatenate([self.hi, hi])
-        order = np.lexsort((-los, qs))
-        qs, rows, los, his = qs[order], rows[order], los[order], his[order]
+        if not q.size:
+            return
+        order = np.lexsort((-lo, q))
+        qs, los = q[order], lo[order]
         first = np.searchsorted(qs, np.arange(self.nq))
-        counts = np.bincount(qs, minlength=self.nq)
-        full = counts >= self.k
-        kth = np.full(self.nq, -np.inf)
-        kth[full] = los[first[full] + self.k - 1]
-        self.floor = np.maximum(self.floor, kth)
-        keep = his >= self.floor[qs]
-        counts = np.bincount(qs[keep], minlength=self.nq)
-        self.overflow |= counts > self.cap
-        keep &= ~self.overflow[qs]
+        rank = np.arange(qs.size) - first[qs]
+        top = rank < self.k
+        dense = np.full((self.nq, self.k), -np.inf)
+        dense[qs[top], rank[top]] = los[top]
+        both = np.concatenate([self._best, dense], axis=1)
+        self._best = -np.partition(-both, self.k - 1, axis=1)[:, : self.k]
+        self.floor = np.maximum(self.floor, self._best.min(axis=1))
+        self._parts.append((q, row, lo, hi))
+        self._pending += q.size
+        if self._pending > PRUNE_FROM:
+            self._prune()
+
+    def _prune(self) -> None:
+        if not self._parts:
+            return
+        q, row, lo, hi = (np.concatenate(a) for a in zip(*self._parts, strict=True))
+        keep = hi >= self.floor[q]
+        self.overflow |= np.bincount(q[keep], minlength=self.nq) > self.cap
+        keep &= ~self.overflow[q]
         self.floor[self.overflow] = np.inf
-        self.q, self.row, self.lo, self.hi = qs[keep], rows[keep], los[keep], his[keep]
+        self._parts = [(q[keep], row[keep], lo[keep], hi[keep])]
+        self._pending = int(keep.sum())
+
+    def finish(self) -> None:
+        """Drop what the final floors rule out; entries end grouped by query, rows in
+        order (the re-score reads each query's rows forward)."""
+        self._prune()
+        if self._parts:
+            q, row = self._parts[0][0], self._parts[0][1]
+            order = np.lexsort((row, q))
+            self.q, self.row = q[order], row[order]
+
+
+#: Entries a batch band collects before dropping those under the floors.
+PRUNE_FROM = 1 << 18
 
 
 def search_batch(
@@ -457,7 +484,6 @@ def search_batch(
         zq = np.repeat(live, zero_rows.size)
         zeros = np.zeros(zq.size)
         band.merge(zq, np.tile(zero_rows, live.size), zeros, zeros)
-        band.floor[live] = -np.inf
     for start, stop in core._blocks(n, first, cap):
         dots = int8_scan.dot_centred_batch(qr.codes[start:stop], ut, THREADS)
         if start == 0:
@@ -477,6 +503,7 @@ def search_batch(
         if ri.size:
             lo, hi = _intervals(qr, p, qi, ri + start, dots[ri, qi].astype(np.float64))
             band.merge(qi, ri + start, lo, hi)
+    band.finish()
     results = _finish_batch(qr, metric, qm, band, top_k)
     for i in np.flatnonzero(band.overflow | p.zero):
         results[i] = search(qr, qm[i], top_k, metric, pool=pool)
