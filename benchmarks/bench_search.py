@@ -11,15 +11,27 @@
 * Recall@10 of each result against a float64 brute-force reference.
 Goals: >= 70% of bandwidth single-query, >= 1.0x faiss, recall@10 = 1.0, batch >= 5x
 per-query throughput. faiss and threadpoolctl are benchmark-only dependencies.
+
+Compressed (int8) engine, side by side with the float32 scan in the same run
+(``python -m benchmarks search`` prints it after the table above): single-query time
+(goal <= 0.6x float32 at 1M), batch-of-64 per-query gain (goal >= 5x at 100k), resident
+memory of a loaded set with its float32 rows memory-mapped (tracemalloc and RssAnon;
+goal <= 0.35x the float32 size), recall@10 vs float64 (= 1), and the row count where
+the compressed scan starts to win (``SEARCH_COMPRESS_FROM_ROWS``).
 """
 
 from __future__ import annotations
 
+import tempfile
+import tracemalloc
+from pathlib import Path
+
 import numpy as np
 
-from shared.vectors import search
+from shared.search.rowfile import write_rows
+from shared.vectors import quantized, search
 
-from .timing import blas_info, fmt_time, per_call, table
+from .timing import blas_info, fmt_time, interleaved, per_call, table
 
 D = 384
 SIZES = (100_000, 1_000_000)
@@ -153,6 +165,120 @@ def main() -> None:
                 "recall@10 single / batch / faiss (=1)",
             ],
             rows,
+        )
+    )
+    main_compressed()
+
+
+def _rss_anon() -> int:
+    """Anonymous resident bytes of this process (heap, not file-backed pages)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("RssAnon:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def compressed_row(n: int, rng: np.random.Generator, rows_dir: Path) -> list[str]:
+    """One row of the compressed table: float32 vs int8 at ``n`` rows, side by side."""
+    data = rng.standard_normal((n, D), dtype=np.float32)
+    queries = rng.standard_normal((NQ, D), dtype=np.float32)
+    prepared = search.prepare(data, "dot")
+    mapped = write_rows(rows_dir, data)
+    rss0 = _rss_anon()
+    tracemalloc.start()
+    qr = quantized.quantize(mapped, keep=mapped)
+    ids = [f"e{i}" for i in range(n)]  # the cache keeps the ids too
+    traced = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    rss = _rss_anon() - rss0
+    counter = iter(range(10**9))
+    best = interleaved(
+        {
+            "f32": lambda: search.search(prepared, queries[next(counter) % NQ], K),
+            "int8": lambda: quantized.search(qr, queries[next(counter) % NQ], K, "dot"),
+            "int8 batch": lambda: quantized.search_batch(qr, queries, K, "dot"),
+        },
+        rounds=5,
+        min_time=0.3,
+    )
+    sub = queries[:RECALL_QUERIES]
+    want = reference(data, sub, K)
+    r_single = recall([quantized.search(qr, q, K, "dot").indices for q in sub], want)
+    r_batch = recall([r.indices for r in quantized.search_batch(qr, sub, K, "dot")], want)
+    ratio = best["int8"] / best["f32"]
+    gain = NQ * best["int8"] / best["int8 batch"]
+    mem = traced / data.nbytes
+    del ids
+    return [
+        f"{n:,}",
+        fmt_time(best["f32"]),
+        fmt_time(best["int8"]),
+        f"{ratio:.2f}x {_goal(ratio <= 0.6)}",
+        fmt_time(best["int8 batch"]),
+        f"{gain:.1f}x {_goal(gain >= 5)}",
+        f"{traced / 1e6:.0f} MB = {mem:.2f}x {_goal(mem <= 0.35)}",
+        f"{rss / 1e6:.0f} MB = {rss / data.nbytes:.2f}x",
+        f"{r_single:.3f} / {r_batch:.3f} {_goal(min(r_single, r_batch) == 1)}",
+    ]
+
+
+def crossover(rng: np.random.Generator) -> list[list[str]]:
+    """Single-query time of both engines on small sets (where the fixed costs tell)."""
+    from threadpoolctl import threadpool_limits
+
+    # One BLAS thread: with two, a gemv over a few thousand rows mostly waits for the
+    # second thread to wake, which would flatter the compressed scan.
+    with threadpool_limits(1, user_api="blas"):
+        return [_crossover_row(n, rng) for n in (2_000, 5_000, 10_000, 20_000, 50_000)]
+
+
+def _crossover_row(n: int, rng: np.random.Generator) -> list[str]:
+    data = rng.standard_normal((n, D), dtype=np.float32)
+    queries = rng.standard_normal((NQ, D), dtype=np.float32)
+    prepared, qr = search.prepare(data, "cosine"), quantized.quantize(data)
+    counter = iter(range(10**9))
+    best = interleaved(
+        {
+            "f32": lambda: search.search(prepared, queries[next(counter) % NQ], K),
+            "int8": lambda: quantized.search(qr, queries[next(counter) % NQ], K, "cosine"),
+        },
+        rounds=5,
+        min_time=0.1,
+    )
+    ratio = best["int8"] / best["f32"]
+    return [f"{n:,}", fmt_time(best["f32"]), fmt_time(best["int8"]), f"{ratio:.2f}x"]
+
+
+def main_compressed() -> None:
+    from threadpoolctl import threadpool_limits
+
+    rng = np.random.default_rng(12)
+    with threadpool_limits(THREADS, user_api="blas"), tempfile.TemporaryDirectory() as tmp:
+        rows = [compressed_row(n, rng, Path(tmp)) for n in SIZES]
+        small = crossover(rng)
+    print(
+        table(
+            f"Compressed exact search (int8 scan + float64 re-score) vs the float32 scan, "
+            f"d={D}, dot top-{K}, interleaved in one run (batch threads: {quantized.THREADS})",
+            [
+                "rows",
+                "float32 1 query",
+                "int8 1 query",
+                "int8/float32 (<=0.6)",
+                f"int8 {NQ} queries",
+                "batch per-query gain (>=5)",
+                "resident, tracemalloc (<=0.35x)",
+                "RssAnon delta",
+                "recall@10 single / batch (=1)",
+            ],
+            rows,
+        )
+    )
+    print(
+        table(
+            "Where compression starts to pay (cosine, one query, 1 BLAS thread)",
+            ["rows", "float32", "int8", "int8/float32"],
+            small,
         )
     )
 

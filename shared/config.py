@@ -211,6 +211,26 @@ SETTINGS: tuple[Setting, ...] = (
         default_doc="a quarter of the instance memory, at most 4 GiB",
     ),
     Setting(
+        "SEARCH_COMPRESS_FROM_ROWS",
+        "20000",
+        lambda n, r: _int(n, r, 1, 2**31 - 1),
+        "Sets with at least this many rows are searched compressed (int8 codes resident, "
+        "float32 rows memory-mapped under DATA_DIR); smaller ones stay float32.",
+    ),
+    Setting(
+        "SEARCH_SNAPSHOTS_CONTAINER",
+        "search-snapshots",
+        _name,
+        "Blob container for snapshots of compressed search sets (fast cold loads). "
+        "Created on first write.",
+    ),
+    Setting(
+        "SEARCH_SNAPSHOT_SETTLE_SECONDS",
+        "30",
+        lambda n, r: _int(n, r, 0, 86400),
+        "A set loaded from SQL is snapshotted once its version has held this long.",
+    ),
+    Setting(
         "SQL_BUSY_TIMEOUT_MS",
         "10000",
         lambda n, r: _int(n, r, 100, 600_000),
@@ -249,6 +269,9 @@ class Settings:
     max_batch_rows: int
     model_cache_bytes: int
     search_cache_bytes: int
+    search_compress_from_rows: int
+    search_snapshots_container: str
+    search_snapshot_settle_seconds: int
     sql_busy_timeout_ms: int
     max_sessions: int
     appinsights_connection: str

@@ -126,10 +126,19 @@ def search_service():
     from shared.db.repos.embeddings import EmbeddingRepository
     from shared.search.index_cache import IndexCache
     from shared.search.service import SearchService
+    from shared.search.snapshots import SnapshotStore
 
     s = get_settings()
+    cache = IndexCache(
+        EmbeddingRepository(database()),
+        s.search_cache_bytes,
+        rows_dir=s.data_dir / "search-rows",
+        compress_from=s.search_compress_from_rows,
+        snapshots=SnapshotStore(blob_service, s.search_snapshots_container),
+        settle_seconds=s.search_snapshot_settle_seconds,
+    )
     return SearchService(
-        IndexCache(EmbeddingRepository(database()), s.search_cache_bytes),
+        cache,
         max_dim=s.max_vector_dim,
         max_queries=1024,
     )

@@ -17,7 +17,6 @@ import numpy as np
 from shared import telemetry
 from shared.search.index_cache import IndexCache
 from shared.vectors import codec
-from shared.vectors import search as core
 from shared.vectors.errors import DimensionMismatchError
 from shared.vectors.pool import BufferPool, default_pool
 
@@ -110,11 +109,7 @@ class SearchService:
         per_query: list[list[Hit]] = [[] for _ in range(queries.shape[0])]
         scanned = sum(len(loaded.ids) for loaded in sets)
         for loaded in sets:
-            matrix = loaded.prepared(metric)
-            if queries.shape[0] == 1:
-                results = [core.search(matrix, queries[0], top_k, pool=self.pool)]
-            else:
-                results = core.search_batch(matrix, queries, top_k, pool=self.pool)
+            results = loaded.search(queries, top_k, metric, self.pool)
             for qi, result in enumerate(results):
                 idx, dist, sim = result.indices, result.distances, result.similarities
                 per_query[qi].extend(

@@ -1,4 +1,7 @@
-"""Exact search: recall@k = 1.0 vs a float64 brute force, semantics vs the scalar twin."""
+"""Exact search: recall@k = 1.0 vs a float64 brute force, semantics vs the scalar twin.
+
+The property tests run both engines: the float32 scan (``search``) and the compressed
+int8 scan with its float64 re-score (``quantized``)."""
 
 from __future__ import annotations
 
@@ -7,13 +10,33 @@ import os
 import numpy as np
 import pytest
 
-from shared.vectors import scalar, search
+from shared.vectors import quantized, scalar, search
 from shared.vectors.errors import DimensionMismatchError, VectorFormatError
 from shared.vectors.pool import BufferPool
 
 from .conftest import blob
 
 METRICS = ["cosine", "euclidean", "dot"]
+ENGINES = ["float32", "int8"]
+
+
+class Engine:
+    """One set prepared for one metric by either engine, searched the same way."""
+
+    def __init__(self, engine: str, m: np.ndarray, metric: str) -> None:
+        self.metric = metric
+        self.int8 = engine == "int8"
+        self.handle = quantized.quantize(m) if self.int8 else search.prepare(m, metric)
+
+    def one(self, q: np.ndarray, k: int, **kw):
+        if self.int8:
+            return quantized.search(self.handle, q, k, self.metric, **kw)
+        return search.search(self.handle, q, k, **kw)
+
+    def many(self, queries: np.ndarray, k: int, **kw):
+        if self.int8:
+            return quantized.search_batch(self.handle, queries, k, self.metric, **kw)
+        return search.search_batch(self.handle, queries, k, **kw)
 
 
 def reference(m: np.ndarray, q: np.ndarray, k: int, metric: str) -> np.ndarray:
@@ -39,15 +62,16 @@ def data(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     return m, q
 
 
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("metric", METRICS)
-def test_single_and_batch_match_float64_reference(data, metric: str) -> None:
+def test_single_and_batch_match_float64_reference(data, metric: str, engine: str) -> None:
     m, queries = data
-    prepared = search.prepare(m, metric)
+    prepared = Engine(engine, m, metric)
     pool = BufferPool()
-    batch = search.search_batch(prepared, queries, 10, pool=pool, block_rows=700)
+    batch = prepared.many(queries, 10, pool=pool, block_rows=700)
     for q, got_batch in zip(queries, batch, strict=True):
         want = reference(m, q, 10, metric)
-        got = search.search(prepared, q, 10, pool=pool)
+        got = prepared.one(q, 10, pool=pool)
         assert np.array_equal(got.indices, want)  # recall@10 = 1.0, same order
         assert np.array_equal(got_batch.indices, want)
         assert np.allclose(got_batch.distances, got.distances)
@@ -73,37 +97,40 @@ def test_distance_and_similarity_follow_sp_exact_vector_search(data, metric: str
     assert np.all(np.diff(res.distances) >= 0)
 
 
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("metric", METRICS)
-def test_ties_are_broken_by_row_index(rng: np.random.Generator, metric: str) -> None:
+def test_ties_are_broken_by_row_index(rng: np.random.Generator, metric: str, engine: str) -> None:
     row = rng.standard_normal(16).astype(np.float32)
     m = rng.standard_normal((300, 16)).astype(np.float32) * 0.01
     dup_rows = [250, 3, 120, 77, 199]
     m[dup_rows] = row * 5
     row = m[3].copy()  # the query equals the duplicates: nearest under every metric
-    prepared = search.prepare(m, metric)
+    prepared = Engine(engine, m, metric)
     want = sorted(dup_rows)
-    assert search.search(prepared, row, 5).indices.tolist() == want
+    assert prepared.one(row, 5).indices.tolist() == want
     for block in (None, 64):
-        res = search.search_batch(prepared, np.stack([row, row]), 5, block_rows=block)
+        res = prepared.many(np.stack([row, row]), 5, block_rows=block)
         assert [r.indices.tolist() for r in res] == [want, want]
 
 
-def test_all_equal_scores_give_lowest_indices() -> None:
+@pytest.mark.parametrize("engine", ENGINES)
+def test_all_equal_scores_give_lowest_indices(engine: str) -> None:
     m = np.ones((100, 4), np.float32)
     for metric in METRICS:
-        prepared = search.prepare(m, metric)
-        assert search.search(prepared, np.ones(4, np.float32), 7).indices.tolist() == list(range(7))
-        res = search.search_batch(prepared, np.ones((3, 4), np.float32), 7, block_rows=16)
+        prepared = Engine(engine, m, metric)
+        assert prepared.one(np.ones(4, np.float32), 7).indices.tolist() == list(range(7))
+        res = prepared.many(np.ones((3, 4), np.float32), 7, block_rows=16)
         assert all(r.indices.tolist() == list(range(7)) for r in res)
 
 
-def test_zero_vectors_have_cosine_zero(rng: np.random.Generator) -> None:
+@pytest.mark.parametrize("engine", ENGINES)
+def test_zero_vectors_have_cosine_zero(rng: np.random.Generator, engine: str) -> None:
     m = rng.standard_normal((20, 8)).astype(np.float32)
     m[4] = 0
-    prepared = search.prepare(m, "cosine")
-    res = search.search(prepared, np.zeros(8, np.float32), 3)
+    prepared = Engine(engine, m, "cosine")
+    res = prepared.one(np.zeros(8, np.float32), 3)
     assert np.all(res.similarities == 0) and res.indices.tolist() == [0, 1, 2]
-    full = search.search(prepared, m[0], 20)
+    full = prepared.one(m[0], 20)
     pos = full.indices.tolist().index(4)
     assert full.similarities[pos] == 0.0
 
@@ -143,9 +170,10 @@ def test_errors(rng: np.random.Generator) -> None:
         search.prepare(np.ones((2, 2)), "manhattan")  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("metric", METRICS)
 def test_near_duplicates_float32_cannot_order_are_still_exact(
-    rng: np.random.Generator, metric: str
+    rng: np.random.Generator, metric: str, engine: str
 ) -> None:
     """200 rows a hair apart (1e-6): float32 scores misorder them, so a fixed re-score
     margin would miss some of the float64 top 10; the error-bound band does not."""
@@ -154,24 +182,30 @@ def test_near_duplicates_float32_cannot_order_are_still_exact(
     near = base + rng.standard_normal((200, d)) * 1e-6
     m = np.concatenate([rng.standard_normal((3000, d)), near]).astype(np.float32)
     m = m[rng.permutation(len(m))]
-    prepared = search.prepare(m, metric)
+    prepared = Engine(engine, m, metric)
     queries = (base + rng.standard_normal((3, d)) * 1e-3).astype(np.float32)
-    batch = search.search_batch(prepared, queries, 10, block_rows=500)
+    batch = prepared.many(queries, 10, block_rows=500)
     for q, got_batch in zip(queries, batch, strict=True):
         want = reference(m, q, 10, metric)
-        assert search.search(prepared, q, 10).indices.tolist() == want.tolist()
+        assert prepared.one(q, 10).indices.tolist() == want.tolist()
         assert got_batch.indices.tolist() == want.tolist()
 
 
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("metric", METRICS)
 @pytest.mark.parametrize("layout", ["scattered", "dense"])
 def test_a_band_wider_than_the_cap_still_finishes_exactly(
-    rng: np.random.Generator, metric: str, layout: str, monkeypatch: pytest.MonkeyPatch
+    rng: np.random.Generator,
+    metric: str,
+    layout: str,
+    engine: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Hundreds of identical rows: the batch hands the query to the single path, and
     the single path re-scores the whole band in chunks, or, when the duplicates fill
     their span of rows, reads that span block by block."""
     monkeypatch.setattr(search, "BAND_CAP", 50)
+    monkeypatch.setattr(quantized, "BAND_CAP", 50)
     monkeypatch.setattr(search, "RESCORE_CHUNK", 64)
     monkeypatch.setattr(search, "DENSE_FROM", 100 if layout == "dense" else 10**9)
     row = rng.standard_normal(32).astype(np.float32)
@@ -181,25 +215,27 @@ def test_a_band_wider_than_the_cap_still_finishes_exactly(
     else:
         same = rng.choice(2000, 300, replace=False)
     m[same] = row
-    prepared = search.prepare(m, metric)
+    prepared = Engine(engine, m, metric)
     want = reference(m, row, 10, metric).tolist()
     assert want == sorted(same.tolist())[:10]
-    assert search.search(prepared, row, 10).indices.tolist() == want
-    res = search.search_batch(prepared, np.stack([row, -row]), 10, block_rows=256)
+    assert prepared.one(row, 10).indices.tolist() == want
+    res = prepared.many(np.stack([row, -row]), 10, block_rows=256)
     assert res[0].indices.tolist() == want
     assert res[1].indices.tolist() == reference(m, -row, 10, metric).tolist()
 
 
-def test_zero_query_under_dot_ranks_by_row() -> None:
+@pytest.mark.parametrize("engine", ENGINES)
+def test_zero_query_under_dot_ranks_by_row(engine: str) -> None:
     m = np.arange(40 * 3, dtype=np.float32).reshape(40, 3)
-    prepared = search.prepare(m, "dot")
-    assert search.search(prepared, np.zeros(3, np.float32), 4).indices.tolist() == [0, 1, 2, 3]
-    res = search.search_batch(prepared, np.zeros((2, 3), np.float32), 4, block_rows=8)
+    prepared = Engine(engine, m, "dot")
+    assert prepared.one(np.zeros(3, np.float32), 4).indices.tolist() == [0, 1, 2, 3]
+    res = prepared.many(np.zeros((2, 3), np.float32), 4, block_rows=8)
     assert [r.indices.tolist() for r in res] == [[0, 1, 2, 3]] * 2
 
 
+@pytest.mark.parametrize("engine", ENGINES)
 def test_euclidean_far_from_the_origin_ranks_by_the_differences(
-    rng: np.random.Generator,
+    rng: np.random.Generator, engine: str
 ) -> None:
     """Rows near 1e6 that differ from the query in two coordinates: |x|^2 + |q|^2 - 2x.q
     loses the digits that separate them even in float64; the re-score must not."""
@@ -209,15 +245,16 @@ def test_euclidean_far_from_the_origin_ranks_by_the_differences(
     for i in range(500):
         m[i, rng.choice(d, 2, replace=False)] += rng.integers(1, 6, 2) * np.float32(0.0625)
     want = reference(m, q, 10, "euclidean").tolist()
-    prepared = search.prepare(m, "euclidean")
-    assert search.search(prepared, q, 10).indices.tolist() == want
-    assert search.search_batch(prepared, np.stack([q, q]), 10)[0].indices.tolist() == want
+    prepared = Engine(engine, m, "euclidean")
+    assert prepared.one(q, 10).indices.tolist() == want
+    assert prepared.many(np.stack([q, q]), 10)[0].indices.tolist() == want
 
 
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("seed", range(int(os.environ.get("FUZZ_SEEDS", "6"))))
 @pytest.mark.parametrize("small_steps", [False, True])
 def test_random_shapes_ties_and_scales_match_the_reference(
-    seed: int, small_steps: bool, monkeypatch: pytest.MonkeyPatch
+    seed: int, small_steps: bool, engine: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Random sizes, k, block widths and data with exact ties, duplicates, near-duplicates
     and extreme scales. Rows whose float64 keys agree to 1e-12 count as interchangeable
@@ -226,6 +263,8 @@ def test_random_shapes_ties_and_scales_match_the_reference(
     if small_steps:
         monkeypatch.setattr(search, "RESCORE_CHUNK", 128)
         monkeypatch.setattr(search, "DENSE_FROM", 16)
+        monkeypatch.setattr(quantized, "SAMPLE_ROWS", 16)
+        monkeypatch.setattr(quantized, "SEED_ROWS", 8)
     rng = np.random.default_rng(seed)
     for case in range(25):
         n, d, k = int(rng.integers(1, 1500)), int(rng.integers(1, 64)), int(rng.integers(1, 30))
@@ -245,12 +284,12 @@ def test_random_shapes_ties_and_scales_match_the_reference(
         if case % 4 == 0:
             queries[0] = 0
         metric = METRICS[case % 3]
-        prepared = search.prepare(m, metric)
-        batch = search.search_batch(prepared, queries, k, block_rows=[None, 16, 300][case % 3])
+        prepared = Engine(engine, m, metric)
+        batch = prepared.many(queries, k, block_rows=[None, 16, 300][case % 3])
         for q, got_batch in zip(queries, batch, strict=True):
             want = reference(m, q, k, metric)
             key = _reference_keys(m, q, metric)
-            for got in (search.search(prepared, q, k).indices, got_batch.indices):
+            for got in (prepared.one(q, k).indices, got_batch.indices):
                 assert len(got) == len(want)
                 assert np.allclose(np.sort(key[got]), np.sort(key[want]), rtol=1e-12, atol=0)
 

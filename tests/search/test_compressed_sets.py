@@ -1,0 +1,208 @@
+"""Compressed sets through the index cache, and their snapshots in Blob Storage, on real
+SQLite and Azurite: a fresh snapshot is used (no SQL row read), a missing, stale or
+corrupt one falls back to SQL with the right results."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+from azure.storage.blob import BlobServiceClient
+
+from shared.db.connection import open_database
+from shared.db.migrate import apply_migrations
+from shared.db.repos.embeddings import EmbeddingRepository
+from shared.search import snapshots as snap
+from shared.search.index_cache import IndexCache
+from shared.search.service import SearchService
+from shared.search.store import EmbeddingStore, Limits
+from shared.vectors.pool import BufferPool
+
+from .test_search_service import _reference
+
+MODEL, ETYPE = "m-compressed", "t"
+
+
+class CountingRepo(EmbeddingRepository):
+    """The real repository, counting full set reads (the SQL row reads a snapshot saves)."""
+
+    row_reads = 0
+
+    def load_set(self, model_id: str, embedding_type: str):
+        self.row_reads += 1
+        return super().load_set(model_id, embedding_type)
+
+
+def _process(db_path: Path, tmp: Path, service: BlobServiceClient | None, container: str):
+    """What one worker process builds: its own cache over the shared SQLite file."""
+    repo = CountingRepo(open_database(f"sqlite:///{db_path}"))
+    store = _snapshots(service, container)
+    cache = IndexCache(
+        repo, rows_dir=tmp / "rows", compress_from=100, snapshots=store, settle_seconds=0
+    )
+    search = SearchService(cache, max_dim=64, max_queries=16, pool=BufferPool())
+    return repo, cache, search
+
+
+def _snapshots(service: BlobServiceClient | None, container: str) -> snap.SnapshotStore | None:
+    return None if service is None else snap.SnapshotStore(service, container)
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(11)
+
+
+@pytest.fixture
+def stack(tmp_path: Path, storage_connection: str):
+    db_path = tmp_path / "db.sqlite"
+    db = open_database(f"sqlite:///{db_path}")
+    apply_migrations(db)
+    store = EmbeddingStore(EmbeddingRepository(db), Limits(max_dim=64, max_rows=10_000))
+    service = BlobServiceClient.from_connection_string(storage_connection)
+    container = f"snap-{uuid.uuid4().hex[:20]}"
+    return db_path, store, service, container
+
+
+def _fill(store: EmbeddingStore, rng: np.random.Generator, n: int = 600) -> np.ndarray:
+    vectors = rng.standard_normal((n, 24)).astype(np.float32)
+    store.upsert_array(MODEL, ETYPE, [f"e{i}" for i in range(n)], vectors)
+    return vectors
+
+
+def _check(search: SearchService, vectors: np.ndarray, rng: np.random.Generator) -> None:
+    queries = rng.standard_normal((3, 24)).astype(np.float32)
+    for metric in ("cosine", "euclidean", "dot"):
+        batch = search.search(queries, top_k=7, metric=metric, model_id=MODEL)
+        for q, hits in zip(queries, batch, strict=True):
+            want = [f"e{i}" for i in _reference(vectors, q, metric, 7)]
+            single = search.search(q[None], top_k=7, metric=metric, model_id=MODEL)[0]
+            assert [h.entity_id for h in single] == want
+            assert [h.entity_id for h in hits] == want
+
+
+def _snapshot(stack, tmp_path: Path, rng: np.random.Generator) -> np.ndarray:
+    """Fill the set and let a first process load it from SQL and snapshot it."""
+    db_path, store, service, container = stack
+    vectors = _fill(store, rng)
+    repo, cache, search = _process(db_path, tmp_path / "p1", service, container)
+    _check(search, vectors, rng)
+    cache.wait_for_snapshots()
+    assert repo.row_reads == 1 and cache.snapshot_writes == 1
+    loaded = cache._sets[(MODEL, ETYPE)]
+    assert loaded.compressed is not None and loaded.base is None
+    assert not list((tmp_path / "p1" / "rows").iterdir())  # mapped, and unlinked
+    return vectors
+
+
+def test_a_fresh_snapshot_is_used_without_reading_rows_from_sql(stack, tmp_path, rng) -> None:
+    vectors = _snapshot(stack, tmp_path, rng)
+    db_path, _, service, container = stack
+    names = [b.name for b in service.get_container_client(container).list_blobs()]
+    assert names == [snap.blob_name(MODEL, ETYPE)]
+    repo, cache, search = _process(db_path, tmp_path / "p2", service, container)
+    _check(search, vectors, rng)
+    assert repo.row_reads == 0 and cache.snapshot_loads == 1 and cache.loads == 0
+
+
+def test_a_stale_snapshot_falls_back_to_sql(stack, tmp_path, rng) -> None:
+    vectors = _snapshot(stack, tmp_path, rng)
+    db_path, store, service, container = stack
+    vectors[5] = rng.standard_normal(24).astype(np.float32) * 10
+    store.upsert_array(MODEL, ETYPE, ["e5"], vectors[5:6])  # the version moves on
+    repo, cache, search = _process(db_path, tmp_path / "p2", service, container)
+    _check(search, vectors, rng)
+    assert repo.row_reads == 1 and cache.snapshot_loads == 0
+    cache.wait_for_snapshots()  # and the new version is snapshotted in turn
+    repo3, cache3, search3 = _process(db_path, tmp_path / "p3", service, container)
+    _check(search3, vectors, rng)
+    assert repo3.row_reads == 0 and cache3.snapshot_loads == 1
+
+
+def test_a_missing_snapshot_falls_back_to_sql(stack, tmp_path, rng) -> None:
+    db_path, store, service, container = stack
+    vectors = _fill(store, rng)
+    repo, cache, search = _process(db_path, tmp_path / "p1", service, container)
+    cache.settle_seconds = 3600  # no snapshot gets written in this test
+    _check(search, vectors, rng)
+    assert repo.row_reads == 1 and cache.snapshot_loads == 0
+
+
+@pytest.mark.parametrize("damage", ["codes", "rows", "header", "truncated"])
+def test_a_corrupt_snapshot_falls_back_to_sql(stack, tmp_path, rng, damage: str) -> None:
+    vectors = _snapshot(stack, tmp_path, rng)
+    db_path, _, service, container = stack
+    blob = service.get_blob_client(container, snap.blob_name(MODEL, ETYPE))
+    data = bytearray(blob.download_blob().readall())
+    header = snap._decode_head(bytes(data), blob)
+    assert header is not None
+    if damage == "truncated":
+        data = data[: len(data) - 100]
+    elif damage == "header":
+        data[:8] = b"XXXXXXXX"
+    else:
+        at = header["members"][damage]["offset"] + 10
+        data[at] ^= 0xFF
+    blob.upload_blob(bytes(data), overwrite=True)
+    repo, cache, search = _process(db_path, tmp_path / "p2", service, container)
+    _check(search, vectors, rng)
+    assert repo.row_reads == 1 and cache.snapshot_loads == 0
+
+
+def test_small_sets_stay_float32(stack, tmp_path, rng) -> None:
+    db_path, store, _, _ = stack
+    vectors = _fill(store, rng, n=50)  # under compress_from (100)
+    repo, cache, search = _process(db_path, tmp_path / "p1", None, "unused")
+    _check(search, vectors, rng)
+    loaded = cache._sets[(MODEL, ETYPE)]
+    assert loaded.compressed is None and loaded.base is not None
+
+
+def _hold_rows(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
+    """Rows downloads wait for the returned event: searches must gather by range."""
+    release = threading.Event()
+    fetch_all = snap.RemoteRows._fetch_all
+
+    def held(self, rows_dir):
+        release.wait(30)
+        fetch_all(self, rows_dir)
+
+    monkeypatch.setattr(snap.RemoteRows, "_fetch_all", held)
+    return release
+
+
+def test_a_large_snapshot_answers_before_its_rows_arrive(stack, tmp_path, rng, monkeypatch) -> None:
+    vectors = _snapshot(stack, tmp_path, rng)
+    db_path, _, service, container = stack
+    release = _hold_rows(monkeypatch)
+    repo, cache, search = _process(db_path, tmp_path / "p2", service, container)
+    cache.snapshots.lazy_rows_from = 0  # this small set counts as large
+    _check(search, vectors, rng)  # answered from rows read by range
+    rows = cache._sets[(MODEL, ETYPE)].compressed.rows
+    assert isinstance(rows, snap.RemoteRows) and rows.array() is None
+    release.set()
+    assert rows.array(wait=True) is not None
+    _check(search, vectors, rng)  # and from the mapped file once it is complete
+    assert repo.row_reads == 0 and cache.snapshot_loads == 1
+
+
+def test_a_damaged_row_read_by_range_falls_back_to_sql(stack, tmp_path, rng, monkeypatch) -> None:
+    vectors = _snapshot(stack, tmp_path, rng)
+    db_path, _, service, container = stack
+    blob = service.get_blob_client(container, snap.blob_name(MODEL, ETYPE))
+    data = bytearray(blob.download_blob().readall())
+    header = snap._decode_head(bytes(data), blob)
+    at = header["members"]["rows"]["offset"] + 42 * 24 * 4 + 8  # row 42, third value
+    data[at : at + 4] = np.float32(vectors[42, 2] + 0.5).tobytes()
+    blob.upload_blob(bytes(data), overwrite=True)
+    _hold_rows(monkeypatch)
+    repo, cache, search = _process(db_path, tmp_path / "p2", service, container)
+    cache.snapshots.lazy_rows_from = 0
+    hits = search.search(vectors[42:43], top_k=3, metric="euclidean", model_id=MODEL)[0]
+    assert hits[0].entity_id == "e42" and hits[0].distance == 0.0
+    assert repo.row_reads == 1  # the damaged row was caught and SQL answered
+    _check(search, vectors, rng)
+    assert repo.row_reads == 1 and cache._sets[(MODEL, ETYPE)].compressed.rows is not None

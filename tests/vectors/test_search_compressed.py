@@ -1,0 +1,107 @@
+"""The compressed (int8) engine: its per-row intervals hold the float64 score, it stays
+exact where quantisation error decides the order, and its resident part is small."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from shared.vectors import quantized
+
+from .test_search import METRICS, _reference_keys, reference
+
+
+@pytest.mark.parametrize("metric", METRICS)
+@pytest.mark.parametrize("scale", [1.0, 1e-20, 1e15])
+def test_every_interval_holds_the_float64_score(
+    rng: np.random.Generator, metric: str, scale: float
+) -> None:
+    """The bound itself, checked row by row: lo <= float64 score <= hi, with rows of
+    very different norms (cosine divides by them) and a zero row."""
+    m = rng.standard_normal((3000, 40)) * rng.uniform(0.01, 10, (3000, 1))
+    m[7] = 0
+    m = (m * scale).astype(np.float32)
+    qr = quantized.quantize(m)
+    queries = (rng.standard_normal((5, 40)) * scale).astype(np.float32)
+    queries[1] = m[3]
+    p = quantized._prepare_queries(qr, queries, metric)
+    for qi, q in enumerate(queries):
+        rows = np.arange(len(m))
+        cu = (qr.codes.astype(np.int64) - quantized.LEVELS) @ p.u[qi].astype(np.int64)
+        lo, hi = quantized._intervals(qr, p, np.full(len(m), qi), rows, cu.astype(np.float64))
+        score = -_reference_keys(m, q, metric)
+        assert np.all(lo <= score) and np.all(score <= hi)
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_hundreds_of_rows_inside_the_bound_of_the_kth_score_are_ordered_exactly(
+    rng: np.random.Generator, metric: str
+) -> None:
+    """Rows a fraction of a quantisation step apart: their int8 codes cannot order them
+    (the int8 ranking disagrees with float64), so only the float64 re-score of every row
+    whose interval reaches the k-th best gives the right answer."""
+    d = 64
+    base = rng.standard_normal(d)
+    spread = rng.standard_normal((5000, d)) * 3  # sets each dimension's range (the step)
+    near = base + rng.standard_normal((400, d)) * 1e-3  # << step (~0.1)
+    m = np.concatenate([spread, near]).astype(np.float32)
+    m = m[rng.permutation(len(m))]
+    qr = quantized.quantize(m)
+    queries = (base + rng.standard_normal((4, d)) * 1e-2).astype(np.float32)
+    decoded = qr.offset + qr.scale * (qr.codes.astype(np.float64) - quantized.LEVELS)
+    disagree = 0
+    batch = quantized.search_batch(qr, queries, 25, metric, block_rows=700)
+    for q, got_batch in zip(queries, batch, strict=True):
+        want = reference(m, q, 25, metric)
+        disagree += not np.array_equal(reference(decoded, q, 25, metric), want)
+        assert quantized.search(qr, q, 25, metric).indices.tolist() == want.tolist()
+        assert got_batch.indices.tolist() == want.tolist()
+    assert disagree  # the case is adversarial: quantised scores alone get it wrong
+
+
+def test_the_resident_part_is_a_quarter_of_float32_and_rows_can_live_in_a_file(
+    rng: np.random.Generator, tmp_path: Path
+) -> None:
+    m = rng.standard_normal((2000, 384)).astype(np.float32)
+    path = tmp_path / "rows.f32"
+    m.tofile(path)
+    mapped = np.memmap(path, dtype=np.float32, mode="r", shape=m.shape)
+    qr = quantized.quantize(mapped, keep=mapped)
+    assert qr.rows is mapped
+    assert qr.nbytes <= 0.3 * m.nbytes  # codes (1 byte per value) + 36 bytes per row
+    q = rng.standard_normal(384).astype(np.float32)
+    for metric in METRICS:
+        want = reference(m, q, 10, metric).tolist()
+        assert quantized.search(qr, q, 10, metric).indices.tolist() == want
+
+
+def test_both_scan_engines_are_exact_at_the_extremes(rng: np.random.Generator) -> None:
+    """The integer dots must be exact (the bounds assume it), also where every product
+    is as large as the codes allow."""
+    from shared.vectors import int8_scan
+
+    d = 1536
+    codes = rng.integers(0, 255, (300, d)).astype(np.uint8)
+    codes[0], codes[1] = 254, 0
+    u = rng.integers(-127, 128, (3, d)).astype(np.int8)
+    u[0], u[1] = 127, -127
+    want = (codes.astype(np.int64) - 127) @ u.T.astype(np.int64)
+    got = int8_scan.dot_centred_batch(codes, np.ascontiguousarray(u.T), 1)
+    assert np.array_equal(got, want)
+    for i in range(3):
+        out = int8_scan.dot_one(codes, (u[i].astype(np.int16) + 127).astype(np.uint8))
+        centred = out - 127 * codes.astype(np.int64).sum(axis=1) - 127 * int(u[i].sum())
+        assert np.array_equal(centred, want[:, i])
+
+
+def test_many_single_queries_in_a_row_do_not_wear_out_the_interpreter(
+    rng: np.random.Generator,
+) -> None:
+    """simsimd's ``out=`` leaked a reference to None per call (a crash after ~10^4
+    calls); the scan must not use it."""
+    qr = quantized.quantize(rng.standard_normal((50, 8)).astype(np.float32))
+    q = rng.standard_normal(8).astype(np.float32)
+    for _ in range(20_000):
+        quantized.search(qr, q, 3, "dot")
