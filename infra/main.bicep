@@ -52,6 +52,7 @@ var containers = {
   modelVersions: 'model-versions'
   modelUploads: 'model-uploads'
   ingest: 'ingest'
+  searchSnapshots: 'search-snapshots'
 }
 var ingestionQueue = 'ingestion-jobs'
 
@@ -96,6 +97,7 @@ module storage 'app/storage.bicep' = {
       containers.modelVersions
       containers.modelUploads
       containers.ingest
+      containers.searchSnapshots
     ]
     queues: [
       ingestionQueue

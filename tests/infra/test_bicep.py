@@ -53,6 +53,7 @@ def test_storage_holds_every_container_and_queue_the_app_reads() -> None:
         defaults.model_versions_container,
         defaults.model_uploads_container,
         defaults.ingest_container,
+        defaults.search_snapshots_container,
         defaults.ingestion_queue,
     ):
         assert f"'{name}'" in text, name
