@@ -33,6 +33,10 @@ from shared.storage.accounts import (
 )
 
 DEFAULT_CONNECTION = "AzureWebJobsStorage"
+# The triggers' own calls (poll, receipts, poison): a path that drops packets silently
+# must not stall a listener for the SDK's default 300 s read timeout.
+# The poll loops retry on their own, so the SDK's own retries stay few.
+LISTENER_TIMEOUTS = {"connection_timeout": 5, "read_timeout": 15, "retry_total": 2}
 log = logging.getLogger("devhost.storage")
 
 
@@ -96,7 +100,10 @@ class StorageClients:
         with self._lock:
             if conn not in self._blob:
                 self._blob[conn] = blob_service_client(
-                    conn, credential=self._credential(conn), transport=self._transport
+                    conn,
+                    credential=self._credential(conn),
+                    transport=self._transport,
+                    **LISTENER_TIMEOUTS,
                 )
             return self._blob[conn]
 
@@ -121,7 +128,10 @@ class StorageClients:
         with self._lock:
             if conn not in self._queue_services:
                 self._queue_services[conn] = queue_service_client(
-                    conn, credential=self._credential(conn), transport=self._transport
+                    conn,
+                    credential=self._credential(conn),
+                    transport=self._transport,
+                    **LISTENER_TIMEOUTS,
                 )
             return self._queue_services[conn]
 

@@ -72,8 +72,11 @@ class CuttableProxy:
 
 
 def _reset(sock: socket.socket) -> None:
-    """Close with RST, as a dropped path looks to the client."""
+    """End the connection at once, as a broken path looks to the client. shutdown() first:
+    close() alone does not end a socket another thread is blocked reading (the pipe)."""
     with contextlib.suppress(OSError):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
     with contextlib.suppress(OSError):
         sock.close()
