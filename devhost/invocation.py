@@ -13,8 +13,9 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Executor
+from contextlib import contextmanager
 from typing import Any
 
 from . import telemetry
@@ -93,31 +94,18 @@ class Invoker:
     ) -> Any:
         """Run one invocation on the calling (worker) thread, inside its span (attached to
         this thread, so the function's spans are its children); raises if it failed."""
-        invocation_id, started = self._enter()
-        try:
-            with telemetry.invocation(spec.name, invocation_id, span) as current:
-                try:
-                    bound = bind()
-                    kwargs, outs = self._arguments(spec, invocation_id, bound)
-                    if spec.is_async:
-                        # the coroutine runs on the loop: hand it this thread's context
-                        coroutine = _in_context(spec.func(**kwargs))
-                        result = asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
-                    else:
-                        result = spec.func(**kwargs)
-                    self._writer.write_all(collect_outputs(spec, outs, result), bound[1])
-                except BaseException:
-                    telemetry.set_failed(current)
-                    raise
-                telemetry.set_result(current, result)
-        except BaseException as exc:
-            self._log(spec, invocation_id, started, exc)
-            raise
-        else:
-            self._log(spec, invocation_id, started, None)
-            return result
-        finally:
-            self._leave()
+        with self._tracked(spec, span) as (invocation_id, current):
+            bound = bind()
+            kwargs, outs = self._arguments(spec, invocation_id, bound)
+            if spec.is_async:
+                # the coroutine runs on the loop: hand it this thread's context
+                coroutine = _in_context(spec.func(**kwargs))
+                result = asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
+            else:
+                result = spec.func(**kwargs)
+            self._writer.write_all(collect_outputs(spec, outs, result), bound[1])
+            telemetry.set_result(current, result)
+        return result
 
     async def invoke_async(
         self, spec: FunctionSpec, bound: Bound, executor: Executor, span: SpanStart | None = None
@@ -127,32 +115,37 @@ class Invoker:
             return await self._loop.run_in_executor(
                 executor, self.invoke, spec, lambda: bound, span
             )
+        with self._tracked(spec, span) as (invocation_id, current):
+            if spec.inputs:
+                kwargs, outs = await self._loop.run_in_executor(
+                    executor, self._arguments, spec, invocation_id, bound
+                )
+            else:
+                kwargs, outs = self._arguments(spec, invocation_id, bound)
+            result = await spec.func(**kwargs)
+            pairs = collect_outputs(spec, outs, result)
+            if pairs:
+                await self._loop.run_in_executor(executor, self._writer.write_all, pairs, bound[1])
+            telemetry.set_result(current, result)
+        return result
+
+    @contextmanager
+    def _tracked(self, spec: FunctionSpec, span: SpanStart | None) -> Iterator[tuple[str, Any]]:
+        """One invocation's bookkeeping, sync or async alike: counted in flight, inside its
+        span (marked failed on an error), and logged as Core Tools logs it."""
         invocation_id, started = self._enter()
         try:
             with telemetry.invocation(spec.name, invocation_id, span) as current:
                 try:
-                    if spec.inputs:
-                        kwargs, outs = await self._loop.run_in_executor(
-                            executor, self._arguments, spec, invocation_id, bound
-                        )
-                    else:
-                        kwargs, outs = self._arguments(spec, invocation_id, bound)
-                    result = await spec.func(**kwargs)
-                    pairs = collect_outputs(spec, outs, result)
-                    if pairs:
-                        await self._loop.run_in_executor(
-                            executor, self._writer.write_all, pairs, bound[1]
-                        )
+                    yield invocation_id, current
                 except BaseException:
                     telemetry.set_failed(current)
                     raise
-                telemetry.set_result(current, result)
         except BaseException as exc:
             self._log(spec, invocation_id, started, exc)
             raise
         else:
             self._log(spec, invocation_id, started, None)
-            return result
         finally:
             self._leave()
 

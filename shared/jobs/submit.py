@@ -52,18 +52,17 @@ class JobSubmitter:
         """
         PAYLOADS[JobKind(kind)].model_validate(payload)
         job_id = job_id or uuid.uuid4().hex
-        existing = self.jobs.get(job_id)
-        if existing is not None:
-            return existing, False
         trace = inject_traceparent()
         message = JobMessage(job_id=job_id, kind=kind, payload=payload, traceparent=trace)  # type: ignore[arg-type]
         if message_bytes(message.to_json()) > MAX_INLINE_BYTES:
+            existing = self.jobs.get(job_id)
+            if existing is not None:  # a repeat: no second copy of the payload blob
+                return existing, False
             stored = self.payloads.put(payload)
             message = JobMessage(job_id=job_id, kind=kind, payload=stored, traceparent=trace)  # type: ignore[arg-type]
         record, created = self.jobs.create(job_id, kind, message.payload)
         if created:
-            self._send(message)
-            record = self.jobs.get(job_id) or record
+            self._send(message)  # raises, having marked the row failed, if it cannot
         return record, created
 
     def retry(self, job_id: str) -> JobRecord | None:
