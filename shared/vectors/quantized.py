@@ -45,10 +45,8 @@ LEVELS = 127
 BUILD_CHUNK = 4096
 #: Rows whose intervals seed the single-query threshold (spread over the set).
 SAMPLE_ROWS = 4096
-#: Rows of the first batch block, whose intervals seed each query's floor.
-SEED_ROWS = 2048
 #: Bytes of int32 dots per batch block (rows x queries x 4).
-BATCH_BLOCK_BYTES = 8 * 1024 * 1024
+BATCH_BLOCK_BYTES = 4 * 1024 * 1024
 #: A batch query whose candidates outgrow this many rows finishes as a single query.
 BAND_CAP = 4096
 #: Threads of the batch gemm (2 cores here; under a neighbour's load one thread won).
@@ -393,45 +391,108 @@ def search(
     return _finish(qr, metric, q, cand, top_k, pool)
 
 
+def _best_bound(qr: QuantizedRows, p: _Queries, v: np.ndarray) -> np.ndarray:
+    """Per query, a ``lo`` that every row reaching ``v`` has: for dot and cosine, any row
+    whose centred dot is at least ``v``; for euclidean, any row whose
+    ``recon_sq - 2 * alpha * (u . c)`` is at most ``v``. The per-row error terms take
+    their largest values over the set, so no row needs to be named."""
+    g = _gamma(qr.dim)
+    st = qr.stats
+    if p.metric == "euclidean":
+        e2 = v + p.qsq
+        # twice the rounding term of ``_intervals``: ``v`` itself was rounded once more
+        eps = 2 * p.dn * st["max_code_norm"]
+        eps += 2 * g * (st["max_recon_sq"] + 2 * p.ad_max + p.qsq + np.abs(v))
+        shift = st["max_residual"] + 2 * _U * p.qn
+        return -(np.sqrt(np.maximum(e2 + eps, 0.0)) + shift) * (1 + g)
+    ad = p.alpha * v
+    a = p.c0 + ad
+    e = p.qn * st["max_residual"] + p.dn * st["max_code_norm"]
+    e += g * (p.qn * (st["offset_norm"] + st["max_norm"]) + p.ad_max + np.abs(a))
+    lo = a - e
+    if p.metric == "cosine":
+        if not np.isfinite(st["min_norm"]):  # every row is zero: cosine 0 throughout
+            return np.zeros_like(lo)
+        lo = np.where(lo >= 0, lo / st["max_norm"], lo / st["min_norm"])
+        lo -= 8 * g * (1 + np.abs(lo))
+    return lo
+
+
+def _block_entries(
+    qr: QuantizedRows, p: _Queries, band: _Band, values: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The (row, query) entries of one block that may still reach each query's top k,
+    in row order, after raising ``band.floor`` from the block itself.
+
+    ``values`` is the block's (rows, queries) integer dots, or for euclidean its
+    ``recon_sq - 2 * alpha * dots`` (smaller is better). The floor comes from disjoint
+    strided groups of rows (row ``i`` in group ``i % groups``): the k-th best of the
+    groups' bests is reached by k distinct rows, and ``_best_bound`` turns it into a
+    ``lo`` those rows share. One pass over the block, no sort of it."""
+    rows, nq = values.shape
+    larger = p.metric != "euclidean"
+    groups = min(rows, max(GROUPS, 4 * band.k))
+    per = rows // groups
+    body = values[: per * groups].reshape(per, groups * nq)
+    best = body.max(axis=0) if larger else -body.min(axis=0)
+    band.raise_floor(qr, p, best.reshape(groups, nq))
+    if larger:
+        thr = np.clip(_thresholds(qr, p, band.floor), -(2.0**31), 2.0**31 - 1)
+        return core._nonzero(values >= thr.astype(values.dtype)[None, :])
+    return core._nonzero(values <= _euclid_limit(qr, p, band.floor)[None, :])
+
+
 class _Band:
     """Per query, the (row, lo, hi) entries that can still reach the top k.
 
-    ``floor`` (each query's k-th best ``lo`` so far) rises with every block from a dense
-    (queries x k) array of the best ``lo`` values, at the cost of sorting the block's
-    new entries only; entries below the floor are dropped in bulk now and then (and at
-    ``finish``), not re-sorted with every block."""
+    Adding costs nothing but an append: the floors rise from each block's group bests
+    (``_block_floor``), and the entries' own k-th best ``lo`` is taken per query only
+    when they are pruned (at ``finish``, or when too many have piled up)."""
 
     def __init__(self, nq: int, k: int, cap: int) -> None:
         self.nq, self.k, self.cap = nq, k, cap
         self.floor = np.full(nq, -np.inf)
         self.overflow = np.zeros(nq, bool)
-        self._best = np.full((nq, k), -np.inf)
         self._parts: list[tuple[np.ndarray, ...]] = []
         self._pending = 0
+        self._group_bests = np.full((k, nq), -np.inf)
         self.q = self.row = np.empty(0, np.int64)
 
-    def merge(self, q: np.ndarray, row: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> None:
+    def raise_floor(self, qr: QuantizedRows, p: _Queries, bests: np.ndarray) -> None:
+        """Keep each query's k best group bests of every block so far (the groups of
+        all blocks are disjoint: each names a distinct row) and raise its floor to what
+        the k-th of them guarantees. ``bests`` is (groups, queries), larger better
+        (euclidean passes its values negated)."""
+        both = np.concatenate([self._group_bests, bests.astype(np.float64)])
+        self._group_bests = -np.partition(-both, self.k - 1, axis=0)[: self.k]
+        kth = self._group_bests.min(axis=0)
+        seen = np.isfinite(kth)  # at least k groups so far
+        if p.metric == "euclidean":
+            kth = -kth
+        bound = _best_bound(qr, p, np.where(seen, kth, 0.0))
+        self.floor = np.maximum(self.floor, np.where(seen, bound, -np.inf))
+
+    def add(self, q: np.ndarray, row: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> None:
         if not q.size:
             return
-        order = np.lexsort((-lo, q))
-        qs, los = q[order], lo[order]
-        first = np.searchsorted(qs, np.arange(self.nq))
-        rank = np.arange(qs.size) - first[qs]
-        top = rank < self.k
-        dense = np.full((self.nq, self.k), -np.inf)
-        dense[qs[top], rank[top]] = los[top]
-        both = np.concatenate([self._best, dense], axis=1)
-        self._best = -np.partition(-both, self.k - 1, axis=1)[:, : self.k]
-        self.floor = np.maximum(self.floor, self._best.min(axis=1))
         self._parts.append((q, row, lo, hi))
         self._pending += q.size
         if self._pending > PRUNE_FROM:
             self._prune()
 
     def _prune(self) -> None:
+        """Raise each floor to the k-th best ``lo`` of its entries, drop what falls under
+        it, and hand queries left with too many entries to the single path. Entries end
+        grouped by query (a stable sort: rows stay in the order they came, ascending)."""
         if not self._parts:
             return
         q, row, lo, hi = (np.concatenate(a) for a in zip(*self._parts, strict=True))
+        order = np.argsort(q.astype(np.int16 if self.nq < 2**15 else np.int64), kind="stable")
+        q, row, lo, hi = q[order], row[order], lo[order], hi[order]
+        bounds = np.searchsorted(q, np.arange(self.nq + 1))
+        for i in np.flatnonzero(np.diff(bounds) >= self.k):
+            a, b = bounds[i], bounds[i + 1]
+            self.floor[i] = max(self.floor[i], _kth(lo[a:b], self.k))
         keep = hi >= self.floor[q]
         self.overflow |= np.bincount(q[keep], minlength=self.nq) > self.cap
         keep &= ~self.overflow[q]
@@ -444,13 +505,13 @@ class _Band:
         order (the re-score reads each query's rows forward)."""
         self._prune()
         if self._parts:
-            q, row = self._parts[0][0], self._parts[0][1]
-            order = np.lexsort((row, q))
-            self.q, self.row = q[order], row[order]
+            self.q, self.row = self._parts[0][0], self._parts[0][1]
 
 
 #: Entries a batch band collects before dropping those under the floors.
 PRUNE_FROM = 1 << 18
+#: Disjoint row groups whose bests give a block's floor (at least 4k of them).
+GROUPS = 128
 
 
 def search_batch(
@@ -462,7 +523,9 @@ def search_batch(
     pool: BufferPool | None = None,
     block_rows: int | None = None,
 ) -> list[core.SearchResult]:
-    """``search`` for many queries: one integer gemm per row block, a running band."""
+    """``search`` for many queries: one integer gemm per row block (sized so its dots
+    stay in cache for the passes that follow), a floor from the block's group bests,
+    and a running band of the entries that beat it."""
     qm = np.asarray(queries, dtype=np.float32)
     if qm.ndim != 2:
         raise VectorFormatError("queries", f"expected a matrix (2-D), got shape {qm.shape}")
@@ -477,56 +540,32 @@ def search_batch(
     band.floor[p.zero] = np.inf  # answered below without a scan
     ut = np.ascontiguousarray(p.u.T)
     cap = block_rows or max(1024, BATCH_BLOCK_BYTES // (4 * nq))
-    first = min(cap, max(4 * k, SEED_ROWS))
     zero_rows = qr.stats["zero_rows"] if metric == "cosine" else np.empty(0, np.int64)
     if zero_rows.size:  # cosine exactly 0, never ruled out by the dot threshold
         live = np.flatnonzero(~p.zero)
         zq = np.repeat(live, zero_rows.size)
         zeros = np.zeros(zq.size)
-        band.merge(zq, np.tile(zero_rows, live.size), zeros, zeros)
-    for start, stop in core._blocks(n, first, cap):
+        band.add(zq, np.tile(zero_rows, live.size), zeros, zeros)
+    for start in range(0, n, cap):
+        stop = min(n, start + cap)
         dots = int8_scan.dot_centred_batch(qr.codes[start:stop], ut, THREADS)
-        if start == 0:
-            _seed(qr, p, band, dots)
         if metric == "euclidean":
-            limit = _euclid_limit(qr, p, band.floor)
-            tmp = dots * (-2 * p.alpha)[None, :]
-            tmp += qr.recon_sq[start:stop, None]
-            mask = tmp <= limit[None, :]
+            values = dots * (-2 * p.alpha)[None, :]
+            values += qr.recon_sq[start:stop, None]
         else:
-            thr = np.clip(_thresholds(qr, p, band.floor), -(2.0**31), 2.0**31 - 1)
-            mask = dots >= thr.astype(dots.dtype)[None, :]
-        ri, qi = core._nonzero(mask)
+            values = dots
+        ri, qi = _block_entries(qr, p, band, values)
         if zero_rows.size:  # already in the band
             fresh = ~np.isin(ri + start, zero_rows)
             ri, qi = ri[fresh], qi[fresh]
         if ri.size:
             lo, hi = _intervals(qr, p, qi, ri + start, dots[ri, qi].astype(np.float64))
-            band.merge(qi, ri + start, lo, hi)
+            band.add(qi, ri + start, lo, hi)
     band.finish()
     results = _finish_batch(qr, metric, qm, band, top_k)
     for i in np.flatnonzero(band.overflow | p.zero):
         results[i] = search(qr, qm[i], top_k, metric, pool=pool)
     return results
-
-
-def _seed(qr: QuantizedRows, p: _Queries, band: _Band, dots: np.ndarray) -> None:
-    """Each query's first floor, from the first block: the k-th best ``lo`` among its
-    ``4k`` largest integer dots there (a subset, so a valid floor; the largest dots hold
-    nearly the largest ``lo``), at the cost of a partition instead of an interval for
-    every entry."""
-    rows = dots.shape[0]
-    k = band.k
-    live = np.flatnonzero(~p.zero)
-    if rows < k or not live.size:
-        return
-    m = min(rows, 4 * k)
-    top = np.argpartition(-dots[:, live].T, m - 1, axis=1)[:, :m] if m < rows else None
-    ri = top.reshape(-1) if top is not None else np.tile(np.arange(rows), live.size)
-    qi = np.repeat(live, m)
-    lo, _ = _intervals(qr, p, qi, ri, dots[ri, qi].astype(np.float64))
-    kth = -np.partition(-lo.reshape(live.size, m), k - 1, axis=1)[:, k - 1]
-    band.floor[live] = kth
 
 
 def _finish_batch(

@@ -483,7 +483,7 @@ def _nonzero(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     rows, cols = mask.shape
     flat = mask.reshape(-1)
     words = flat.size // 8
-    hits = np.flatnonzero(flat[: words * 8].view(np.uint64))
+    hits = np.flatnonzero(flat[: words * 8].view(np.uint64) != 0)  # bool: numpy's fast path
     pos = (hits[:, None] * 8 + np.arange(8)).reshape(-1)
     pos = pos[flat[pos]]
     tail = np.flatnonzero(flat[words * 8 :]) + words * 8

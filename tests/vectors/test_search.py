@@ -264,7 +264,8 @@ def test_random_shapes_ties_and_scales_match_the_reference(
         monkeypatch.setattr(search, "RESCORE_CHUNK", 128)
         monkeypatch.setattr(search, "DENSE_FROM", 16)
         monkeypatch.setattr(quantized, "SAMPLE_ROWS", 16)
-        monkeypatch.setattr(quantized, "SEED_ROWS", 8)
+        monkeypatch.setattr(quantized, "GROUPS", 4)
+        monkeypatch.setattr(quantized, "PRUNE_FROM", 64)
     rng = np.random.default_rng(seed)
     for case in range(25):
         n, d, k = int(rng.integers(1, 1500)), int(rng.integers(1, 64)), int(rng.integers(1, 30))

@@ -105,3 +105,40 @@ def test_many_single_queries_in_a_row_do_not_wear_out_the_interpreter(
     q = rng.standard_normal(8).astype(np.float32)
     for _ in range(20_000):
         quantized.search(qr, q, 3, "dot")
+
+
+@pytest.mark.parametrize("metric", METRICS)
+@pytest.mark.parametrize("scale", [1.0, 1e-20, 1e15])
+@pytest.mark.parametrize("k", [1, 7, 40])
+@pytest.mark.parametrize("groups", [128, 3000])
+def test_a_block_floor_never_passes_the_kth_float64_score(
+    rng: np.random.Generator,
+    metric: str,
+    scale: float,
+    k: int,
+    groups: int,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The batch's floor comes from each block's group bests with the set's largest
+    error terms (no row named): it must stay at or under every query's k-th best float64
+    score, and the block's entries must hold every row of the float64 top k. With a
+    group per row the floor is as tight as it gets, so a missing error term shows."""
+    monkeypatch.setattr(quantized, "GROUPS", groups)
+    m = rng.standard_normal((3000, 40)) * rng.uniform(0.01, 10, (3000, 1))
+    m[7] = 0
+    m = (m * scale).astype(np.float32)
+    qr = quantized.quantize(m)
+    queries = (rng.standard_normal((5, 40)) * scale).astype(np.float32)
+    queries[1] = m[3]
+    p = quantized._prepare_queries(qr, queries, metric)
+    dots = (qr.codes.astype(np.int64) - quantized.LEVELS) @ p.u.T.astype(np.int64)
+    values = dots.astype(np.int32)
+    if metric == "euclidean":
+        values = dots * (-2 * p.alpha)[None, :] + qr.recon_sq[:, None]
+    band = quantized._Band(len(queries), k, 10**6)
+    ri, qi = quantized._block_entries(qr, p, band, values)
+    assert np.all(np.isfinite(band.floor))
+    for i, q in enumerate(queries):
+        score = -_reference_keys(m, q, metric)
+        assert band.floor[i] <= np.sort(score)[::-1][k - 1]
+        assert set(reference(m, q, k, metric).tolist()) <= set(ri[qi == i].tolist())
