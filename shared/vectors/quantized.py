@@ -571,53 +571,45 @@ def search_batch(
 def _finish_batch(
     qr: QuantizedRows, metric: core.Metric, queries: np.ndarray, band: _Band, top_k: int
 ) -> list[core.SearchResult]:
+    """Each query's best ``top_k`` of its band rows by float64 (score, row index). The
+    band comes grouped by query: each query re-scores only its own rows, a gather and a
+    gemv, where one gemm of every band row against every query would do ~nq times the
+    work."""
     nq = len(queries)
     empty = core.SearchResult(np.empty(0, np.int64), np.empty(0), np.empty(0))
-    if not band.q.size:
-        return [empty] * nq
-    key, dist, sim = _rescore_pairs(qr, metric, queries, band.q, band.row)
-    pick = core._best_per_query(nq, top_k, band.q, band.row, key)
-    qi = band.q[pick]
-    bounds = np.searchsorted(qi, np.arange(nq + 1))
-    idx, dists, sims = band.row[pick].astype(np.int64), dist[pick], sim[pick]
-    return [
-        core.SearchResult(idx[a:b], dists[a:b], sims[a:b])
-        for a, b in zip(bounds[:-1], bounds[1:], strict=True)
-    ]
-
-
-def _rescore_pairs(
-    qr: QuantizedRows, metric: str, queries: np.ndarray, qi: np.ndarray, rows: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """float64 (key, distance, similarity) per (query, row) pair, as ``search._rescore``
-    computes them. Entries come grouped by query (the band keeps them so): each query
-    re-scores only its own rows, a gather and a gemv, where one gemm of every band row
-    against every query would do ~nq times the work."""
-    key, dist, sim = (np.empty(qi.size) for _ in range(3))
-    bounds = np.searchsorted(qi, np.arange(len(queries) + 1))
+    results = [empty] * nq
+    rows = band.row
     source = qr.rows
-    if not isinstance(source, np.ndarray):
+    if rows.size and not isinstance(source, np.ndarray):
         full = source.array(wait=rows.size > GATHER_MAX)
         if full is None:  # rows still arriving: gather the distinct band rows once
             unique, inverse = np.unique(rows, return_inverse=True)
             source, rows = source.gather(unique), inverse
         else:
             source = full
-    for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
-        if a == b:
-            continue
-        x = source[rows[a:b]].astype(np.float64)
-        q = queries[i].astype(np.float64)
-        if metric == "euclidean":
-            x -= q
-            d = np.sqrt(np.einsum("ij,ij->i", x, x))
-            key[a:b], dist[a:b], sim[a:b] = d, d, 1.0 / (1.0 + d)
-            continue
-        dots = x @ q
-        if metric == "dot":
-            key[a:b], dist[a:b], sim[a:b] = -dots, -dots, dots
-            continue
-        denom = np.sqrt(np.einsum("ij,ij->i", x, x) * float(q @ q))
-        cos = np.divide(dots, denom, out=np.zeros_like(dots), where=denom > 0)
-        key[a:b], dist[a:b], sim[a:b] = -cos, 1.0 - cos, cos
-    return key, dist, sim
+    bounds = np.searchsorted(band.q, np.arange(nq + 1))
+    for i in np.flatnonzero(np.diff(bounds)):
+        a, b = bounds[i], bounds[i + 1]
+        key, dist, sim = _rescore(source[rows[a:b]], queries[i], metric)
+        pick = np.lexsort((band.row[a:b], key))[:top_k]
+        results[i] = core.SearchResult(band.row[a:b][pick].astype(np.int64), dist[pick], sim[pick])
+    return results
+
+
+def _rescore(
+    rows: np.ndarray, query: np.ndarray, metric: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """float64 (key, distance, similarity) of ``rows`` against one query, as
+    ``search._rescore`` computes them."""
+    x = rows.astype(np.float64)
+    q = query.astype(np.float64)
+    if metric == "euclidean":
+        x -= q
+        d = np.sqrt(np.einsum("ij,ij->i", x, x))
+        return d, d, 1.0 / (1.0 + d)
+    dots = x @ q
+    if metric == "dot":
+        return -dots, -dots, dots
+    denom = np.sqrt(np.einsum("ij,ij->i", x, x) * float(q @ q))
+    cos = np.divide(dots, denom, out=np.zeros_like(dots), where=denom > 0)
+    return -cos, 1.0 - cos, cos
