@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from shared.config import ConfigError
+from shared.errors import HartonomousError
 
 OK, FAILED, TIMED_OUT, NOT_CONFIGURED = "ok", "failed", "timed out", "not configured"
 
@@ -38,7 +39,8 @@ class Check:
 def _failure(part: str, exc: BaseException) -> Check:
     if isinstance(exc, ConfigError):
         return Check(part, NOT_CONFIGURED, str(exc), exc.setting)
-    reason = str(exc).splitlines()[0] if str(exc) else ""
+    text = exc.reason if isinstance(exc, HartonomousError) else str(exc)  # the why, in full
+    reason = text.splitlines()[0] if text else ""
     return Check(part, FAILED, f"{type(exc).__name__}: {reason}".rstrip(": ")[:300])
 
 

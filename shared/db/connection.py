@@ -11,6 +11,7 @@ pyodbc needs unixODBC at import time, so it is imported only for ODBC strings.
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 import threading
 import time
@@ -18,18 +19,39 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from shared.db import function_errors
 from shared.db.dialects import MSSQL, SQLITE, Dialect
 from shared.db.tracing import sql_span
-from shared.errors import UnavailableError
+from shared.errors import ConfigurationError, HartonomousError, UnavailableError
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 BUSY_TIMEOUT_MS = 10_000
 
 
-class DatabaseError(RuntimeError):
-    """The database could not do what was asked; the message says why."""
+class DatabaseError(HartonomousError):
+    """The database could not do what was asked; the message says why. Of no more
+    specific kind it is an internal failure (a logged 500)."""
+
+    code = "database_error"
+
+
+class DatabaseConfigurationError(ConfigurationError, DatabaseError):
+    """``SQL_CONNECTION_STRING`` cannot be used (routes that need SQL answer 503
+    ``not_configured`` naming the setting, never its value)."""
+
+    field = "SQL_CONNECTION_STRING"
+
+
+class DatabaseUnavailableError(UnavailableError, DatabaseError):
+    """The database did not answer, or the connection broke (a paused serverless
+    database resuming, a dropped idle connection): the next call opens a new one."""
+
+    code = "database_unavailable"
+    retry_after = 5
 
 
 class DatabaseBusyError(UnavailableError, DatabaseError):
@@ -64,6 +86,39 @@ def busy_as_unavailable() -> Iterator[None]:
 
 _DRIVER_ERRORS = {"OperationalError", "Error", "DatabaseError"}
 
+#: What a driver says when the connection is gone before the statement was sent: safe
+#: to run the statement again on a new connection.
+_CLOSED = re.compile(r"closed (database|connection)|connection (is|was) closed", re.I)
+#: SQL Server and ODBC: the link broke, or the database is not available now
+#: (SQLSTATE class 08; 40613 database unavailable, e.g. resuming from auto-pause; 40197,
+#: 40501 service busy; 10053/10054 connection reset; 233 no process at the other end).
+_LOST_STATE = re.compile(r"^08[0-9A-Z]{3}$")
+_LOST_CODE = re.compile(r"\((40613|40197|40501|49918|10053|10054|10060|233)\)")
+
+
+def connection_state(exc: BaseException) -> str | None:
+    """``"closed"`` when the connection was unusable before the statement ran, ``"lost"``
+    when it broke during it (whether a write applied is unknown), None for any other
+    error (the connection is still good)."""
+    if type(exc).__name__ not in _DRIVER_ERRORS | {"ProgrammingError", "InterfaceError"}:
+        return None
+    text = " ".join(str(a) for a in getattr(exc, "args", ()))
+    if _CLOSED.search(text):
+        return "closed"
+    state = str(exc.args[0]) if getattr(exc, "args", None) else ""
+    if _LOST_STATE.match(state) or _LOST_CODE.search(text):
+        return "lost"
+    return None
+
+
+def _lost(state: str) -> DatabaseUnavailableError:
+    if state == "closed":
+        return DatabaseUnavailableError("the database connection was closed; try again")
+    return DatabaseUnavailableError(
+        "lost the connection to the database during the call (a write may or may not "
+        "have been applied); try again shortly"
+    )
+
 
 @dataclass(frozen=True)
 class ConnectionSpec:
@@ -95,7 +150,7 @@ def parse_connection(value: str, base_dir: Path | None = None) -> ConnectionSpec
     if value.lower().startswith("sqlite:///"):
         raw = value[len("sqlite:///") :]
         if not raw:
-            raise DatabaseError("SQL_CONNECTION_STRING: sqlite:/// needs a file path")
+            raise DatabaseConfigurationError("SQL_CONNECTION_STRING: sqlite:/// needs a file path")
         if raw == ":memory:":
             return ConnectionSpec("sqlite3", SQLITE, raw)
         path = Path(raw)
@@ -103,7 +158,7 @@ def parse_connection(value: str, base_dir: Path | None = None) -> ConnectionSpec
             path = base_dir / path
         return ConnectionSpec("sqlite3", SQLITE, str(path))
     if "=" not in value:
-        raise DatabaseError(
+        raise DatabaseConfigurationError(
             "SQL_CONNECTION_STRING: expected sqlite:///<path> or an ODBC connection string"
         )
     driver = re.search(r"(?i)(?:^|;)\s*driver\s*=\s*\{?([^;}]*)", value)
@@ -229,10 +284,16 @@ class Database:
                         hook(conn)
                 else:
                     conn = _connect_pyodbc(self.spec)
-            except DatabaseError:
+            except HartonomousError:  # a setting refused (shared.db.entra), or ours
                 raise
             except Exception as exc:
-                raise DatabaseError(f"cannot connect to {self.spec.redacted}: {exc}") from exc
+                # The caller hears that the database did not answer; the log and the
+                # readiness details (function key) say which and why.
+                why = f"cannot connect to {self.spec.redacted}: {exc}"
+                log.warning("%s", why)
+                raise DatabaseUnavailableError(
+                    "cannot connect to the database; try again shortly", reason=why
+                ) from exc
             self._local.conn = conn
             self._local.depth = 0
             with self._lock:
@@ -247,6 +308,45 @@ class Database:
             self._all.clear()
         self._local = threading.local()
 
+    def _discard(self) -> None:
+        """Forget this thread's broken connection; the next call opens a new one."""
+        conn = getattr(self._local, "conn", None)
+        self._local.conn = None
+        self._local.depth = 0
+        if conn is None:
+            return
+        with self._lock:
+            if conn in self._all:
+                self._all.remove(conn)
+        with contextlib.suppress(Exception):  # it is broken already
+            conn.close()
+
+    def _statement(self, run: Callable[[], T], *, read: bool) -> T:
+        """Run one statement. When this thread's connection turns out to be broken it is
+        dropped; outside a transaction the statement runs once more on a new connection
+        if that is safe (the old one was closed before it ran, or it only reads). What
+        is left is a DatabaseUnavailableError: a 503 with Retry-After, never a 500 on
+        every later call of this thread."""
+        outer = getattr(self._local, "depth", 0) == 0
+        try:
+            return run()
+        except Exception as exc:
+            state = connection_state(exc)
+            if state is None:
+                raise
+            self._discard()
+            if not (outer and (read or state == "closed")):
+                raise _lost(state) from exc
+            log.warning("database connection %s; running the statement on a new one", state)
+        try:
+            return run()
+        except Exception as exc:
+            state = connection_state(exc)
+            if state is None:
+                raise
+            self._discard()
+            raise _lost(state) from exc
+
     @property
     def explicit_begin(self) -> bool:
         # SQLite (both drivers) runs in autocommit and takes the write lock up front
@@ -259,71 +359,88 @@ class Database:
 
         `readonly` on SQLite takes a deferred snapshot instead of the write lock.
         """
-        conn = self._connection()
-        if self._local.depth > 0:
+        if getattr(self._local, "depth", 0) > 0:
+            joined = self._local.conn
             self._local.depth += 1
             try:
-                yield conn
+                yield joined
             finally:
-                self._local.depth -= 1
+                if self._local.conn is joined:  # else dropped as broken: depth is 0
+                    self._local.depth -= 1
             return
-        if self.explicit_begin:
-            with busy_as_unavailable():
-                conn.execute("BEGIN" if readonly else "BEGIN IMMEDIATE")
+
+        def begin() -> Any:
+            conn = self._connection()
+            if self.explicit_begin:
+                with busy_as_unavailable():
+                    conn.execute("BEGIN" if readonly else "BEGIN IMMEDIATE")
+            return conn
+
+        conn = self._statement(begin, read=True)  # nothing ran yet: safe to repeat
         self._local.depth = 1
         try:
             yield conn
         except BaseException:
             self._local.depth = 0
-            if self.explicit_begin:
-                conn.execute("ROLLBACK")
-            else:
-                conn.rollback()
+            if getattr(self._local, "conn", None) is conn:  # not dropped as broken
+                try:
+                    conn.execute("ROLLBACK") if self.explicit_begin else conn.rollback()
+                except Exception as exc:
+                    if connection_state(exc) is None:
+                        raise
+                    self._discard()  # the server ended the transaction with the link
             raise
         self._local.depth = 0
-        if self.explicit_begin:
-            conn.execute("COMMIT")
-        else:
-            conn.commit()
+        try:
+            conn.execute("COMMIT") if self.explicit_begin else conn.commit()
+        except Exception as exc:
+            state = connection_state(exc)
+            if state is None:
+                raise
+            self._discard()
+            raise _lost(state) from exc
 
     # -- statements ------------------------------------------------------------------
     def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         """Run one statement; returns the affected row count."""
-        with (
-            sql_span(self._system, self._database_name, sql),
-            busy_as_unavailable(),
-            self.transaction() as conn,
-            _function_reasons(),
-        ):
-            cur = conn.execute(sql, tuple(params))
-            return cur.rowcount
+
+        def run() -> int:
+            with self.transaction() as conn, _function_reasons():
+                return conn.execute(sql, tuple(params)).rowcount
+
+        with sql_span(self._system, self._database_name, sql), busy_as_unavailable():
+            return self._statement(run, read=False)
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         if not rows:
             return
-        with (
-            sql_span(self._system, self._database_name, sql),
-            busy_as_unavailable(),
-            self.transaction() as conn,
-            _function_reasons(),
-        ):
-            cur = conn.cursor()
-            if self.spec.driver == "pyodbc" and self.dialect is MSSQL:
-                cur.fast_executemany = True
-            cur.executemany(sql, [tuple(r) for r in rows])
+
+        def run() -> None:
+            with self.transaction() as conn, _function_reasons():
+                cur = conn.cursor()
+                if self.spec.driver == "pyodbc" and self.dialect is MSSQL:
+                    cur.fast_executemany = True
+                cur.executemany(sql, [tuple(r) for r in rows])
+
+        with sql_span(self._system, self._database_name, sql), busy_as_unavailable():
+            self._statement(run, read=False)
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
-        with (
-            sql_span(self._system, self._database_name, sql),
-            busy_as_unavailable(),
-            _function_reasons(),
-        ):
+        def run() -> tuple[list[str], list[Any]]:
             conn = self._connection()
             cur = conn.execute(sql, tuple(params))
             names = [d[0] for d in cur.description]
             rows = cur.fetchall()
-        if self.dialect is MSSQL and self._local.depth == 0:
-            conn.commit()  # end the implicit read transaction
+            if self.dialect is MSSQL and self._local.depth == 0:
+                conn.commit()  # end the implicit read transaction
+            return names, rows
+
+        with (
+            sql_span(self._system, self._database_name, sql),
+            busy_as_unavailable(),
+            _function_reasons(),
+        ):
+            names, rows = self._statement(run, read=True)
         return [dict(zip(names, row, strict=True)) for row in rows]
 
     def query_one(self, sql: str, params: Sequence[Any] = ()) -> dict[str, Any] | None:
