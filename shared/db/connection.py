@@ -328,24 +328,18 @@ class Database:
         is left is a DatabaseUnavailableError: a 503 with Retry-After, never a 500 on
         every later call of this thread."""
         outer = getattr(self._local, "depth", 0) == 0
-        try:
-            return run()
-        except Exception as exc:
-            state = connection_state(exc)
-            if state is None:
-                raise
-            self._discard()
-            if not (outer and (read or state == "closed")):
-                raise _lost(state) from exc
-            log.warning("database connection %s; running the statement on a new one", state)
-        try:
-            return run()
-        except Exception as exc:
-            state = connection_state(exc)
-            if state is None:
-                raise
-            self._discard()
-            raise _lost(state) from exc
+        for attempt in (1, 2):
+            try:
+                return run()
+            except Exception as exc:
+                state = connection_state(exc)
+                if state is None:
+                    raise
+                self._discard()
+                if attempt == 2 or not (outer and (read or state == "closed")):
+                    raise _lost(state) from exc
+                log.warning("database connection %s; running the statement on a new one", state)
+        raise AssertionError("unreachable: the second attempt returns or raises")
 
     @property
     def explicit_begin(self) -> bool:

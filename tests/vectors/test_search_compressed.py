@@ -13,6 +13,19 @@ from shared.vectors import quantized
 from .test_search import METRICS, _reference_keys, reference
 
 
+def _varied_norms(
+    rng: np.random.Generator, scale: float
+) -> tuple[np.ndarray, quantized.QuantizedRows, np.ndarray]:
+    """Rows of very different norms (cosine divides by them), a zero row, and queries
+    of which one equals a row."""
+    m = rng.standard_normal((3000, 40)) * rng.uniform(0.01, 10, (3000, 1))
+    m[7] = 0
+    m = (m * scale).astype(np.float32)
+    queries = (rng.standard_normal((5, 40)) * scale).astype(np.float32)
+    queries[1] = m[3]
+    return m, quantized.quantize(m), queries
+
+
 @pytest.mark.parametrize("metric", METRICS)
 @pytest.mark.parametrize("scale", [1.0, 1e-20, 1e15])
 def test_every_interval_holds_the_float64_score(
@@ -20,12 +33,7 @@ def test_every_interval_holds_the_float64_score(
 ) -> None:
     """The bound itself, checked row by row: lo <= float64 score <= hi, with rows of
     very different norms (cosine divides by them) and a zero row."""
-    m = rng.standard_normal((3000, 40)) * rng.uniform(0.01, 10, (3000, 1))
-    m[7] = 0
-    m = (m * scale).astype(np.float32)
-    qr = quantized.quantize(m)
-    queries = (rng.standard_normal((5, 40)) * scale).astype(np.float32)
-    queries[1] = m[3]
+    m, qr, queries = _varied_norms(rng, scale)
     p = quantized._prepare_queries(qr, queries, metric)
     for qi, q in enumerate(queries):
         rows = np.arange(len(m))
@@ -124,12 +132,7 @@ def test_a_block_floor_never_passes_the_kth_float64_score(
     score, and the block's entries must hold every row of the float64 top k. With a
     group per row the floor is as tight as it gets, so a missing error term shows."""
     monkeypatch.setattr(quantized, "GROUPS", groups)
-    m = rng.standard_normal((3000, 40)) * rng.uniform(0.01, 10, (3000, 1))
-    m[7] = 0
-    m = (m * scale).astype(np.float32)
-    qr = quantized.quantize(m)
-    queries = (rng.standard_normal((5, 40)) * scale).astype(np.float32)
-    queries[1] = m[3]
+    m, qr, queries = _varied_norms(rng, scale)
     p = quantized._prepare_queries(qr, queries, metric)
     dots = (qr.codes.astype(np.int64) - quantized.LEVELS) @ p.u.T.astype(np.int64)
     values = dots.astype(np.int32)
