@@ -116,8 +116,18 @@ def embedding_store():
 
     s = get_settings()
     return EmbeddingStore(
-        EmbeddingRepository(database()), Limits(s.max_vector_dim, s.max_batch_rows)
+        EmbeddingRepository(database()),
+        Limits(s.max_vector_dim, s.max_batch_rows),
+        forget_snapshot=snapshot_store().forget,
     )
+
+
+@cache
+def snapshot_store():
+    """Search snapshots in Blob Storage (the client is made when first needed)."""
+    from shared.search.snapshots import SnapshotStore
+
+    return SnapshotStore(blob_service, get_settings().search_snapshots_container)
 
 
 @cache
@@ -126,7 +136,6 @@ def search_service():
     from shared.db.repos.embeddings import EmbeddingRepository
     from shared.search.index_cache import IndexCache
     from shared.search.service import SearchService
-    from shared.search.snapshots import SnapshotStore
 
     s = get_settings()
     cache = IndexCache(
@@ -134,7 +143,7 @@ def search_service():
         s.search_cache_bytes,
         rows_dir=s.data_dir / "search-rows",
         compress_from=s.search_compress_from_rows,
-        snapshots=SnapshotStore(blob_service, s.search_snapshots_container),
+        snapshots=snapshot_store(),
         settle_seconds=s.search_snapshot_settle_seconds,
     )
     return SearchService(

@@ -51,6 +51,10 @@ UPLOAD_CONCURRENCY = 4
 #: Rows members at least this big are not waited for: the set answers at once, reading
 #: the few rows a query re-scores by range until the whole member is in its mapped file.
 LAZY_ROWS_FROM = 64 * 1024 * 1024
+#: Retries of the delete that follows a row deletion: none. The caller waits for it, so
+#: an unreachable account fails it at once (the storage SDK backs off 15 s per retry);
+#: the stale copy goes when the set next loads.
+FORGET_RETRIES = 0
 
 
 class SnapshotRowsError(ValueError):
@@ -310,6 +314,24 @@ class SnapshotStore:
             metadata={"version": str(loaded.version)},
         )
 
+    def forget(self, model_id: str, embedding_type: str) -> None:
+        """Remove a set's snapshot now: rows were deleted, and a copy of them must not
+        outlive the deletion (the next load reads SQL and snapshots the set again)."""
+        from azure.core.exceptions import ResourceNotFoundError
+
+        with contextlib.suppress(ResourceNotFoundError):  # no snapshot, or no container
+            self._client(model_id, embedding_type).delete_blob(retry_total=FORGET_RETRIES)
+
+    def _drop_stale(self, client: Any, etag: str) -> None:
+        """A snapshot older than the set's version is never read again (versions only
+        grow): delete it unless another process has just rewritten it."""
+        from azure.core import MatchConditions
+        from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
+
+        # rewritten or removed meanwhile: nothing stale is left by us
+        with contextlib.suppress(ResourceModifiedError, ResourceNotFoundError):
+            client.delete_blob(etag=etag, match_condition=MatchConditions.IfNotModified)
+
     def _ensure_container(self) -> None:
         if self._ensured:
             return
@@ -327,13 +349,16 @@ class SnapshotStore:
 
         client = self._client(model_id, embedding_type)
         try:
-            first = client.download_blob(offset=0, length=HEAD_READ).readall()
+            head = client.download_blob(offset=0, length=HEAD_READ)
+            first = head.readall()
             header = _decode_head(first, client)
             if header is None:
                 log.warning("search snapshot %s: unreadable header", client.blob_name)
                 return None
             stored = (header["model_id"], header["embedding_type"], header["version"])
             if stored != (model_id, embedding_type, version):
+                if stored[:2] == (model_id, embedding_type) and stored[2] < version:
+                    self._drop_stale(client, head.properties.etag)
                 return None  # stale: SQL has moved on
             return self._read(client, header, rows_dir)
         except ResourceNotFoundError:

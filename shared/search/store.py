@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +18,8 @@ from shared.vectors.errors import (
     VectorFormatError,
 )
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class Limits:
@@ -29,9 +33,17 @@ def to_bytes(vector: np.ndarray) -> bytes:
 
 
 class EmbeddingStore:
-    def __init__(self, repo: EmbeddingRepository, limits: Limits) -> None:
+    def __init__(
+        self,
+        repo: EmbeddingRepository,
+        limits: Limits,
+        forget_snapshot: Callable[[str, str], None] | None = None,
+    ) -> None:
+        """``forget_snapshot(model_id, embedding_type)`` removes a set's search snapshot
+        once rows of it are deleted (``SnapshotStore.forget``)."""
         self.repo = repo
         self.limits = limits
+        self.forget_snapshot = forget_snapshot
 
     def upsert(
         self, model_id: str, embedding_type: str, items: list[tuple[str, Any]]
@@ -84,4 +96,15 @@ class EmbeddingStore:
         return self.repo.get(entity_id, model_id=model_id, embedding_type=embedding_type)
 
     def delete(self, entity_id: str, model_id: str | None, embedding_type: str | None) -> int:
-        return self.repo.delete(entity_id, model_id=model_id, embedding_type=embedding_type)
+        """Delete the entity's rows, then any search snapshot that still holds them: a
+        deleted vector must not survive in a copy. SQL is the truth, so a snapshot that
+        cannot be removed now only logs (it is stale, and goes when the set next loads)."""
+        found = self.repo.get(entity_id, model_id=model_id, embedding_type=embedding_type)
+        deleted = self.repo.delete(entity_id, model_id=model_id, embedding_type=embedding_type)
+        if deleted and self.forget_snapshot is not None:
+            for key in sorted({(r.model_id, r.embedding_type) for r in found}):
+                try:
+                    self.forget_snapshot(*key)
+                except Exception:
+                    log.warning("search snapshot of %s/%s not removed yet", *key, exc_info=True)
+        return deleted

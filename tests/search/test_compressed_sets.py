@@ -206,3 +206,50 @@ def test_a_damaged_row_read_by_range_falls_back_to_sql(stack, tmp_path, rng, mon
     assert repo.row_reads == 1  # the damaged row was caught and SQL answered
     _check(search, vectors, rng)
     assert repo.row_reads == 1 and cache._sets[(MODEL, ETYPE)].compressed.rows is not None
+
+
+def _snapshot_names(service: BlobServiceClient, container: str) -> list[str]:
+    return [b.name for b in service.get_container_client(container).list_blobs()]
+
+
+def test_deleting_rows_removes_the_snapshot_that_holds_them(stack, tmp_path, rng) -> None:
+    """A deleted vector must not survive in a snapshot: the delete removes it, the next
+    load reads SQL (without the row) and snapshots the set again."""
+    vectors = _snapshot(stack, tmp_path, rng)
+    db_path, _, service, container = stack
+    store = EmbeddingStore(
+        EmbeddingRepository(open_database(f"sqlite:///{db_path}")),
+        Limits(max_dim=64, max_rows=10_000),
+        forget_snapshot=snap.SnapshotStore(service, container).forget,
+    )
+    assert _snapshot_names(service, container) == [snap.blob_name(MODEL, ETYPE)]
+    assert store.delete("e5", MODEL, ETYPE) == 1
+    assert _snapshot_names(service, container) == []
+    assert store.delete("e5", MODEL, ETYPE) == 0  # nothing deleted: nothing to forget
+    repo, cache, search = _process(db_path, tmp_path / "p2", service, container)
+    hits = search.search(vectors[5:6], top_k=3, metric="euclidean", model_id=MODEL)[0]
+    assert "e5" not in [h.entity_id for h in hits]
+    assert repo.row_reads == 1 and cache.snapshot_loads == 0
+    cache.wait_for_snapshots()
+    assert _snapshot_names(service, container) == [snap.blob_name(MODEL, ETYPE)]
+
+
+def test_a_snapshot_that_cannot_be_removed_does_not_fail_the_delete(stack, rng) -> None:
+    """Storage unreachable (nothing listens on the port): SQL, the truth, has deleted the
+    row; the stale snapshot goes when the set next loads."""
+    _, store, service, _ = stack
+    _fill(store, rng, n=10)
+    nowhere = BlobServiceClient("http://127.0.0.1:9/devstoreaccount1", credential=None)
+    store.forget_snapshot = snap.SnapshotStore(nowhere, "snapshots").forget
+    assert store.delete("e1", MODEL, ETYPE) == 1
+    assert store.get("e1", MODEL, ETYPE) == []
+
+
+def test_a_stale_snapshot_is_deleted_when_found(stack, tmp_path, rng) -> None:
+    vectors = _snapshot(stack, tmp_path, rng)
+    db_path, store, service, container = stack
+    store.upsert_array(MODEL, ETYPE, ["e5"], vectors[6:7])  # the version moves on
+    repo, cache, search = _process(db_path, tmp_path / "p2", service, container)
+    cache.settle_seconds = 3600  # no new snapshot in this test
+    search.search(vectors[:1], top_k=3, metric="dot", model_id=MODEL)
+    assert repo.row_reads == 1 and _snapshot_names(service, container) == []
