@@ -68,3 +68,38 @@ def test_a_different_dimension_for_a_stored_set_is_a_409(app_host: AppHost) -> N
     reply = app_host.call("PUT", "/embeddings", second)
     assert reply.status == 409
     assert "stores 2-dimensional vectors; got 3" in reply.json()["error"]["message"]
+
+
+def test_deleting_a_row_through_the_host_removes_its_sets_snapshot(azurite, tmp_path) -> None:
+    """The host's DELETE reaches the snapshot store: a compressed set's snapshot, which
+    holds every row's vector, is gone once the delete answers."""
+    import time
+    import uuid
+
+    from azure.storage.blob import BlobServiceClient
+
+    from shared.search.snapshots import blob_name
+    from tests.e2e.conftest import start_host, stop_host
+
+    model = f"m-snap-{uuid.uuid4().hex[:8]}"
+    settings = {"SEARCH_COMPRESS_FROM_ROWS": "100", "SEARCH_SNAPSHOT_SETTLE_SECONDS": "0"}
+    host = start_host(tmp_path, azurite.connection_string, settings)
+    try:
+        vectors = np.random.default_rng(3).standard_normal((150, 8)).round(3).tolist()
+        items = [{"entity_id": f"e{i}", "vector": v} for i, v in enumerate(vectors)]
+        assert host.call("PUT", "/embeddings", {"model_id": model, "items": items}).status == 200
+        search = {"vector": vectors[3], "top_k": 1, "metric": "euclidean", "model_id": model}
+        assert host.call("POST", "/search", search).json()["results"][0]["entity_id"] == "e3"
+        blob = BlobServiceClient.from_connection_string(azurite.connection_string).get_blob_client(
+            "search-snapshots", blob_name(model, "default")
+        )
+        deadline = time.monotonic() + 60
+        while not blob.exists():  # written in the background once the version held
+            assert time.monotonic() < deadline, "no snapshot was written"
+            time.sleep(0.2)
+        assert host.call("DELETE", f"/embeddings/e3?model_id={model}").status == 200
+        assert not blob.exists()
+        hits = host.call("POST", "/search", search).json()["results"]
+        assert hits[0]["entity_id"] != "e3"
+    finally:
+        stop_host(host)
