@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from shared.db.repos.embeddings import EmbeddingRepository
+from shared.memory import release_freed_memory
 from shared.search.rowfile import write_rows
 from shared.search.snapshots import SnapshotRowsError
 from shared.vectors import quantized
@@ -232,6 +233,12 @@ class IndexCache:
         return loaded
 
     def _load_sql(self, model_id: str, embedding_type: str) -> LoadedSet:
+        try:
+            return self._build_from_sql(model_id, embedding_type)
+        finally:  # the rows read from SQL are freed by now; their heap pages go back
+            release_freed_memory()
+
+    def _build_from_sql(self, model_id: str, embedding_type: str) -> LoadedSet:
         version, ids, blob, dim = self.repo.load_set(model_id, embedding_type)
         self.loads += 1
         if ids:
