@@ -8,12 +8,12 @@ import them from here).
 
 from __future__ import annotations
 
-import json
 from typing import TypeVar
 
 import azure.functions as func
 from pydantic import BaseModel, ValidationError
 
+from shared import json_input
 from shared.api.errors import RequestError, handle_errors, validation_error
 from shared.config import get_settings
 
@@ -51,11 +51,9 @@ def parse_json(body: bytes, model: type[M]) -> M:
     if not body.strip():
         raise RequestError(400, "invalid_json", "request body is empty; expected a JSON object")
     try:
-        data = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        data = json_input.loads(body)
+    except json_input.JsonInputError as exc:
         raise RequestError(400, "invalid_json", f"request body is not valid JSON: {exc}") from None
-    except RecursionError:  # json's C scanner recurses once per nesting level
-        raise RequestError(400, "invalid_json", "request body is nested too deeply") from None
     if not isinstance(data, dict):
         raise RequestError(400, "invalid_json", "request body must be a JSON object")
     try:

@@ -13,6 +13,7 @@ import time
 
 import azure.functions as func
 
+from shared import json_input
 from shared.api.errors import oip_errors
 from shared.api.routing import http_route
 
@@ -252,9 +253,11 @@ def oip_repository_index(req: func.HttpRequest) -> func.HttpResponse:
     ready_only = False
     if body:
         try:
-            parsed = json.loads(body)
-        except ValueError:
-            raise RequestError(400, "invalid_json", "request body is not valid JSON") from None
+            parsed = json_input.loads(body)
+        except json_input.JsonInputError as exc:
+            raise RequestError(
+                400, "invalid_json", f"request body is not valid JSON: {exc}"
+            ) from None
         flag = parsed.get("ready", False) if isinstance(parsed, dict) else None
         if not isinstance(flag, bool):
             raise RequestError(400, "invalid_request", "ready: must be true or false", "ready")

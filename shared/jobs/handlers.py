@@ -4,7 +4,6 @@ them on real Azurite and SQLite without the Functions runtime."""
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -12,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from shared import json_input
 from shared.db.repos.models import ModelRecord, ModelRepository
 from shared.jobs.messages import EmbeddingsPayload, EmbedTextPayload, ModelPayload
 from shared.jobs.runner import PermanentJobError
@@ -176,7 +176,10 @@ class EmbeddingsIngestion:
         memory bounded by a few blocks, whatever the size of the batch."""
         assert payload.blob is not None
         ids_blob = payload.ids_blob or payload.blob[: -len(".npy")] + ".json"
-        ids = json.loads(self.data.read_bytes(ids_blob, self.max_ids_bytes))
+        try:
+            ids = json_input.loads(self.data.read_bytes(ids_blob, self.max_ids_bytes))
+        except json_input.JsonInputError as exc:
+            raise PermanentJobError(f"{ids_blob}: not JSON: {exc}") from None
         if not isinstance(ids, list) or not all(isinstance(i, str) and i for i in ids):
             raise PermanentJobError(f"{ids_blob}: expected a JSON list of non-empty strings")
         total = {"rows": 0, "inserted": 0, "updated": 0}
@@ -206,10 +209,10 @@ class EmbeddingsIngestion:
                 if not line.strip():
                     continue
                 try:
-                    item = json.loads(line)
+                    item = json_input.loads(line)
                     ids.append(str(item["entity_id"]))
                     rows.append(item["vector"])
-                except (json.JSONDecodeError, KeyError, TypeError) as exc:
+                except (json_input.JsonInputError, KeyError, TypeError) as exc:
                     raise PermanentJobError(
                         f'{payload.blob} line {n}: expected {{"entity_id", "vector"}} ({exc})'
                     ) from exc

@@ -11,13 +11,13 @@ tool may drop it), or with one that does not parse, still runs, in a trace of it
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from shared import json_input
 from shared.errors import InvalidInputError
 from shared.jobs.kinds import KINDS, JobKind, KindName
 
@@ -133,11 +133,9 @@ def parse_message(
     keeps the reference, the typed payload is what it points at.
     """
     try:
-        data = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        data = json_input.loads(body)
+    except json_input.JsonInputError as exc:
         raise MalformedMessageError(f"message is not JSON: {exc}") from None
-    except RecursionError:  # json's C scanner recurses once per nesting level
-        raise MalformedMessageError("message is not JSON: nested too deeply") from None
     if not isinstance(data, dict):
         raise MalformedMessageError("message must be a JSON object")
     # Only a valid id may name the failed row: anything else (a lone surrogate, a path)

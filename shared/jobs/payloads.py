@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import uuid
 from typing import Any
 from xml.sax.saxutils import escape
 
+from shared import json_input
 from shared.storage.blob_store import BlobModelStore
 
 #: What a message may carry inline: the 64 KiB limit less room for the XML envelope.
@@ -23,6 +25,8 @@ MAX_INLINE_BYTES = 48 * 1024
 #: The largest payload a reference may point at (requests are smaller still).
 MAX_PAYLOAD_BYTES = 256 * 1024 * 1024
 REF = "$blob"
+#: The names ``PayloadStore.put`` gives; a reference to anything else is refused.
+NAME = re.compile(r"job-payload-[0-9a-f]{32}\.json")
 
 
 def message_bytes(text: str) -> int:
@@ -43,13 +47,23 @@ class PayloadStore:
     def put(self, payload: dict[str, Any]) -> dict[str, Any]:
         """Store `payload`; returns the reference that replaces it."""
         data = json.dumps(payload, separators=(",", ":")).encode()
-        name = f"job-payload-{uuid.uuid4().hex}.json"
+        name = f"job-payload-{uuid.uuid4().hex}.json"  # what NAME accepts
         self.store.upload(name, io.BytesIO(data), content_type="application/json")
         return {REF: name, "bytes": len(data)}
 
     def load(self, reference: dict[str, Any]) -> Any:
-        """The payload a reference points at (a missing blob raises ResourceNotFoundError)."""
-        return json.loads(self.store.read_bytes(reference[REF], MAX_PAYLOAD_BYTES))
+        """The payload a reference points at (a missing blob raises ResourceNotFoundError).
+
+        A reference arrives in a queue message anyone with the queue can write: only a
+        name ``put`` makes is read (never another blob of the container, or a path out
+        of it); anything else is a LookupError the runner records as malformed."""
+        name = reference[REF]
+        if not NAME.fullmatch(name):
+            raise LookupError(f"{name!r} is not a payload blob this app wrote ({NAME.pattern})")
+        try:
+            return json_input.loads(self.store.read_bytes(name, MAX_PAYLOAD_BYTES))
+        except json_input.JsonInputError as exc:
+            raise LookupError(f"the payload blob {name!r} is not JSON: {exc}") from None
 
     def delete(self, reference: dict[str, Any]) -> None:
         """Once the job succeeded: no retry will read it again."""

@@ -210,6 +210,13 @@ def test_malformed_and_wrong_type_json(app_host: AppHost, recorder: Recorder) ->
             words=("nested too deeply",),
         ),
         Case(
+            "a 5000-digit number",
+            "POST",
+            "/vectors/norm",
+            raw=b'{"a": [' + b"9" * 5000 + b"]}",
+            words=("not valid JSON", "digits"),
+        ),
+        Case(
             "100k nested objects",
             "POST",
             "/search",
@@ -972,10 +979,32 @@ def test_queue_messages_become_failed_jobs_with_the_reason(
             msg(
                 job_id=f"hq-ref-{tag}",
                 kind="model",
-                payload={"$blob": f"none-{tag}.json", "bytes": 9},
+                payload={"$blob": f"job-payload-{uuid.uuid4().hex}.json", "bytes": 9},
             ),
             f"hq-ref-{tag}",
             ("does not exist",),
+        ),
+        (
+            "payload by a $blob out of the container",
+            msg(
+                job_id=f"hq-reft-{tag}",
+                kind="embeddings",
+                payload={"$blob": "../models/iris.onnx", "bytes": 9},
+            ),
+            f"hq-reft-{tag}",
+            ("not a payload blob this app wrote",),
+        ),
+        (
+            "payload by a $blob of another kind",
+            msg(job_id=f"hq-refo-{tag}", kind="model", payload={"$blob": "ids.json", "bytes": 9}),
+            f"hq-refo-{tag}",
+            ("not a payload blob this app wrote",),
+        ),
+        (
+            "a 5000-digit number",
+            '{"job_id": "hq-digits", "kind": "model", "payload": {"model_id": ' + "9" * 5000 + "}}",
+            None,
+            ("not JSON", "digits"),
         ),
         (
             "model: unknown model_id",

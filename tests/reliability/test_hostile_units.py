@@ -51,6 +51,31 @@ def test_deeply_nested_queue_message_is_malformed_not_a_recursion_error() -> Non
         parse_message(DEEP)
 
 
+def test_a_number_of_5000_digits_is_a_400_and_a_malformed_message_not_a_value_error() -> None:
+    """CPython's int() refuses more than 4300 digits with a bare ValueError, which the
+    JSON parsers did not catch: a 500 over HTTP, a failed invocation on the queue."""
+    body = '{"a": [' + "9" * 5000 + "]}"
+    req = func.HttpRequest("POST", "http://h/api/vectors/norm", body=body.encode())
+    with pytest.raises(RequestError) as err:
+        read_json(req, VectorOpRequest)
+    assert err.value.status == 400 and "more than 4300 digits" in err.value.message
+    with pytest.raises(MalformedMessageError, match="more than 4300 digits"):
+        parse_message(body)
+
+
+@pytest.mark.parametrize("name", ["../models/iris.onnx", "ids.json", "job-payload-1.json"])
+def test_a_payload_reference_names_only_a_blob_the_app_wrote(name: str) -> None:
+    """A queue message may say ``{"$blob": name}``: only the names PayloadStore.put makes
+    are read, never another blob or a path out of the ingest container (nothing is
+    fetched: the name is refused first)."""
+    from shared.jobs.payloads import PayloadStore
+
+    message = {"job_id": "r", "kind": "model", "payload": {"$blob": name, "bytes": 9}}
+    store = PayloadStore(store=None)  # type: ignore[arg-type]  # never reached
+    with pytest.raises(MalformedMessageError, match="not a payload blob this app wrote"):
+        parse_message(json.dumps(message), store.load)
+
+
 @pytest.mark.parametrize("version", [True, 1.0, "1"])
 def test_schema_version_must_be_the_integer_1(version: object) -> None:
     """`True == 1` and `1.0 == 1` in Python: neither is a schema version this app reads."""
