@@ -13,7 +13,16 @@ from typing import Any
 import numpy as np
 
 from shared.vectors import kernels
-from shared.vectors.errors import DimensionMismatchError, NonFiniteError, VectorFormatError
+from shared.vectors.errors import (
+    DimensionMismatchError,
+    LimitExceededError,
+    NonFiniteError,
+    VectorFormatError,
+)
+
+#: Most scores one `cross` request answers (1000 x 1000): its inputs are limited by rows,
+#: but the product squares them, and a 128 KB body once asked for a 693 MB reply.
+MAX_CROSS_RESULTS = 1_000_000
 
 METRICS = {
     "dot": (kernels.dot, kernels.dot_many, kernels.dot_pairwise, kernels.dot_cross),
@@ -50,6 +59,13 @@ def _metric(op: str, a: np.ndarray, b: np.ndarray, mode: str) -> float | np.ndar
             raise DimensionMismatchError.between("b", b.shape[0], "a", a.shape[1])
         return many(b, a)
     if mode == "cross":
+        if a.shape[0] * b.shape[0] > MAX_CROSS_RESULTS:
+            raise LimitExceededError(
+                "b",
+                f"mode 'cross' of {a.shape[0]} x {b.shape[0]} rows would answer "
+                f"{a.shape[0] * b.shape[0]:,} scores; the limit is {MAX_CROSS_RESULTS:,} per "
+                "request: send fewer rows of a or b at a time",
+            )
         return cross(a, b)
     if a.shape != b.shape:
         raise DimensionMismatchError(

@@ -95,3 +95,24 @@ def test_not_json_and_too_large_bodies(app_host: AppHost) -> None:
     big = b'{"a": [' + b"1," * (9 * 1024 * 1024) + b"1]}"
     reply = app_host.call("POST", "/vectors/norm", raw=big)
     assert reply.status == 413
+
+
+def test_a_cross_of_more_than_a_million_scores_is_refused_before_it_is_computed(
+    app_host: AppHost,
+) -> None:
+    """Rows are limited per operand, but cross squares them: a 128 KB body once asked
+    for a 693 MB reply and stalled the host. 1001 x 1000 is one score too many."""
+
+    def b64(rows: int) -> dict:
+        m = np.ones((rows, 2), "<f4")
+        return {"b64": base64.b64encode(m.tobytes()).decode(), "shape": [rows, 2]}
+
+    body = {"a": b64(1001), "b": b64(1000), "mode": "cross"}
+    reply = app_host.call("POST", "/vectors/dot", body)
+    assert reply.status == 400, reply.body
+    error = reply.json()["error"]
+    assert (error["code"], error["field"]) == ("limit_exceeded", "b")
+    assert "1,001,000 scores" in error["message"] and "1,000,000" in error["message"]
+    body["a"] = b64(1000)
+    reply = app_host.call("POST", "/vectors/dot", body)
+    assert reply.status == 200 and len(reply.json()["result"]) == 1000
