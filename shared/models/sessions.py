@@ -9,6 +9,7 @@ both take their sessions from it, so ``MAX_SESSIONS`` bounds every loaded model.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import OrderedDict
@@ -21,6 +22,9 @@ import numpy as np
 
 from shared.models.errors import InferenceInputError, ModelValidationError
 from shared.models.oip import DATATYPES, TensorSpec, datatype_from_ort, normalize_dim
+from shared.public_text import without_paths
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -183,22 +187,22 @@ class SessionCache:
                 str(path), self._options(), providers=["CPUExecutionProvider"]
             )
         except Exception as exc:  # onnxruntime's pybind errors share no useful base class
-            raise ModelValidationError(
-                f"onnxruntime cannot load the model: {str(exc).strip()[:300]}"
-            ) from None
+            reason = _reason(exc)
+            raise ModelValidationError(f"onnxruntime cannot load the model: {reason}") from None
         loaded_at = time.perf_counter()
         inputs = tuple(spec_from_ort(n) for n in session.get_inputs())
         outputs = tuple(spec_from_ort(n) for n in session.get_outputs())
         errors = (ort_state.Fail, ort_state.InvalidArgument, ort_state.RuntimeException)
-        failure = ""
         for fill in (0, 1):
             try:
                 session.run(None, warmup_feeds(inputs, fill))
                 break
             except errors as exc:
-                failure = str(exc).strip()[:300]
+                failure = _reason(exc)
         else:
-            raise ModelValidationError(f"the model failed its warm-up run: {failure}")
+            # Warm-up feeds are made up (batch 1, zeros or ones); a model may need
+            # others (a Reshape to 3 rows): the request's own inputs decide, not this.
+            log.warning("model %s: warm-up run failed, serving it anyway: %s", key, failure)
         done = time.perf_counter()
         return LoadedSession(
             key=key,
@@ -210,3 +214,12 @@ class SessionCache:
             warmup_seconds=done - loaded_at,
             run_errors=errors,
         )
+
+
+def _reason(exc: BaseException, limit: int = 300) -> str:
+    """onnxruntime's message for a user: no file paths (the model cache's, or its own
+    source tree's), cut at a word, not mid-word."""
+    text = without_paths(" ".join(str(exc).split()))
+    if len(text) <= limit:
+        return text
+    return text[:limit].rsplit(" ", 1)[0] + " …"

@@ -88,3 +88,44 @@ def test_runtime_failure_becomes_an_input_error(tmp_path: Path) -> None:
     loaded = SessionCache(1).get("clf", write_classifier(tmp_path))
     with pytest.raises(InferenceInputError, match="could not run"):
         loaded.run(None, {"X": np.zeros((2, 5), np.float32)})
+
+
+def _onnx(tmp_path: Path, name: str, nodes: list, out_shape: list) -> Path:
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        nodes,
+        name,
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, [None, 4])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, out_shape)],
+        initializer=[helper.make_tensor("shape", TensorProto.INT64, [2], [3, -1])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    path = tmp_path / f"{name}.onnx"
+    onnx.save(model, str(path))
+    return path
+
+
+def test_a_model_whose_made_up_warm_up_fails_still_serves_real_inputs(tmp_path: Path) -> None:
+    """Warm-up feeds have batch 1; Reshape(X, [3, -1]) needs a multiple of 3 rows. The
+    model is valid, so it must serve a [3, 4] request (it once answered 422 to all)."""
+    from onnx import helper
+
+    reshape = helper.make_node("Reshape", ["X", "shape"], ["Y"])
+    loaded = SessionCache(1).get("reshape", _onnx(tmp_path, "reshape", [reshape], [None, None]))
+    (y,) = loaded.run(None, {"X": np.ones((3, 4), np.float32)})
+    assert y.shape == (3, 4)
+
+
+def test_an_unloadable_model_says_why_without_a_server_path(tmp_path: Path) -> None:
+    from onnx import helper
+
+    custom = helper.make_node("FooBarOp", ["X"], ["Y"], domain="com.example")
+    path = _onnx(tmp_path, "custom", [custom], [None, 4])
+    with pytest.raises(ModelValidationError) as err:
+        SessionCache(1).get("custom", path)
+    message = str(err.value)
+    assert "FooBarOp" in message and "cannot load" in message
+    assert str(tmp_path) not in message and "/" not in message.replace("custom.onnx", "")
