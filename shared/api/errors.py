@@ -89,7 +89,7 @@ def validation_error(exc: ValidationError) -> RequestError:
     first = exc.errors(include_url=False)[0]
     loc = tuple(p for p in first["loc"] if p not in ("function-after",))
     field = _field_path(loc) or None
-    msg = first["msg"]
+    msg = first["msg"].removeprefix("Value error, ")  # pydantic's wrapping of our reasons
     if first["type"] == "extra_forbidden":
         msg = "unknown field"
     elif first["type"] == "missing":

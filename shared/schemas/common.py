@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
 
 _B64 = {"type": "string", "contentEncoding": "base64", "description": "float32 little-endian"}
 
@@ -62,6 +62,19 @@ Name = Annotated[
     str,
     Field(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f]+$"),
 ]
+
+
+def _one_segment(value: str) -> str:
+    if "/" in value:
+        raise ValueError(
+            "'/' is not allowed: the id is one path segment of /api/embeddings/{entity_id}, "
+            "where it is read and deleted"
+        )
+    return value
+
+
+#: An entity id: a Name that GET and DELETE /api/embeddings/{entity_id} can address.
+EntityId = Annotated[Name, AfterValidator(_one_segment)]
 
 
 class Strict(BaseModel):

@@ -6,11 +6,11 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from shared.schemas.common import Name, OutputFormat, Strict, VectorJson
+from shared.schemas.common import EntityId, Name, OutputFormat, Strict, VectorJson
 
 
 class EmbeddingItem(Strict):
-    entity_id: Name
+    entity_id: EntityId
     vector: VectorJson
 
 

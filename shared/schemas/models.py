@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from shared.models.status import ModelStatusName
-from shared.schemas.common import Strict
+from shared.schemas.common import EntityId, Name, Strict
 
 
 class ModelOut(BaseModel):
@@ -72,8 +72,21 @@ class UploadUrlOut(BaseModel):
 
 
 class TextEmbedStore(Strict):
-    entity_ids: list[str] = Field(min_length=1)
-    embedding_type: str = Field(default="text", min_length=1, max_length=256)
+    """Where the vectors go: the same ids and types ``PUT /api/embeddings`` accepts, each
+    id once (a repeated id would keep only its last text's vector)."""
+
+    entity_ids: list[EntityId] = Field(min_length=1)
+    embedding_type: Name = "text"
+
+    @field_validator("entity_ids")
+    @classmethod
+    def _distinct(cls, ids: list[str]) -> list[str]:
+        seen: set[str] = set()
+        for i, entity_id in enumerate(ids):
+            if entity_id in seen:
+                raise ValueError(f"entity_ids[{i}] repeats {entity_id!r}")
+            seen.add(entity_id)
+        return ids
 
 
 class TextEmbedRequest(Strict):

@@ -103,3 +103,27 @@ def test_deleting_a_row_through_the_host_removes_its_sets_snapshot(azurite, tmp_
         assert hits[0]["entity_id"] != "e3"
     finally:
         stop_host(host)
+
+
+def test_ids_that_get_and_delete_could_not_address_are_refused(app_host: AppHost) -> None:
+    """An id with '/' (GET/DELETE take it as one path segment), an id over 256
+    characters, a control character or a repeated id in a text store were stored and
+    then could be neither read nor deleted."""
+    put = {"model_id": "m-ids", "items": [{"entity_id": "a/b", "vector": [1, 2]}]}
+    reply = app_host.call("PUT", "/embeddings", put)
+    assert reply.status == 400
+    error = reply.json()["error"]
+    assert error["field"] == "items[0].entity_id" and error["message"].startswith(
+        "items[0].entity_id: '/' is not allowed"
+    )
+    for ids, field, words in [
+        (["x" * 300], "store.entity_ids[0]", "at most 256"),
+        (["bad\n"], "store.entity_ids[0]", "pattern"),
+        (["a/b"], "store.entity_ids[0]", "'/' is not allowed"),
+        (["t1", "t1"], "store.entity_ids", "entity_ids[1] repeats 't1'"),
+    ]:
+        body = {"model": "no-such-model", "texts": ["a"] * len(ids), "store": {"entity_ids": ids}}
+        reply = app_host.call("POST", "/embeddings/text", body)
+        assert reply.status == 400, (ids, reply.body)
+        error = reply.json()["error"]
+        assert error["field"] == field and words in error["message"], (ids, error)
