@@ -11,9 +11,11 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from shared import telemetry
 from shared.db.repos.inference_log import InferenceLogRepository, InferenceRecord
@@ -152,15 +154,15 @@ class InferenceService:
         """Run one OIP request; a log row is written whether it succeeds or fails."""
         start = time.perf_counter()
         record: ModelRecord | None = None
-        first = request.inputs[0].shape
-        # The client's claim until the input is decoded: bounded, so a refused [10**12, 4]
-        # leaves a row that SQL INT and the analytics records (int32) can hold.
-        rows = min(first[0], self.max_elements, 2**31 - 1) if first else 1
+        # Rows inferred: counted once the inputs are decoded, never from a refused
+        # request's claimed shape (a 400 for [10**8, 4] once added 10**8 to the figures).
+        rows = 0
         try:
             record = self.resolve(name, version)
             loaded = self._session(record)
             names = self._output_names(request, loaded)
             feeds = decode_inputs(request, loaded.inputs, self.max_elements, self.pool)
+            rows = _batch_rows(feeds, request.inputs[0].name)
             try:
                 with telemetry.onnx_run(name, record.version):
                     values = loaded.run(names, feeds)
@@ -252,3 +254,9 @@ def record_inference(
         per_row = {"model": name} if version is None else {"model": name, "version": version}
         for score in scores:
             telemetry.record("hartonomous.inference.confidence", score, per_row)
+
+
+def _batch_rows(feeds: Mapping[str, np.ndarray], first: str) -> int:
+    """The decoded first input's leading dimension (1 for a scalar)."""
+    shape = feeds[first].shape if first in feeds else ()
+    return int(shape[0]) if shape else 1

@@ -232,9 +232,25 @@ def test_bad_input_is_logged_as_failed(harness: Harness, tmp_path: Path) -> None
         harness.service.infer("iris", None, request)
     assert "at dim 1" in err.value.reason
     (row,) = harness.log.recent("iris")
-    assert (row.outcome, row.model_id, row.rows) == ("failed", record.id, 1)
+    assert (row.outcome, row.model_id, row.rows) == ("failed", record.id, 0)  # none inferred
     assert row.error == err.value.reason
     assert harness.service.pool.stats().rents == harness.service.pool.stats().returns
+
+
+def test_a_refused_request_adds_no_rows_to_the_figures(harness: Harness, tmp_path: Path) -> None:
+    """A 400 for a claimed [10**8, 4] once added 10**8 rows to the analytics; rows are
+    what was decoded and run."""
+    harness.register("iris", write_classifier(tmp_path))
+    huge = InferRequest(
+        inputs=[{"name": "X", "shape": [10**8, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]
+    )
+    with pytest.raises(InferenceInputError):
+        harness.service.infer("iris", None, huge)
+    ok = InferRequest(
+        inputs=[{"name": "X", "shape": [3, 4], "datatype": "FP32", "data": [1.0] * 12}]
+    )
+    harness.service.infer("iris", None, ok)
+    assert sorted(r.rows for r in harness.log.recent("iris")) == [0, 3]
 
 
 def test_tampered_blob_is_refused(harness: Harness, tmp_path: Path) -> None:
