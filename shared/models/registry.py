@@ -116,7 +116,18 @@ class ModelRegistry:
             )
             return Registration(record, False, None)
         blob = self.uploads.hash_pinned(blob_name)
-        return self._register(name, blob, blob_name, registration_options(blob.metadata or {}))
+        try:
+            options = registration_options(blob.metadata or {})
+        except InvalidNameError as exc:  # the uploader's metadata: say so where they look
+            reason = (
+                f"blob metadata x-ms-meta-{exc.message[:200]} (1-128 of letters, digits and "
+                "_.:/-): set a valid value and upload the model again"
+            )
+            record = self.models.record_refused(
+                name, size_bytes=size, uploaded_as=blob_name, reason=reason
+            )
+            return Registration(record, False, None)
+        return self._register(name, blob, blob_name, options)
 
     def upload(
         self,

@@ -175,3 +175,25 @@ def test_nested_names_in_the_models_container_are_ignored_once_without_a_failure
     time.sleep(1.0)  # later scans of the container must not fire it again
     assert app_host.log().count(line) == 1
     assert app_host.call("GET", "/models?name=nested").json()["models"] == []
+
+
+def test_a_blob_with_bad_registration_metadata_becomes_a_failed_version_that_says_why(
+    app_host: AppHost, tmp_path: Path
+) -> None:
+    """The uploader of a blob looks at GET /api/models, not at the host's log: a bad
+    x-ms-meta-embedding_output used to make the upload vanish with a log warning."""
+    data = write_classifier(tmp_path, "meta-bad.onnx").read_bytes()
+    service = BlobServiceClient.from_connection_string(app_host.env["AzureWebJobsStorage"])
+    service.get_blob_client("models", "meta-bad.onnx").upload_blob(
+        io.BytesIO(data), overwrite=True, metadata={"embedding_output": "bad name!"}
+    )
+    model = wait_for_model(app_host, "meta-bad")
+    assert model["status"] == "failed", model
+    assert "x-ms-meta-embedding_output: 'bad name!' is not an output name" in model["error"]
+    service.get_blob_client("models", "meta-bad.onnx").upload_blob(  # fixed: it registers
+        io.BytesIO(data), overwrite=True, metadata={"embedding_output": "probabilities"}
+    )
+    deadline = time.monotonic() + 60
+    while (model := wait_for_model(app_host, "meta-bad"))["status"] != "ready":
+        assert time.monotonic() < deadline, model
+        time.sleep(0.2)
