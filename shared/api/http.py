@@ -8,6 +8,7 @@ import them from here).
 
 from __future__ import annotations
 
+import zlib
 from typing import TypeVar
 
 import azure.functions as func
@@ -31,14 +32,44 @@ M = TypeVar("M", bound=BaseModel)
 
 
 def read_body(req: func.HttpRequest, max_bytes: int | None = None) -> bytes:
-    """The raw body; 413 when it is over the limit."""
+    """The body, decoded when it says ``Content-Encoding: gzip`` or ``deflate`` (as the
+    Triton clients send with compression on); 413 when it is over the limit, before or
+    after decoding (a small gzip body cannot unpack into gigabytes); 415 for any other
+    encoding."""
     limit = max_bytes if max_bytes is not None else get_settings().max_request_bytes
     body = req.get_body() or b""
     if len(body) > limit:
         raise RequestError(
             413, "body_too_large", f"request body is {len(body)} bytes; the limit is {limit}"
         )
-    return body
+    encoding = (req.headers.get("content-encoding") or "identity").strip().lower()
+    if encoding == "identity":
+        return body
+    if encoding not in _DECODERS:
+        raise RequestError(
+            415,
+            "unsupported_encoding",
+            f"Content-Encoding {encoding!r} is not supported; send gzip, deflate or identity",
+        )
+    decoder = zlib.decompressobj(_DECODERS[encoding])
+    try:
+        out = decoder.decompress(body, limit + 1)
+    except zlib.error as exc:
+        raise RequestError(
+            400, "invalid_encoding", f"request body is not valid {encoding}: {exc}"
+        ) from None
+    if len(out) > limit or decoder.unconsumed_tail:
+        raise RequestError(
+            413, "body_too_large", f"request body decoded from {encoding} is over the limit {limit}"
+        )
+    if not decoder.eof:
+        reason = f"request body is a truncated {encoding} stream"
+        raise RequestError(400, "invalid_encoding", reason)
+    return out
+
+
+#: zlib's window bits per Content-Encoding: gzip's header, or zlib's (RFC 9110 deflate).
+_DECODERS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
 
 
 def read_json(req: func.HttpRequest, model: type[M], max_bytes: int | None = None) -> M:

@@ -182,3 +182,35 @@ def test_server_metadata_repository_index_and_statistics(app_host, models, clien
     assert success["count"] == old["inference_stats"]["success"]["count"] + 1
     assert success["ns"] > old["inference_stats"]["success"]["ns"]
     assert app_host.call("GET", "/v2/models/nope/stats").status == 404
+
+
+@pytest.mark.parametrize("algorithm", ["gzip", "deflate"])
+def test_the_standard_client_with_request_compression(app_host, models, client, algorithm) -> None:
+    """tritonclient compresses the request when asked (Content-Encoding); it used to be
+    read as the raw bytes: 'not valid JSON: can't decode byte 0x8b'."""
+    x = iris()[0][:5].astype(np.float32)
+    inp = triton.InferInput("X", list(x.shape), "FP32")
+    inp.set_data_from_numpy(x)
+    result = client.infer(
+        "iris-bin", [inp], headers=_key(app_host), request_compression_algorithm=algorithm
+    )
+    bare = ort.InferenceSession(str(models["iris-bin"]), providers=["CPUExecutionProvider"])
+    np.testing.assert_array_equal(result.as_numpy("label"), bare.run(None, {"X": x})[0])
+
+
+def test_a_compressed_body_is_held_to_the_limit_after_decoding(app_host: AppHost) -> None:
+    """A small gzip body must not unpack into gigabytes: the decoded size is limited
+    too; an unknown encoding is a 415 that names it."""
+    import gzip
+
+    bomb = gzip.compress(b" " * (120 * 1024 * 1024))  # ~120 KB that decodes to 120 MiB
+    headers = {"Content-Encoding": "gzip"}
+    reply = app_host.call("POST", "/v2/models/iris-bin/infer", raw=bomb, headers=headers)
+    assert reply.status == 413 and "decoded from gzip" in reply.json()["error"]
+    reply = app_host.call(
+        "POST", "/v2/models/iris-bin/infer", raw=b"{}", headers={"Content-Encoding": "br"}
+    )
+    assert reply.status == 415 and "'br' is not supported" in reply.json()["error"]
+    body = gzip.compress(b'{"a": [3, 4]}')
+    reply = app_host.call("POST", "/vectors/norm", raw=body, headers=headers)
+    assert reply.status == 200 and reply.json()["result"] == 5
