@@ -9,7 +9,7 @@ locked (sp_getapplock), so a request that raced it changes nothing.
 from __future__ import annotations
 
 import azure.functions as func
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from shared.api.http import handle_errors
 from shared.api.responses import json_response
@@ -19,9 +19,12 @@ bp = func.Blueprint()
 
 
 class SchemaOut(BaseModel):
-    version: int
-    latest: int
-    applied: list[int]
+    version: int = Field(description="The database's schema version.")
+    latest: int = Field(description="The latest schema version this code knows.")
+    applied: list[int] = Field(
+        description="Versions this call applied: POST database/migrate only (a GET applies "
+        "none; the app also migrates on first use, so a GET after any call shows [])."
+    )
 
 
 def _schema(applied: list[int]) -> func.HttpResponse:
