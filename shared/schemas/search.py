@@ -6,6 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, Field, model_validator
 
+from shared.errors import InvalidInputError
 from shared.schemas.common import MatrixJson, Name, Strict, VectorJson
 
 Metric = Literal["cosine", "euclidean", "dot"]
@@ -30,7 +31,11 @@ class SearchRequest(Strict):
     @model_validator(mode="after")
     def _one_query_field(self) -> SearchRequest:
         if (self.vector is None) == (self.vectors is None):
-            raise ValueError("give exactly one of 'vector' or 'vectors'")
+            # Not a ValueError: pydantic would report it with no field; this names one.
+            field = "vector" if self.vectors is None else "vectors"
+            raise InvalidInputError(
+                f"{field}: give exactly one of 'vector' or 'vectors'", field=field
+            )
         return self
 
 

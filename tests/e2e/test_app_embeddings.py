@@ -127,3 +127,16 @@ def test_ids_that_get_and_delete_could_not_address_are_refused(app_host: AppHost
         assert reply.status == 400, (ids, reply.body)
         error = reply.json()["error"]
         assert error["field"] == field and words in error["message"], (ids, error)
+
+
+def test_search_with_neither_or_both_query_fields_names_the_field(app_host: AppHost) -> None:
+    for body, field in [
+        ({"top_k": 1}, "vector"),
+        ({"vector": [1, 0], "vectors": [[1, 0]]}, "vectors"),
+    ]:
+        reply = app_host.call("POST", "/search", body)
+        assert reply.status == 400, reply.body
+        error = reply.json()["error"]
+        assert (
+            error["field"] == field and "exactly one of 'vector' or 'vectors'" in error["message"]
+        )
