@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from shared.schemas.common import EntityId, Name, OutputFormat, Strict, VectorJson
 
@@ -18,6 +18,17 @@ class EmbeddingUpsertRequest(Strict):
     model_id: Name
     embedding_type: Name = "default"
     items: list[EmbeddingItem] = Field(min_length=1)
+
+    @field_validator("items")
+    @classmethod
+    def _distinct_ids(cls, items: list[EmbeddingItem]) -> list[EmbeddingItem]:
+        """One vector per id per request: a repeat would silently keep only the last."""
+        seen: set[str] = set()
+        for i, item in enumerate(items):
+            if item.entity_id in seen:
+                raise ValueError(f"items[{i}].entity_id repeats {item.entity_id!r}")
+            seen.add(item.entity_id)
+        return items
 
 
 class EmbeddingUpsertResponse(BaseModel):

@@ -116,6 +116,9 @@ def test_ids_that_get_and_delete_could_not_address_are_refused(app_host: AppHost
     assert error["field"] == "items[0].entity_id" and error["message"].startswith(
         "items[0].entity_id: '/' is not allowed"
     )
+    put["items"] = [{"entity_id": "a", "vector": [1, 2]}, {"entity_id": "a", "vector": [3, 4]}]
+    error = app_host.call("PUT", "/embeddings", put).json()["error"]
+    assert error["field"] == "items" and "items[1].entity_id repeats 'a'" in error["message"]
     for ids, field, words in [
         (["x" * 300], "store.entity_ids[0]", "at most 256"),
         (["bad\n"], "store.entity_ids[0]", "pattern"),
