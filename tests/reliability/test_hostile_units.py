@@ -174,7 +174,8 @@ def test_a_refused_huge_shape_leaves_a_log_row_analytics_can_read(
     harness: Harness, tmp_path: Path
 ) -> None:
     """A request claiming 10**12 rows was refused, but its log row kept 10**12: past
-    int32, so every analytics route answered 500 from then on."""
+    int32, so every analytics route answered 500 from then on. A refused request now
+    counts no rows at all (none were inferred)."""
     from shared.analytics.reader import read_inference
     from shared.models.errors import InferenceInputError
     from shared.models.oip import InferRequest
@@ -185,7 +186,7 @@ def test_a_refused_huge_shape_leaves_a_log_row_analytics_can_read(
     with pytest.raises(InferenceInputError):
         harness.service.infer("iris", None, InferRequest(inputs=[huge]))
     (row,) = harness.log.recent("iris")
-    assert row.outcome == "failed" and 1 <= row.rows < 2**31
+    assert row.outcome == "failed" and row.rows == 0
     events = read_inference(harness.db, since=None)
     assert len(events) == 1 and int(events.events["rows"][0]) == row.rows
 
