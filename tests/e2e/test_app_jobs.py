@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 
@@ -107,3 +108,35 @@ def test_an_inline_batch_bigger_than_a_queue_message_runs(app_host: AppHost) -> 
         {"vector": items[123]["vector"], "top_k": 1, "metric": "cosine", "model_id": "big-inline"},
     ).json()["results"][0]
     assert hit["entity_id"] == "big123"
+
+
+def test_duplicate_queue_messages_run_a_job_once(app_host: AppHost) -> None:
+    """The same message 4 times for each of 4 jobs, all at once: the host runs up to 16
+    messages at a time, so copies race for a job; exactly one run each (bug: 2-3 runs,
+    the last overwriting the first's result), and every copy leaves the queue."""
+    queue = QueueServiceClient.from_connection_string(
+        app_host.env["AzureWebJobsStorage"]
+    ).get_queue_client("ingestion-jobs")
+    run = f"dup-{uuid.uuid4().hex[:8]}"
+    rows = 300
+    messages = {}
+    for j in range(4):
+        items = [{"entity_id": f"{j}-{r}", "vector": [float(j), float(r)]} for r in range(rows)]
+        body = {"job_id": f"{run}-{j}", "kind": "embeddings", "payload": {"model_id": run}}
+        body["payload"]["items"] = items
+        messages[f"{run}-{j}"] = json.dumps(body)
+    for _ in range(4):
+        for text in messages.values():
+            queue.send_message(text)
+    for job_id in messages:
+        job = wait_for_job(app_host, job_id)
+        assert job["status"] == "succeeded", job
+    deadline = time.monotonic() + 60
+    while queue.get_queue_properties().approximate_message_count and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert queue.get_queue_properties().approximate_message_count == 0
+    for job_id in messages:
+        job = app_host.call("GET", f"/jobs/{job_id}").json()
+        assert job["attempts"] == 1, job
+        assert job["result"] == {"rows": rows, "inserted": rows, "updated": 0}, job
+        assert app_host.log().count(f"job {job_id} succeeded") == 1
