@@ -98,7 +98,7 @@ def test_an_inline_batch_bigger_than_a_queue_message_runs(app_host: AppHost) -> 
         "POST", "/jobs", {"kind": "embeddings", "job_id": job_id, "payload": payload}
     )
     assert reply.status == 202, reply.body
-    assert set(reply.json()["payload"]) == {"$blob", "bytes"}
+    assert set(reply.json()["payload"]) == {"$blob", "bytes", "sha256"}
     job = wait_for_job(app_host, job_id)
     assert job["status"] == "succeeded", job
     assert job["result"] == {"rows": 200, "inserted": 200, "updated": 0}
@@ -140,3 +140,26 @@ def test_duplicate_queue_messages_run_a_job_once(app_host: AppHost) -> None:
         assert job["attempts"] == 1, job
         assert job["result"] == {"rows": rows, "inserted": rows, "updated": 0}, job
         assert app_host.log().count(f"job {job_id} succeeded") == 1
+
+
+def test_a_job_id_reused_with_another_payload_or_kind_is_a_409(app_host: AppHost) -> None:
+    job_id = f"reuse-{uuid.uuid4().hex[:8]}"
+
+    def submit(kind: str, payload: dict):
+        return app_host.call("POST", "/jobs", {"kind": kind, "job_id": job_id, "payload": payload})
+
+    payload = {"model_id": "reuse-m", "items": [{"entity_id": "j9", "vector": [1, 1]}]}
+    assert submit("embeddings", payload).status == 202
+    assert submit("embeddings", payload).status == 202  # the same job again: idempotent
+    other = {"model_id": "reuse-m", "items": [{"entity_id": "j10", "vector": [2, 2]}]}
+    for kind, body, words in [
+        ("embeddings", other, "different payload"),
+        ("model", {"model_id": "reuse-m"}, "different kind"),
+    ]:
+        reply = submit(kind, body)
+        assert reply.status == 409, reply.body
+        error = reply.json()["error"]
+        assert error["field"] == "job_id" and words in error["message"], error
+        assert job_id in error["message"] and "already exists" in error["message"]
+    job = wait_for_job(app_host, job_id)
+    assert job["payload"] == payload and job["attempts"] == 1
