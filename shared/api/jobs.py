@@ -78,6 +78,7 @@ def job_out(record) -> dict:
     request=JobSubmitRequest,
     response=JobOut,
     status=202,
+    errors=(400, 409),
 )
 @handle_errors
 def submit_job(req: func.HttpRequest) -> func.HttpResponse:
