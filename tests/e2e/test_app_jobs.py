@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 import uuid
 
+import pytest
 from azure.storage.queue import QueueServiceClient
 
 from tests.e2e.conftest import AppHost
@@ -163,3 +165,51 @@ def test_a_job_id_reused_with_another_payload_or_kind_is_a_409(app_host: AppHost
         assert job_id in error["message"] and "already exists" in error["message"]
     job = wait_for_job(app_host, job_id)
     assert job["payload"] == payload and job["attempts"] == 1
+
+
+def _strict_json(body: bytes):
+    """Standard JSON only: a NaN or Infinity token fails (Python's json accepts them)."""
+    return json.loads(body, parse_constant=lambda name: pytest.fail(f"{name} in a reply"))
+
+
+@pytest.mark.parametrize("token", ["NaN", "Infinity", "-Infinity", "1e39"])
+def test_a_job_vector_that_is_not_finite_is_a_400_naming_the_element(
+    app_host: AppHost, token: str
+) -> None:
+    """It used to be a 202 echoing `NaN`, after which GET /api/jobs was not JSON."""
+    job_id = f"nan-{uuid.uuid4().hex[:8]}"
+    raw = (
+        f'{{"kind": "embeddings", "job_id": "{job_id}", "payload": {{"model_id": "nan-m", '
+        f'"items": [{{"entity_id": "a", "vector": [1, {token}]}}]}}}}'
+    ).encode()
+    reply = app_host.call("POST", "/jobs", raw=raw)
+    assert reply.status == 400, reply.body
+    error = _strict_json(reply.body)["error"]
+    assert error["code"] == "non_finite" and error["field"] == "payload.items[0].vector[1]"
+    assert error["message"].startswith("payload.items[0].vector[1]: NaN, infinite or outside")
+    assert app_host.call("GET", f"/jobs/{job_id}").status == 404
+
+
+def test_a_queue_message_with_nan_fails_its_job_and_replies_stay_json(app_host: AppHost) -> None:
+    """A NaN written straight to the queue is a failed job saying so; a row stored with
+    NaN before payloads were checked still reads as standard JSON (null)."""
+    queue = QueueServiceClient.from_connection_string(
+        app_host.env["AzureWebJobsStorage"]
+    ).get_queue_client("ingestion-jobs")
+    job_id = f"rawnan-{uuid.uuid4().hex[:8]}"
+    payload = {"model_id": "nan-m", "items": [{"entity_id": "a", "vector": [float("nan")]}]}
+    queue.send_message(json.dumps({"job_id": job_id, "kind": "embeddings", "payload": payload}))
+    job = wait_for_job(app_host, job_id)
+    assert job["status"] == "failed" and "payload.items.0.vector.0: NaN" in job["error"], job
+    legacy = f"legacy-{uuid.uuid4().hex[:8]}"
+    with sqlite3.connect(app_host.host.log_path.parent / "app.db") as conn:
+        conn.execute(
+            "INSERT INTO jobs (id, kind, status, attempts, payload, created_at, updated_at) "
+            "VALUES (?, 'embeddings', 'failed', 1, ?, '2026-01-01T00:00:00.000', "
+            "'2026-01-01T00:00:00.000')",
+            (legacy, json.dumps(payload)),
+        )
+    got = _strict_json(app_host.call("GET", f"/jobs/{legacy}").body)
+    assert got["payload"]["items"][0]["vector"] == [None]
+    page = _strict_json(app_host.call("GET", "/jobs?limit=1000").body)["jobs"]
+    assert {job_id, legacy} <= {j["id"] for j in page}
