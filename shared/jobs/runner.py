@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -126,7 +127,8 @@ class JobRunner:
     ) -> Outcome:
         job_id, kind = message.job_id, message.kind
         self.jobs.create(job_id, kind, message.payload)
-        if not self.jobs.claim(job_id, message_id or None):
+        # Without a message id (a direct call) the claim is this call's alone.
+        if not self.jobs.claim(job_id, message_id or f"local-{uuid.uuid4().hex}"):
             # Succeeded, or running for another message: that message is not deleted
             # until its run ends, and is redelivered (and takes over) if the run dies.
             current = self.jobs.get(job_id)

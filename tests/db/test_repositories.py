@@ -99,7 +99,6 @@ def test_job_lifecycle_counts_attempts_and_records_errors(db) -> None:
     assert jobs.claim("job-2", "msg-a") and jobs.get("job-2").attempts == 1
     assert not jobs.claim("job-2", "msg-b")  # running for another message
     assert jobs.claim("job-2", "msg-a")  # its own redelivery takes it over
-    assert not jobs.claim("job-2", None)
     assert jobs.get("job-2").attempts == 2
     jobs.fail("job-2", "blob not found")
     failed = jobs.get("job-2")
@@ -117,6 +116,17 @@ def test_job_lifecycle_counts_attempts_and_records_errors(db) -> None:
     assert jobs.get("job-2").attempts == 3
     assert [j.id for j in jobs.list(status="succeeded", kind="embeddings")] == ["job-2"]
     assert jobs.list(kind="model") == []
+
+
+def test_a_running_job_without_a_claimant_is_taken_over_once(db) -> None:
+    """A row a version before claims left `running` (its host stopped for the upgrade):
+    the first message takes it over, a second one does not run it beside the first."""
+    jobs = JobRepository(db)
+    jobs.create("job-3", "embeddings", {"n": 3})
+    db.execute("UPDATE jobs SET status = 'running', attempts = 1 WHERE id = 'job-3'")
+    assert jobs.claim("job-3", "msg-a")
+    assert not jobs.claim("job-3", "msg-b")
+    assert jobs.get("job-3").attempts == 2
 
 
 # -- embeddings --------------------------------------------------------------------------
