@@ -109,3 +109,14 @@ CREATE INDEX ix_inference_log_model_time ON dbo.inference_log (model_name, creat
   COMMIT;
 END
 GO
+-- 2: jobs.claimed_by
+IF NOT EXISTS (SELECT 1 FROM dbo.schema_version WHERE version = 2)
+BEGIN
+  BEGIN TRANSACTION;
+  EXEC(N'IF COL_LENGTH(N''dbo.jobs'', N''claimed_by'') IS NULL
+ALTER TABLE dbo.jobs ADD claimed_by NVARCHAR(64)');
+  INSERT INTO dbo.schema_version (version, name, applied_at)
+  VALUES (2, N'jobs.claimed_by', SYSUTCDATETIME());
+  COMMIT;
+END
+GO

@@ -10,7 +10,6 @@ a bug: logged with its traceback, answered with a 500 that shows no internals.
 from __future__ import annotations
 
 import functools
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ from dataclasses import dataclass
 import azure.functions as func
 from pydantic import ValidationError
 
-from shared.api.responses import error_response
+from shared.api.responses import dumps, error_response
 from shared.errors import (
     ConfigurationError,
     ConflictError,
@@ -95,7 +94,8 @@ def validation_error(exc: ValidationError) -> RequestError:
     elif first["type"] == "missing":
         msg = "required field is missing"
     message = f"{field}: {msg}" if field else msg
-    return RequestError(400, "invalid_request", message, field)
+    code = "non_finite" if first["type"] == "non_finite" else "invalid_request"
+    return RequestError(400, code, message, field)
 
 
 def status_of(exc: HartonomousError) -> int | None:
@@ -140,7 +140,7 @@ def app_response(reply: ErrorReply) -> func.HttpResponse:
 def oip_response(reply: ErrorReply) -> func.HttpResponse:
     """The Open Inference Protocol's shape: ``{"error": "<message>"}``."""
     return func.HttpResponse(
-        json.dumps({"error": reply.message}, separators=(",", ":")),
+        dumps({"error": reply.message}),
         status_code=reply.status,
         mimetype="application/json",
         headers=reply.headers,

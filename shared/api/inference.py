@@ -8,22 +8,20 @@ other route (``shared.api.errors``), in the protocol's shape.
 
 from __future__ import annotations
 
-import json
 import time
 
 import azure.functions as func
 
 from shared import json_input
 from shared.api.errors import oip_errors
+from shared.api.responses import dumps
 from shared.api.routing import http_route
 
 bp = func.Blueprint()
 
 
 def _reply(body: object, status: int = 200) -> func.HttpResponse:
-    return func.HttpResponse(
-        json.dumps(body, separators=(",", ":")), status_code=status, mimetype="application/json"
-    )
+    return func.HttpResponse(dumps(body), status_code=status, mimetype="application/json")
 
 
 MAX_VERSION = 2**31 - 1  # a SQL INT

@@ -78,6 +78,7 @@ def job_out(record) -> dict:
     request=JobSubmitRequest,
     response=JobOut,
     status=202,
+    errors=(400, 409),
 )
 @handle_errors
 def submit_job(req: func.HttpRequest) -> func.HttpResponse:
@@ -92,7 +93,8 @@ def submit_job(req: func.HttpRequest) -> func.HttpResponse:
     except ValidationError as exc:
         err = validation_error(exc)
         field = f"payload.{err.field}" if err.field else "payload"
-        raise RequestError(400, "invalid_request", f"{field}: {err.message}", field) from None
+        reason = err.message.removeprefix(f"{err.field}: ")
+        raise RequestError(400, err.code, f"{field}: {reason}", field) from None
     return json_response(job_out(record), 202, headers={"Location": f"/api/jobs/{record.id}"})
 
 

@@ -3,14 +3,35 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import azure.functions as func
 
 
+def dumps(body: Any) -> str:
+    """Standard JSON: Python writes a non-finite float as a bare NaN/Infinity token, which
+    no JSON parser reads (one such value made a whole page of jobs unreadable); here it
+    becomes null. The check costs nothing when every number is finite."""
+    try:
+        return json.dumps(body, separators=(",", ":"), allow_nan=False)
+    except ValueError:
+        return json.dumps(_finite(body), separators=(",", ":"), allow_nan=False)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None):
     return func.HttpResponse(
-        json.dumps(body, separators=(",", ":")),
+        dumps(body),
         status_code=status,
         mimetype="application/json",
         headers=headers,

@@ -95,6 +95,17 @@ class Dialect:
             f"CREATE TABLE dbo.{table.name} (\n  {body}\n)"
         )
 
+    def add_column(self, table: str, column: Column) -> str:
+        """ALTER TABLE ... ADD a nullable column (SQLite runs it once: migrations are
+        versioned; SQL Server's text is guarded so the script can run twice)."""
+        kind = self.column_type(column.type)
+        if self.name == "sqlite":
+            return f"ALTER TABLE {table} ADD COLUMN {column.name} {kind}"
+        return (
+            f"IF COL_LENGTH(N'dbo.{table}', N'{column.name}') IS NULL\n"
+            f"ALTER TABLE dbo.{table} ADD {column.name} {kind}"
+        )
+
     def create_index(self, index: Index) -> str:
         cols = ", ".join(index.columns)
         if self.name == "sqlite":

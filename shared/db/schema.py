@@ -126,12 +126,20 @@ class Migration:
     name: str
     tables: tuple[Table, ...] = ()
     indexes: tuple[Index, ...] = ()
+    columns: tuple[tuple[str, Column], ...] = ()  # (table, column) added to a table
 
     def statements(self, dialect: Dialect) -> list[str]:
-        return [dialect.create_table(t) for t in self.tables] + [
-            dialect.create_index(i) for i in self.indexes
-        ]
+        return (
+            [dialect.create_table(t) for t in self.tables]
+            + [dialect.add_column(table, c) for table, c in self.columns]
+            + [dialect.create_index(i) for i in self.indexes]
+        )
 
 
 # Append only: a released migration never changes.
-MIGRATIONS: tuple[Migration, ...] = (Migration(1, "initial schema", TABLES, INDEXES),)
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "initial schema", TABLES, INDEXES),
+    # The queue message running a job: only its own redelivery (after the invocation
+    # died) may take over a `running` job; a duplicate message may not.
+    Migration(2, "jobs.claimed_by", columns=(("jobs", C("claimed_by", "key")),)),
+)

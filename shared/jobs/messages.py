@@ -15,7 +15,15 @@ import re
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from shared import json_input
 from shared.errors import InvalidInputError
@@ -39,9 +47,27 @@ class ModelPayload(_Strict):
     model_id: Name
 
 
+NON_FINITE = "NaN, infinite or outside the float32 range: vectors take finite numbers only"
+
+
+def _finite32(vector: list[float]) -> list[float]:
+    """Refuse NaN, +/-Infinity (Python's json reads the tokens) and values float32 cannot
+    hold, at submit rather than in the job; the error names the element's index."""
+    import numpy as np
+
+    with np.errstate(over="ignore"):
+        bad = np.flatnonzero(~np.isfinite(np.asarray(vector, dtype=np.float32)))
+    if bad.size:
+        i = int(bad[0])
+        error = PydanticCustomError("non_finite", NON_FINITE)
+        detail = InitErrorDetails(type=error, loc=(i,), input=vector[i])
+        raise ValidationError.from_exception_data("vector", [detail])
+    return vector
+
+
 class EmbeddingItem(_Strict):
     entity_id: Name
-    vector: list[float] = Field(min_length=1)
+    vector: Annotated[list[float], Field(min_length=1), AfterValidator(_finite32)]
 
 
 class EmbeddingsPayload(_Strict):

@@ -4,12 +4,14 @@ reference.
 A queue message holds at most 64 KiB, and an inline batch of 200 vectors of 384
 floats is already 1.5 MB of JSON. Such a payload is written to the ingest container and
 the message (and the job row, so a retry sends the same) carries
-`{"$blob": "<name>", "bytes": n}` instead. The runner reads it back before the handler
-sees it, so handlers never know the difference.
+`{"$blob": "<name>", "bytes": n, "sha256": "<digest>"}` instead (the digest lets a
+resubmission be compared with it after the blob is gone). The runner reads it back
+before the handler sees it, so handlers never know the difference.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import re
@@ -38,6 +40,20 @@ def is_reference(payload: Any) -> bool:
     return isinstance(payload, dict) and isinstance(payload.get(REF), str)
 
 
+def digest(payload: Any) -> str:
+    """SHA-256 of the payload's JSON with sorted keys: equal payloads, equal digests."""
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def same_payload(stored: Any, payload: Any) -> bool:
+    """Whether a job row's payload (inline, or a reference) is `payload`. A reference
+    written before references carried a digest cannot be compared: taken as the same."""
+    if is_reference(stored):
+        return stored.get("sha256", digest(payload)) == digest(payload)
+    return bool(stored == payload)
+
+
 class PayloadStore:
     """Big payloads as JSON blobs in the ingest container."""
 
@@ -49,7 +65,7 @@ class PayloadStore:
         data = json.dumps(payload, separators=(",", ":")).encode()
         name = f"job-payload-{uuid.uuid4().hex}.json"  # what NAME accepts
         self.store.upload(name, io.BytesIO(data), content_type="application/json")
-        return {REF: name, "bytes": len(data)}
+        return {REF: name, "bytes": len(data), "sha256": digest(payload)}
 
     def load(self, reference: dict[str, Any]) -> Any:
         """The payload a reference points at (a missing blob raises ResourceNotFoundError).

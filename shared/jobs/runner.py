@@ -5,7 +5,9 @@
 - Anything else is recorded and re-raised so the host retries; after the last
   allowed dequeue the message goes to the poison queue, the row says `failed`, and
   a handler with a `give_up(payload, reason)` method cleans up (a model says why).
-- A job that already succeeded is not run again (messages arrive at least once).
+- A job that already succeeded is not run again (messages arrive at least once), and a
+  job is claimed atomically (`JobRepository.claim`): of duplicate messages one runs it;
+  only that message's redelivery (its invocation died) may take over a `running` job.
 
 Telemetry: the job runs in a span that continues the message's `traceparent` (so the
 upload, the enqueue and the job share one trace) and links to the host's invocation
@@ -18,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -99,7 +102,7 @@ class JobRunner:
         status = "retry"
         with _job_span(message.kind, message.job_id, message.traceparent, dequeue_count):
             try:
-                outcome = self._run(message, payload, dequeue_count, max_dequeue_count)
+                outcome = self._run(message, payload, message_id, dequeue_count, max_dequeue_count)
                 status = outcome.status
                 return outcome
             except Exception:
@@ -115,15 +118,23 @@ class JobRunner:
                 _record_attempt(message.kind, str(status), started)
 
     def _run(
-        self, message: Any, payload: BaseModel, dequeue_count: int, max_dequeue_count: int
+        self,
+        message: Any,
+        payload: BaseModel,
+        message_id: str,
+        dequeue_count: int,
+        max_dequeue_count: int,
     ) -> Outcome:
         job_id, kind = message.job_id, message.kind
         self.jobs.create(job_id, kind, message.payload)
-        current = self.jobs.get(job_id)
-        if current is not None and current.status == JobStatus.SUCCEEDED:
-            log.info("job %s already succeeded; message ignored", job_id)
-            return Outcome(job_id, "skipped", "already succeeded")
-        self.jobs.start(job_id)
+        # Without a message id (a direct call) the claim is this call's alone.
+        if not self.jobs.claim(job_id, message_id or f"local-{uuid.uuid4().hex}"):
+            # Succeeded, or running for another message: that message is not deleted
+            # until its run ends, and is redelivered (and takes over) if the run dies.
+            current = self.jobs.get(job_id)
+            detail = f"already {current.status if current else 'gone'}"
+            log.info("job %s %s; message ignored", job_id, detail)
+            return Outcome(job_id, "skipped", detail)
         try:
             result = self.handlers[kind](job_id, payload)
         except PermanentJobError as exc:

@@ -7,10 +7,10 @@ import uuid
 from typing import Any
 
 from shared.db.repos.jobs import JobRecord, JobRepository
-from shared.errors import UnavailableError
+from shared.errors import ConflictError, UnavailableError
 from shared.jobs.kinds import JobKind
 from shared.jobs.messages import PAYLOADS, JobMessage
-from shared.jobs.payloads import MAX_INLINE_BYTES, PayloadStore, message_bytes
+from shared.jobs.payloads import MAX_INLINE_BYTES, PayloadStore, message_bytes, same_payload
 from shared.telemetry import inject_traceparent
 
 
@@ -45,7 +45,8 @@ class JobSubmitter:
     def submit(
         self, kind: str, payload: dict[str, Any], job_id: str | None = None
     ) -> tuple[JobRecord, bool]:
-        """Record and enqueue a job. The same job_id twice enqueues once.
+        """Record and enqueue a job. The same job_id twice enqueues once; the same
+        job_id with another kind or payload is a ConflictError (its data would be lost).
 
         The payload is validated here so a bad HTTP request is a 400, not a failed job.
         One too big for a queue message travels as a blob (see payloads.py).
@@ -57,12 +58,13 @@ class JobSubmitter:
         if message_bytes(message.to_json()) > MAX_INLINE_BYTES:
             existing = self.jobs.get(job_id)
             if existing is not None:  # a repeat: no second copy of the payload blob
-                return existing, False
+                return _same_job(existing, kind, payload), False
             stored = self.payloads.put(payload)
             message = JobMessage(job_id=job_id, kind=kind, payload=stored, traceparent=trace)  # type: ignore[arg-type]
         record, created = self.jobs.create(job_id, kind, message.payload)
-        if created:
-            self._send(message)  # raises, having marked the row failed, if it cannot
+        if not created:
+            return _same_job(record, kind, payload), False
+        self._send(message)  # raises, having marked the row failed, if it cannot
         return record, created
 
     def retry(self, job_id: str) -> JobRecord | None:
@@ -90,6 +92,22 @@ class JobSubmitter:
                 f"POST /api/jobs/{message.job_id}/retry",
             )
             raise JobNotQueuedError(message.job_id) from exc
+
+
+def _same_job(record: JobRecord, kind: str, payload: dict[str, Any]) -> JobRecord:
+    """The existing job when it is this one again; else a ConflictError naming job_id."""
+    if record.kind != kind:
+        raise ConflictError(
+            f"job_id: job {record.id} already exists with a different kind ({record.kind}); "
+            "use a new job_id",
+            field="job_id",
+        )
+    if not same_payload(record.payload, payload):
+        raise ConflictError(
+            f"job_id: job {record.id} already exists with a different payload; use a new job_id",
+            field="job_id",
+        )
+    return record
 
 
 class JobNotQueuedError(UnavailableError, RuntimeError):

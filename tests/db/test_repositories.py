@@ -96,21 +96,37 @@ def test_job_create_is_idempotent_by_id(db) -> None:
 def test_job_lifecycle_counts_attempts_and_records_errors(db) -> None:
     jobs = JobRepository(db)
     jobs.create("job-2", "embeddings", {"n": 3})
-    assert jobs.start("job-2").attempts == 1
+    assert jobs.claim("job-2", "msg-a") and jobs.get("job-2").attempts == 1
+    assert not jobs.claim("job-2", "msg-b")  # running for another message
+    assert jobs.claim("job-2", "msg-a")  # its own redelivery takes it over
+    assert jobs.get("job-2").attempts == 2
     jobs.fail("job-2", "blob not found")
     failed = jobs.get("job-2")
     assert (failed.status, failed.error) == ("failed", "blob not found")
     assert failed.finished_at is not None
     assert jobs.requeue("job-2")
     assert not jobs.requeue("job-2")  # only failed jobs go back
-    running = jobs.start("job-2")
-    assert running.attempts == 2 and running.error is None
+    assert jobs.claim("job-2", "msg-b")
+    running = jobs.get("job-2")
+    assert running.attempts == 3 and running.error is None
     jobs.succeed("job-2", {"rows": 3})
     done = jobs.get("job-2")
     assert (done.status, done.result) == ("succeeded", {"rows": 3})
-    assert jobs.start("job-2").attempts == 2  # a finished job is not restarted
+    assert not jobs.claim("job-2", "msg-b")  # a finished job is not restarted
+    assert jobs.get("job-2").attempts == 3
     assert [j.id for j in jobs.list(status="succeeded", kind="embeddings")] == ["job-2"]
     assert jobs.list(kind="model") == []
+
+
+def test_a_running_job_without_a_claimant_is_taken_over_once(db) -> None:
+    """A row a version before claims left `running` (its host stopped for the upgrade):
+    the first message takes it over, a second one does not run it beside the first."""
+    jobs = JobRepository(db)
+    jobs.create("job-3", "embeddings", {"n": 3})
+    db.execute("UPDATE jobs SET status = 'running', attempts = 1 WHERE id = 'job-3'")
+    assert jobs.claim("job-3", "msg-a")
+    assert not jobs.claim("job-3", "msg-b")
+    assert jobs.get("job-3").attempts == 2
 
 
 # -- embeddings --------------------------------------------------------------------------

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import sqlite3
 import time
 import uuid
 
+import pytest
 from azure.storage.queue import QueueServiceClient
 
 from tests.e2e.conftest import AppHost
@@ -97,7 +100,7 @@ def test_an_inline_batch_bigger_than_a_queue_message_runs(app_host: AppHost) -> 
         "POST", "/jobs", {"kind": "embeddings", "job_id": job_id, "payload": payload}
     )
     assert reply.status == 202, reply.body
-    assert set(reply.json()["payload"]) == {"$blob", "bytes"}
+    assert set(reply.json()["payload"]) == {"$blob", "bytes", "sha256"}
     job = wait_for_job(app_host, job_id)
     assert job["status"] == "succeeded", job
     assert job["result"] == {"rows": 200, "inserted": 200, "updated": 0}
@@ -107,3 +110,106 @@ def test_an_inline_batch_bigger_than_a_queue_message_runs(app_host: AppHost) -> 
         {"vector": items[123]["vector"], "top_k": 1, "metric": "cosine", "model_id": "big-inline"},
     ).json()["results"][0]
     assert hit["entity_id"] == "big123"
+
+
+def test_duplicate_queue_messages_run_a_job_once(app_host: AppHost) -> None:
+    """The same message 4 times for each of 4 jobs, all at once: the host runs up to 16
+    messages at a time, so copies race for a job; exactly one run each (bug: 2-3 runs,
+    the last overwriting the first's result), and every copy leaves the queue."""
+    queue = QueueServiceClient.from_connection_string(
+        app_host.env["AzureWebJobsStorage"]
+    ).get_queue_client("ingestion-jobs")
+    run = f"dup-{uuid.uuid4().hex[:8]}"
+    rows = 300
+    messages = {}
+    for j in range(4):
+        items = [{"entity_id": f"{j}-{r}", "vector": [float(j), float(r)]} for r in range(rows)]
+        body = {"job_id": f"{run}-{j}", "kind": "embeddings", "payload": {"model_id": run}}
+        body["payload"]["items"] = items
+        messages[f"{run}-{j}"] = json.dumps(body)
+    for _ in range(4):
+        for text in messages.values():
+            queue.send_message(text)
+    for job_id in messages:
+        job = wait_for_job(app_host, job_id)
+        assert job["status"] == "succeeded", job
+    deadline = time.monotonic() + 60
+    while queue.get_queue_properties().approximate_message_count and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert queue.get_queue_properties().approximate_message_count == 0
+    for job_id in messages:
+        job = app_host.call("GET", f"/jobs/{job_id}").json()
+        assert job["attempts"] == 1, job
+        assert job["result"] == {"rows": rows, "inserted": rows, "updated": 0}, job
+        assert app_host.log().count(f"job {job_id} succeeded") == 1
+
+
+def test_a_job_id_reused_with_another_payload_or_kind_is_a_409(app_host: AppHost) -> None:
+    job_id = f"reuse-{uuid.uuid4().hex[:8]}"
+
+    def submit(kind: str, payload: dict):
+        return app_host.call("POST", "/jobs", {"kind": kind, "job_id": job_id, "payload": payload})
+
+    payload = {"model_id": "reuse-m", "items": [{"entity_id": "j9", "vector": [1, 1]}]}
+    assert submit("embeddings", payload).status == 202
+    assert submit("embeddings", payload).status == 202  # the same job again: idempotent
+    other = {"model_id": "reuse-m", "items": [{"entity_id": "j10", "vector": [2, 2]}]}
+    for kind, body, words in [
+        ("embeddings", other, "different payload"),
+        ("model", {"model_id": "reuse-m"}, "different kind"),
+    ]:
+        reply = submit(kind, body)
+        assert reply.status == 409, reply.body
+        error = reply.json()["error"]
+        assert error["field"] == "job_id" and words in error["message"], error
+        assert job_id in error["message"] and "already exists" in error["message"]
+    job = wait_for_job(app_host, job_id)
+    assert job["payload"] == payload and job["attempts"] == 1
+
+
+def _strict_json(body: bytes):
+    """Standard JSON only: a NaN or Infinity token fails (Python's json accepts them)."""
+    return json.loads(body, parse_constant=lambda name: pytest.fail(f"{name} in a reply"))
+
+
+@pytest.mark.parametrize("token", ["NaN", "Infinity", "-Infinity", "1e39"])
+def test_a_job_vector_that_is_not_finite_is_a_400_naming_the_element(
+    app_host: AppHost, token: str
+) -> None:
+    """It used to be a 202 echoing `NaN`, after which GET /api/jobs was not JSON."""
+    job_id = f"nan-{uuid.uuid4().hex[:8]}"
+    raw = (
+        f'{{"kind": "embeddings", "job_id": "{job_id}", "payload": {{"model_id": "nan-m", '
+        f'"items": [{{"entity_id": "a", "vector": [1, {token}]}}]}}}}'
+    ).encode()
+    reply = app_host.call("POST", "/jobs", raw=raw)
+    assert reply.status == 400, reply.body
+    error = _strict_json(reply.body)["error"]
+    assert error["code"] == "non_finite" and error["field"] == "payload.items[0].vector[1]"
+    assert error["message"].startswith("payload.items[0].vector[1]: NaN, infinite or outside")
+    assert app_host.call("GET", f"/jobs/{job_id}").status == 404
+
+
+def test_a_queue_message_with_nan_fails_its_job_and_replies_stay_json(app_host: AppHost) -> None:
+    """A NaN written straight to the queue is a failed job saying so; a row stored with
+    NaN before payloads were checked still reads as standard JSON (null)."""
+    queue = QueueServiceClient.from_connection_string(
+        app_host.env["AzureWebJobsStorage"]
+    ).get_queue_client("ingestion-jobs")
+    job_id = f"rawnan-{uuid.uuid4().hex[:8]}"
+    payload = {"model_id": "nan-m", "items": [{"entity_id": "a", "vector": [float("nan")]}]}
+    queue.send_message(json.dumps({"job_id": job_id, "kind": "embeddings", "payload": payload}))
+    job = wait_for_job(app_host, job_id)
+    assert job["status"] == "failed" and "payload.items.0.vector.0: NaN" in job["error"], job
+    legacy = f"legacy-{uuid.uuid4().hex[:8]}"
+    with sqlite3.connect(app_host.host.log_path.parent / "app.db") as conn:
+        conn.execute(
+            "INSERT INTO jobs (id, kind, status, attempts, payload, created_at, updated_at) "
+            "VALUES (?, 'embeddings', 'failed', 1, ?, '2026-01-01T00:00:00.000', "
+            "'2026-01-01T00:00:00.000')",
+            (legacy, json.dumps(payload)),
+        )
+    got = _strict_json(app_host.call("GET", f"/jobs/{legacy}").body)
+    assert got["payload"]["items"][0]["vector"] == [None]
+    page = _strict_json(app_host.call("GET", "/jobs?limit=1000").body)["jobs"]
+    assert {job_id, legacy} <= {j["id"] for j in page}

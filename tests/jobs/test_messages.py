@@ -68,3 +68,17 @@ def test_malformed_messages_say_why(body: str, reason: str, job_id: str | None) 
         parse_message(body)
     assert reason in err.value.reason
     assert err.value.job_id == job_id
+
+
+@pytest.mark.parametrize("token", ["NaN", "Infinity", "-Infinity", "1e39"])
+def test_a_vector_that_is_not_finite_float32_is_malformed_naming_the_element(token: str) -> None:
+    """Python's json reads NaN/Infinity tokens and 1e39 overflows float32: all used to
+    pass as floats, fail later in the job, and make replies that echo them invalid JSON."""
+    body = (
+        '{"job_id": "nan-1", "kind": "embeddings", "payload": {"model_id": "m", '
+        f'"items": [{{"entity_id": "a", "vector": [1, {token}]}}]}}}}'
+    )
+    with pytest.raises(MalformedMessageError) as exc:
+        parse_message(body)
+    assert exc.value.reason.startswith("payload.items.0.vector.1: NaN, infinite or outside")
+    assert exc.value.job_id == "nan-1"

@@ -10,6 +10,7 @@ import pytest
 from azure.storage.queue import QueueServiceClient
 
 from devhost.azurite import connection_string, free_port
+from shared.errors import ConflictError
 from shared.jobs.handlers import EmbeddingsIngestion
 from shared.jobs.payloads import MAX_INLINE_BYTES, REF, PayloadStore, message_bytes
 from shared.jobs.runner import JobRunner
@@ -31,7 +32,8 @@ def test_a_big_inline_payload_travels_as_a_blob_and_runs(repos, store, container
     payload = {"model_id": "big", "items": _items(200, 384)}  # ~1.5 MB of JSON
     record, created = submitter.submit("embeddings", payload, job_id="big-1")
     assert created and record.status == "queued"
-    assert set(record.payload) == {REF, "bytes"}  # the row keeps the reference, not 1.5 MB
+    # The row keeps the reference, not 1.5 MB (and a digest to compare a resubmission with).
+    assert set(record.payload) == {REF, "bytes", "sha256"}
     (sent,) = queue.client.receive_messages(max_messages=1)
     assert message_bytes(sent.content) <= MAX_INLINE_BYTES
     assert json.loads(sent.content)["payload"] == record.payload
@@ -89,3 +91,26 @@ def test_a_message_the_queue_refuses_leaves_the_job_failed_not_queued(repos, con
         reply = reply_for(exc, "retry_job")
     assert (reply.status, reply.code) == (503, "not_queued")
     assert repos[0].get("lost-1").status == "failed"  # still not queued: still says so
+
+
+@pytest.mark.parametrize("rows", [2, 200], ids=["inline", "blob"])
+def test_a_job_id_reused_with_other_data_is_a_conflict(repos, container, queue, rows) -> None:
+    """The same job_id again with the same kind and payload is the same job; with another
+    payload or kind it is a ConflictError naming job_id (it used to return the old job
+    and drop the new data), inline or as a blob reference, also after the blob is gone."""
+    submitter = JobSubmitter(repos[0], queue, PayloadStore(container))
+    payload = {"model_id": "r", "items": _items(rows, 384)}
+    first, created = submitter.submit("embeddings", payload, job_id="reuse-1")
+    same = json.loads(json.dumps(payload))
+    again, created_again = submitter.submit("embeddings", same, job_id="reuse-1")
+    assert created and not created_again and again == first
+    if REF in first.payload:
+        container.delete(first.payload[REF])  # as after the job succeeded
+    other = json.loads(json.dumps(payload))
+    other["items"][-1]["vector"][0] += 1.0
+    with pytest.raises(ConflictError, match="already exists with a different payload") as exc:
+        submitter.submit("embeddings", other, job_id="reuse-1")
+    assert exc.value.field == "job_id"
+    with pytest.raises(ConflictError, match="different kind"):
+        submitter.submit("model", {"model_id": "r"}, job_id="reuse-1")
+    assert submitter.submit("embeddings", payload, job_id="reuse-1")[0] == first

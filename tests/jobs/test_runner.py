@@ -201,3 +201,29 @@ def test_a_truncated_npy_batch_fails_with_how_far_it_got(repos, store, container
     # the whole blocks before the cut were stored (a replay upserts them again)
     _, stored, _, _ = repos[2].load_set("m", "default")
     assert stored == [f"c{i}" for i in range(10_000)]
+
+
+def test_a_duplicate_message_skips_a_running_job_and_its_owner_takes_it_over(repos) -> None:
+    """Message b (a copy of a) arrives while a runs the job: b is skipped without
+    raising. If a's run died (the row stays `running`), only a's redelivery runs it."""
+    runs: list[str] = []
+    duplicate: list[str] = []
+
+    def handler(job_id, payload):
+        runs.append(job_id)
+        if len(runs) == 1:  # the copy arrives while the first run is in progress
+            duplicate.append(runner.run(body, message_id="b").detail)
+        return {"ok": True}
+
+    runner = JobRunner(repos[0], {"model": handler})
+    body = _msg("d-1", "model", {"model_id": "m"})
+    assert runner.run(body, message_id="a").status == "succeeded"
+    assert duplicate == ["already running"] and runs == ["d-1"]
+    assert repos[0].get("d-1").attempts == 1
+
+    body = _msg("d-2", "model", {"model_id": "m"})
+    repos[0].create("d-2", "model", {"model_id": "m"})
+    assert repos[0].claim("d-2", "a")  # a's invocation claimed it, then its host died
+    assert runner.run(body, message_id="b").status == "skipped"
+    assert runner.run(body, message_id="a", dequeue_count=2).status == "succeeded"
+    assert repos[0].get("d-2").attempts == 2 and runs == ["d-1", "d-2"]

@@ -143,3 +143,19 @@ def test_the_services_import_no_azure_functions() -> None:
         [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == "False"
+
+
+def test_no_reply_carries_nan_or_infinity_tokens() -> None:
+    """json.dumps writes NaN/Infinity as bare tokens no JSON parser reads: a reply holding
+    one (e.g. a job row stored before payloads were checked) says null there instead."""
+    from shared.api.responses import json_response
+
+    def strict(text: str):
+        return json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} in {text}"))
+
+    body = {"jobs": [{"payload": {"vector": [1.0, float("nan"), float("-inf")]}, "n": (1, 2)}]}
+    reply = json_response(body)
+    assert strict(reply.get_body()) == {
+        "jobs": [{"payload": {"vector": [1.0, None, None]}, "n": [1, 2]}]
+    }
+    assert strict(json_response({"a": [1.5, "NaN"]}).get_body()) == {"a": [1.5, "NaN"]}

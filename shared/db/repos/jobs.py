@@ -85,24 +85,38 @@ class JobRepository:
         rows = self.db.query(self.db.dialect.limit(sql, "created_at DESC, id"), [*params, limit])
         return [_job(r) for r in rows]
 
-    def start(self, job_id: str) -> JobRecord | None:
-        """Mark running and count the attempt; a finished job is left as it is."""
+    def claim(self, job_id: str, claimant: str) -> bool:
+        """Mark the job running for `claimant` (the queue message's id) and count the
+        attempt, in one conditional UPDATE: True for exactly one of several messages
+        that race for the same job (its rowcount decides, on SQLite and SQL Server).
+
+        A queued or failed job can be claimed by any message; a running one only by the
+        message that claimed it, which the queue redelivers when its invocation died
+        (a duplicate message must not run the job beside it), or, once, by any message
+        when no claimant was recorded (a run by a version before claims, cut off by an
+        upgrade); a succeeded one by none.
+        """
         ts = now()
-        self.db.execute(
-            "UPDATE jobs SET status = ?, attempts = attempts + 1, started_at = ?, "
-            "finished_at = NULL, error = NULL, updated_at = ? "
-            "WHERE id = ? AND status IN (?, ?, ?)",
-            (
-                JobStatus.RUNNING,
-                ts,
-                ts,
-                job_id,
-                JobStatus.QUEUED,
-                JobStatus.RUNNING,
-                JobStatus.FAILED,
-            ),
+        return (
+            self.db.execute(
+                "UPDATE jobs SET status = ?, attempts = attempts + 1, started_at = ?, "
+                "finished_at = NULL, error = NULL, updated_at = ?, claimed_by = ? "
+                "WHERE id = ? AND (status IN (?, ?) "
+                "OR (status = ? AND (claimed_by = ? OR claimed_by IS NULL)))",
+                (
+                    JobStatus.RUNNING,
+                    ts,
+                    ts,
+                    claimant,
+                    job_id,
+                    JobStatus.QUEUED,
+                    JobStatus.FAILED,
+                    JobStatus.RUNNING,
+                    claimant,
+                ),
+            )
+            > 0
         )
-        return self.get(job_id)
 
     def succeed(self, job_id: str, result: Any = None) -> None:
         ts = now()
