@@ -67,16 +67,21 @@ def storage_credential() -> TokenCredential | None:
 
 @cache
 def blob_service() -> BlobServiceClient:
-    from shared.storage.accounts import blob_service_client
+    """Blob Storage with short timeouts and one quick retry: an account that does not
+    answer fails the request with a 503 well before the front end's 230 s cut."""
+    from shared.storage.accounts import REQUEST_CLIENT_OPTIONS, blob_service_client
 
-    return blob_service_client(storage_account(), credential=storage_credential())
+    account, credential = storage_account(), storage_credential()
+    return blob_service_client(account, credential=credential, **REQUEST_CLIENT_OPTIONS)
 
 
 @cache
 def queue_service() -> QueueServiceClient:
-    from shared.storage.accounts import queue_service_client
+    """Queue Storage, with the same short timeouts as `blob_service`."""
+    from shared.storage.accounts import REQUEST_CLIENT_OPTIONS, queue_service_client
 
-    return queue_service_client(storage_account(), credential=storage_credential())
+    account, credential = storage_account(), storage_credential()
+    return queue_service_client(account, credential=credential, **REQUEST_CLIENT_OPTIONS)
 
 
 # Readiness probes must answer fast: no SDK retry loop, short socket timeouts.

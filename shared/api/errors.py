@@ -109,10 +109,42 @@ def status_of(exc: HartonomousError) -> int | None:
     return None
 
 
+#: Seconds a caller is told to wait when storage did not answer.
+STORAGE_RETRY_AFTER = 30
+
+
+def storage_unavailable(exc: BaseException) -> UnavailableError | None:
+    """An Azure SDK failure that says the service did not answer (no connection, no
+    reply in time, a reply cut short, or the service's own 5xx) as an
+    ``UnavailableError``; None for anything else (a 403 is a misconfiguration, a bug)."""
+    if not type(exc).__module__.startswith("azure."):
+        return None
+    from azure.core.exceptions import (
+        HttpResponseError,
+        ServiceRequestError,
+        ServiceResponseError,
+    )
+
+    if isinstance(exc, ServiceRequestError | ServiceResponseError):
+        why = "did not answer"
+    elif isinstance(exc, HttpResponseError) and (exc.status_code or 0) >= 500:
+        why = f"answered {exc.status_code}"
+    else:
+        return None
+    first = next(iter(str(exc).splitlines()), "")
+    log.warning("storage %s: %s: %s", why, type(exc).__name__, first)
+    err = UnavailableError(
+        f"storage {why}; try again later", code="storage_unavailable", reason=str(exc)
+    )
+    err.retry_after = STORAGE_RETRY_AFTER
+    return err
+
+
 def reply_for(exc: BaseException, where: str) -> ErrorReply:
     """The reply for ``exc`` raised in function ``where``; logs what a caller cannot fix."""
     if isinstance(exc, ValidationError):
         exc = validation_error(exc)
+    exc = storage_unavailable(exc) or exc
     if isinstance(exc, HartonomousError):
         status = status_of(exc)
         if status is not None:

@@ -13,6 +13,11 @@ from shared.jobs.messages import PAYLOADS, JobMessage
 from shared.jobs.payloads import MAX_INLINE_BYTES, PayloadStore, message_bytes, same_payload
 from shared.telemetry import inject_traceparent
 
+#: SDK retries of a queue send: none (see JobQueue.send).
+SEND_RETRIES = 0
+#: Seconds a caller is told to wait before retrying a job that was not queued.
+RETRY_AFTER = 30
+
 
 class JobQueue:
     """The ingestion queue; messages go as plain JSON text."""
@@ -27,13 +32,15 @@ class JobQueue:
             self.client.create_queue()
 
     def send(self, message: JobMessage) -> None:
+        """Send once, no SDK retry: a send that timed out may still have reached the
+        queue, and a retry would then queue the message twice."""
         from azure.core.exceptions import ResourceNotFoundError
 
         try:
-            self.client.send_message(message.to_json())
+            self.client.send_message(message.to_json(), retry_total=SEND_RETRIES)
         except ResourceNotFoundError:  # first message on a new account: make the queue
             self.ensure()
-            self.client.send_message(message.to_json())
+            self.client.send_message(message.to_json(), retry_total=SEND_RETRIES)
 
 
 class JobSubmitter:
@@ -82,15 +89,31 @@ class JobSubmitter:
         return self.jobs.get(job_id)
 
     def _send(self, message: JobMessage) -> None:
-        """Send, or fail the row saying so: a row is never left queued with no message."""
+        """Send, or fail the row saying so: a row is never left queued with no message.
+
+        When the request went out but no answer came back (a read timeout, a connection
+        cut mid-reply), the message may be on the queue all the same: the row is failed
+        too (so a retry is possible), and both it and the reply say the job may still
+        run. Should it arrive, the runner runs a failed job; a retry of a job that has
+        meanwhile succeeded is refused, and a replayed message is skipped."""
+        from azure.core.exceptions import ServiceResponseError
+
         try:
             self.queue.send(message)
         except Exception as exc:
+            unknown = isinstance(exc, ServiceResponseError)
+            what = (
+                "the queue did not confirm the job, which may still run"
+                if unknown
+                else "the job could not be queued"
+            )
             self.jobs.fail(
                 message.job_id,
-                f"the job could not be queued ({type(exc).__name__}); retry it with "
+                f"{what} ({type(exc).__name__}); if it does not run, retry it with "
                 f"POST /api/jobs/{message.job_id}/retry",
             )
+            if unknown:
+                raise JobUnconfirmedError(message.job_id) from exc
             raise JobNotQueuedError(message.job_id) from exc
 
 
@@ -114,10 +137,28 @@ class JobNotQueuedError(UnavailableError, RuntimeError):
     """The queue refused the message; the job row says `failed` and can be retried."""
 
     code = "not_queued"
+    retry_after = RETRY_AFTER
 
     def __init__(self, job_id: str) -> None:
         super().__init__(
             f"job {job_id} could not be queued: the queue service did not accept it; "
             f"retry it with POST /api/jobs/{job_id}/retry"
+        )
+        self.job_id = job_id
+
+
+class JobUnconfirmedError(UnavailableError, RuntimeError):
+    """The queue did not answer a send it may have received: the job may or may not
+    run. Its row says `failed` with that reason; should the message arrive the job
+    runs all the same, and once it has succeeded a retry is refused."""
+
+    code = "not_confirmed"
+    retry_after = RETRY_AFTER
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(
+            f"job {job_id} may not have been queued: the queue service did not answer, "
+            f"and the message may still arrive; check GET /api/jobs/{job_id} later and, "
+            f"if it has not run, retry it with POST /api/jobs/{job_id}/retry"
         )
         self.job_id = job_id

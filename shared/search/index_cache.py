@@ -10,10 +10,11 @@ int8 codes resident, float32 rows in a memory-mapped file under ``rows_dir``); a
 one stays a float32 matrix, where the compressed scan's fixed costs (query
 quantisation, bounds, the re-score) outweigh the bytes it saves.
 
-With a ``SnapshotStore`` a set is first looked for in Blob Storage (a snapshot of the
-version SQL reports); a set loaded from SQL instead is snapshotted once its version has
-stayed unchanged for ``settle_seconds``, so a burst of writes makes one snapshot, not one
-per write.
+With a ``SnapshotStore`` a set of ``compress_from`` rows or more (only those are
+snapshotted; a smaller set never touches storage) is first looked for in Blob Storage (a
+snapshot of the version SQL reports); a set loaded from SQL instead is snapshotted once
+its version has stayed unchanged for ``settle_seconds``, so a burst of writes makes one
+snapshot, not one per write.
 """
 
 from __future__ import annotations
@@ -212,7 +213,8 @@ class IndexCache:
             return sum(s.nbytes for s in self._sets.values())
 
     def _load(self, model_id: str, embedding_type: str, version: int) -> LoadedSet:
-        if self.snapshots is not None and self.rows_dir is not None:
+        if self._may_have_snapshot(model_id, embedding_type):
+            assert self.snapshots is not None and self.rows_dir is not None
             try:
                 got = self.snapshots.load(model_id, embedding_type, version, self.rows_dir)
             except Exception:  # storage unreachable or refusing: SQL still answers
@@ -223,6 +225,13 @@ class IndexCache:
                 got.fallback = lambda: self._replace_from_sql(model_id, embedding_type)
                 return got
         return self._load_sql(model_id, embedding_type)
+
+    def _may_have_snapshot(self, model_id: str, embedding_type: str) -> bool:
+        """Only compressed sets are snapshotted: a smaller one loads from SQL without a
+        look at storage (which, when it does not answer, would only cost time)."""
+        if self.snapshots is None or self.rows_dir is None:
+            return False
+        return self.repo.set_size(model_id, embedding_type) >= self.compress_from
 
     def _replace_from_sql(self, model_id: str, embedding_type: str) -> LoadedSet:
         """A snapshot's rows proved bad: load the set from SQL and keep that instead."""

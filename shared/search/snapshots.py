@@ -55,6 +55,19 @@ LAZY_ROWS_FROM = 64 * 1024 * 1024
 #: an unreachable account fails it at once (the storage SDK backs off 15 s per retry);
 #: the stale copy goes when the set next loads.
 FORGET_RETRIES = 0
+#: A snapshot is an optimisation (SQL answers without it), read while a search waits:
+#: its client gives up fast when storage does not answer, and the first read of a load
+#: is not retried at all (the search falls back to SQL instead). Per socket operation,
+#: so a large snapshot still downloads as long as bytes keep moving.
+CLIENT_OPTIONS: dict[str, Any] = {
+    "connection_timeout": 3,
+    "read_timeout": 10,
+    "retry_total": 1,
+    "initial_backoff": 1,
+    "increment_base": 2,
+    "random_jitter_range": 1,
+}
+LOAD_RETRIES = 0
 
 
 class SnapshotRowsError(ValueError):
@@ -270,6 +283,7 @@ class SnapshotStore:
             max_chunk_get_size=RANGE_BYTES,
             max_single_get_size=RANGE_BYTES,
             max_block_size=UPLOAD_BLOCK_BYTES,
+            **CLIENT_OPTIONS,
         )
 
     def save(self, loaded: LoadedSet) -> None:
@@ -349,7 +363,7 @@ class SnapshotStore:
 
         client = self._client(model_id, embedding_type)
         try:
-            head = client.download_blob(offset=0, length=HEAD_READ)
+            head = client.download_blob(offset=0, length=HEAD_READ, retry_total=LOAD_RETRIES)
             first = head.readall()
             header = _decode_head(first, client)
             if header is None:

@@ -40,6 +40,22 @@ MANAGED_IDENTITY = "managedidentity"
 
 _ACCOUNT_NAME = re.compile(r"^[a-z0-9]{3,24}$")
 
+#: For the clients the app uses while an HTTP request waits (Azure's front end cuts a
+#: request at 230 s). The SDK's defaults (20 s to connect, 60 s per socket read, three
+#: retries backing off 15 s, 18 s and 24 s) make an account that does not answer cost
+#: minutes; with these one operation gives up within about 25 s (two attempts of at
+#: most 5 + 10 s, 0-2 s apart) and the caller answers 503. The timeouts are per socket
+#: operation, not per transfer: a large upload or download still runs as long as bytes
+#: keep moving.
+REQUEST_CLIENT_OPTIONS: dict[str, Any] = {
+    "connection_timeout": 5,
+    "read_timeout": 10,
+    "retry_total": 1,
+    "initial_backoff": 1,
+    "increment_base": 2,
+    "random_jitter_range": 1,
+}
+
 
 @dataclass(frozen=True)
 class StorageAccount:

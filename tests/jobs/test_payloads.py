@@ -14,7 +14,9 @@ from shared.errors import ConflictError
 from shared.jobs.handlers import EmbeddingsIngestion
 from shared.jobs.payloads import MAX_INLINE_BYTES, REF, PayloadStore, message_bytes
 from shared.jobs.runner import JobRunner
-from shared.jobs.submit import JobNotQueuedError, JobQueue, JobSubmitter
+from shared.jobs.submit import JobNotQueuedError, JobQueue, JobSubmitter, JobUnconfirmedError
+from shared.storage.accounts import REQUEST_CLIENT_OPTIONS
+from tests.reliability.proxy import CuttableProxy
 
 
 def _items(rows: int, dim: int) -> list[dict]:
@@ -114,3 +116,29 @@ def test_a_job_id_reused_with_other_data_is_a_conflict(repos, container, queue, 
     with pytest.raises(ConflictError, match="different kind"):
         submitter.submit("model", {"model_id": "r"}, job_id="reuse-1")
     assert submitter.submit("embeddings", payload, job_id="reuse-1")[0] == first
+
+
+def test_a_send_the_queue_does_not_answer_is_sent_once_and_reported_as_unconfirmed(
+    repos, container
+) -> None:
+    """A send that timed out may have reached the queue: an SDK retry sent the message a
+    second time while the reply said 'not queued'. Now it goes once, and the row and
+    the reply say the job may still run (and a retry is possible)."""
+    proxy = CuttableProxy(free_port())
+    proxy.stall()  # connections accepted, nothing answered
+    try:
+        queues = QueueServiceClient.from_connection_string(
+            connection_string(proxy.port, proxy.port, proxy.port), **REQUEST_CLIENT_OPTIONS
+        )
+        submitter = JobSubmitter(repos[0], JobQueue(queues, "stalled"), PayloadStore(container))
+        with pytest.raises(JobUnconfirmedError, match="may still arrive") as err:
+            submitter.submit("embeddings", {"model_id": "m", "items": _items(1, 2)}, "maybe-1")
+        assert proxy.connections == 1  # one send, no retry of it
+        job = repos[0].get("maybe-1")
+        assert job.status == "failed" and "may still run" in job.error
+        from shared.api.errors import reply_for
+
+        reply = reply_for(err.value, "submit_job")
+        assert (reply.status, reply.code) == (503, "not_confirmed") and reply.retry_after
+    finally:
+        proxy.close()

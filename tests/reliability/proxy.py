@@ -1,6 +1,9 @@
-"""A TCP proxy on loopback that a test can cut and restore: storage "goes down" for the
-host behind it (every connection reset, new ones refused at once) while Azurite itself
-keeps its data, as an outage of the network path to a storage account does."""
+"""A TCP proxy on loopback that a test can cut, stall and restore: storage "goes down"
+for the host behind it while Azurite itself keeps its data, as an outage of the network
+path to a storage account does. Cut: every connection reset, new ones refused at once.
+Stalled: connections are accepted and kept open but nothing is answered (bytes sent
+either way are dropped), as a paused or overloaded account looks: only timeouts end a
+request."""
 
 from __future__ import annotations
 
@@ -15,8 +18,11 @@ class CuttableProxy:
         self._server = socket.create_server(("127.0.0.1", 0))
         self.port = self._server.getsockname()[1]
         self._cut = threading.Event()
+        self._stalled = threading.Event()
         self._stop = threading.Event()
         self._open: set[socket.socket] = set()
+        self._held: set[socket.socket] = set()
+        self.connections = 0  # accepted so far, whatever state the proxy was in
         self._lock = threading.Lock()
         threading.Thread(target=self._accept, daemon=True).start()
 
@@ -28,12 +34,29 @@ class CuttableProxy:
                 _reset(sock)
             self._open.clear()
 
+    def stall(self) -> None:
+        """From now on nothing is answered: connections stay open, bytes are dropped."""
+        self._stalled.set()
+
     def restore(self) -> None:
+        """Answer again. After a stall the open connections are reset (their requests
+        were dropped midway); clients reconnect."""
+        if self._stalled.is_set():
+            self._stalled.clear()
+            with self._lock:
+                for sock in [*self._open, *self._held]:
+                    _reset(sock)
+                self._open.clear()
+                self._held.clear()
         self._cut.clear()
 
     def close(self) -> None:
         self._stop.set()
         self.cut()
+        with self._lock:
+            for sock in list(self._held):
+                _reset(sock)
+            self._held.clear()
         self._server.close()
 
     def _accept(self) -> None:
@@ -42,8 +65,13 @@ class CuttableProxy:
                 client, _ = self._server.accept()
             except OSError:
                 return
+            self.connections += 1
             if self._cut.is_set():
                 _reset(client)
+                continue
+            if self._stalled.is_set():  # accepted, never read: the client waits
+                with self._lock:
+                    self._held.add(client)
                 continue
             try:
                 upstream = socket.create_connection(self.target, timeout=5)
@@ -58,7 +86,8 @@ class CuttableProxy:
     def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
         try:
             while data := source.recv(65536):
-                sink.sendall(data)
+                if not self._stalled.is_set():
+                    sink.sendall(data)
         except OSError:
             pass
         finally:

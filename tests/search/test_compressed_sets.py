@@ -7,11 +7,13 @@ from __future__ import annotations
 import threading
 import uuid
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 from azure.storage.blob import BlobServiceClient
 
+from devhost.azurite import connection_string, free_port
 from shared.db.connection import open_database
 from shared.db.migrate import apply_migrations
 from shared.db.repos.embeddings import EmbeddingRepository
@@ -20,10 +22,13 @@ from shared.search.index_cache import IndexCache
 from shared.search.service import SearchService
 from shared.search.store import EmbeddingStore, Limits
 from shared.vectors.pool import BufferPool
+from tests.reliability.proxy import CuttableProxy
 
 from .test_search_service import _reference
 
 MODEL, ETYPE = "m-compressed", "t"
+#: Far above the fail-fast snapshot read (about 10 s), far below the SDK's defaults.
+SNAPSHOT_DEADLINE = 90
 
 
 class CountingRepo(EmbeddingRepository):
@@ -253,3 +258,64 @@ def test_a_stale_snapshot_is_deleted_when_found(stack, tmp_path, rng) -> None:
     cache.settle_seconds = 3600  # no new snapshot in this test
     search.search(vectors[:1], top_k=3, metric="dot", model_id=MODEL)
     assert repo.row_reads == 1 and _snapshot_names(service, container) == []
+
+
+def _unanswering_snapshots(container: str, *, reset: bool) -> tuple[CuttableProxy, Any]:
+    """A snapshot store on an account that accepts connections and never answers
+    (`reset`: resets each one at once, so a client that connects fails fast)."""
+    proxy = CuttableProxy(free_port())
+    if reset:
+        proxy.cut()
+    else:
+        proxy.stall()
+    port = proxy.port
+    service = BlobServiceClient.from_connection_string(connection_string(port, port, port))
+    return proxy, snap.SnapshotStore(service, container)
+
+
+def test_a_set_too_small_to_compress_never_asks_storage_for_a_snapshot(stack, tmp_path, rng):
+    """Only compressed sets are snapshotted: loading a smaller one must not wait on
+    storage (an unanswering account held a 1-row search for 5 minutes)."""
+    db_path, store, _, container = stack
+    vectors = _fill(store, rng, n=50)  # under compress_from (100)
+    proxy, snapshots = _unanswering_snapshots(container, reset=True)
+    try:
+        repo, cache, search = _process(db_path, tmp_path / "p1", None, container)
+        cache.snapshots = snapshots
+        _check(search, vectors, rng)
+        assert proxy.connections == 0
+        assert (cache.loads, cache.snapshot_loads) == (1, 0)
+    finally:
+        proxy.close()
+
+
+def test_a_snapshot_storage_does_not_answer_falls_back_to_sql_in_bounded_time(
+    stack, tmp_path, rng
+) -> None:
+    """The snapshot read gives up within seconds (SDK defaults: 60 s reads, 3 retries
+    15 s+ apart, about 5 minutes) and the search answers from SQL."""
+    db_path, store, _, container = stack
+    vectors = _fill(store, rng)  # 600 rows: compressed, so a snapshot is looked for
+    proxy, snapshots = _unanswering_snapshots(container, reset=False)
+    try:
+        repo, cache, search = _process(db_path, tmp_path / "p1", None, container)
+        cache.snapshots = snapshots
+        cache.settle_seconds = 3600  # no snapshot write in the background
+        done = threading.Event()
+        failed: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                _check(search, vectors, rng)
+            except BaseException as exc:
+                failed.append(exc)
+            finally:
+                done.set()
+
+        threading.Thread(target=run, daemon=True).start()
+        assert done.wait(SNAPSHOT_DEADLINE), "the search still waits on storage"
+        assert not failed, failed
+        assert proxy.connections >= 1  # it did look, and gave up
+        assert (cache.loads, cache.snapshot_loads) == (1, 0)
+    finally:
+        proxy.close()

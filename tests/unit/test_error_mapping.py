@@ -159,3 +159,40 @@ def test_no_reply_carries_nan_or_infinity_tokens() -> None:
         "jobs": [{"payload": {"vector": [1.0, None, None]}, "n": [1, 2]}]
     }
     assert strict(json_response({"a": [1.5, "NaN"]}).get_body()) == {"a": [1.5, "NaN"]}
+
+
+def _storage_failures() -> list[BaseException]:
+    """What the storage SDK raises when the account does not answer: a real one (nothing
+    listens on the port), a read that timed out, and the service's own 503."""
+    from azure.core.exceptions import HttpResponseError, ServiceResponseTimeoutError
+    from azure.storage.blob import BlobServiceClient
+
+    from devhost.azurite import connection_string, free_port
+
+    dead = free_port()
+    service = BlobServiceClient.from_connection_string(
+        connection_string(dead, dead, dead), retry_total=0
+    )
+    try:
+        service.get_blob_client("c", "b").upload_blob(b"x")
+    except Exception as exc:
+        refused = exc
+    busy = HttpResponseError(message="ServerBusy")
+    busy.status_code = 503
+    return [refused, ServiceResponseTimeoutError("read timeout=10"), busy]
+
+
+@pytest.mark.parametrize("shape", [handle_errors, oip_errors])
+def test_storage_that_does_not_answer_is_a_503_with_retry_after_on_every_route(shape) -> None:
+    """Mapped once, for every route: POST /api/models with storage down was a 500."""
+    from azure.core.exceptions import ClientAuthenticationError
+
+    for exc in _storage_failures():
+        reply = shape(_route(exc))(_req())
+        assert reply.status_code == 503, (exc, reply.get_body())
+        assert int(reply.headers["Retry-After"]) > 0
+        assert "storage" in reply.get_body().decode()
+        assert "127.0.0.1" not in reply.get_body().decode()  # no host in the reply
+    refused = ClientAuthenticationError(message="AuthorizationFailure")  # a 403: our fault
+    refused.status_code = 403
+    assert shape(_route(refused))(_req()).status_code == 500

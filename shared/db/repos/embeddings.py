@@ -244,6 +244,14 @@ class EmbeddingRepository:
         )
         return None if v is None else int(v)
 
+    def set_size(self, model_id: str, embedding_type: str) -> int:
+        """How many rows a set holds (counted on the unique index's range)."""
+        n = self.db.scalar(
+            "SELECT COUNT(*) FROM embeddings WHERE model_id = ? AND embedding_type = ?",
+            (model_id, embedding_type),
+        )
+        return int(n or 0)
+
     def load_set(self, model_id: str, embedding_type: str) -> tuple[int, list[str], bytes, int]:
         """(version, entity ids, concatenated vectors, dimension), read in one transaction
         so the version matches the rows."""
