@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+from typing import Any
 
 
 class CuttableProxy:
@@ -109,3 +110,12 @@ def _reset(sock: socket.socket) -> None:
         sock.shutdown(socket.SHUT_RDWR)
     with contextlib.suppress(OSError):
         sock.close()
+
+
+def proxied_storage(azurite: Any) -> tuple[CuttableProxy, CuttableProxy, str]:
+    """Proxies in front of Azurite's blob and queue ports, and the connection string a
+    host under test uses to reach storage through them (tables stay direct)."""
+    from devhost.azurite import connection_string
+
+    blob, queue = CuttableProxy(azurite.blob_port), CuttableProxy(azurite.queue_port)
+    return blob, queue, connection_string(blob.port, queue.port, azurite.table_port)

@@ -13,11 +13,11 @@ from pathlib import Path
 
 from azure.storage.queue import QueueServiceClient
 
-from devhost.azurite import Azurite, connection_string
+from devhost.azurite import Azurite
 from tests.e2e.conftest import start_host, stop_host
 from tests.e2e.test_app_models import upload_blob, wait_for_model
 from tests.models.fixtures import write_classifier
-from tests.reliability.proxy import CuttableProxy
+from tests.reliability.proxy import proxied_storage
 
 OUTAGE_SECONDS = 20
 JOBS = 40
@@ -44,8 +44,7 @@ def _succeeded(host, run: str) -> list[dict]:
 def test_storage_outage_is_ridden_out_and_nothing_is_lost(
     tmp_path: Path, azurite: Azurite, record_property
 ) -> None:
-    blob_proxy, queue_proxy = CuttableProxy(azurite.blob_port), CuttableProxy(azurite.queue_port)
-    proxied = connection_string(blob_proxy.port, queue_proxy.port, azurite.table_port)
+    blob_proxy, queue_proxy, proxied = proxied_storage(azurite)
     run = uuid.uuid4().hex[:8]
     queue_name = f"outage-{run}"
     direct = QueueServiceClient.from_connection_string(azurite.connection_string)

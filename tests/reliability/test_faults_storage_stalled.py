@@ -14,11 +14,11 @@ from pathlib import Path
 
 from azure.storage.queue import QueueServiceClient
 
-from devhost.azurite import Azurite, connection_string
+from devhost.azurite import Azurite
 from tests.e2e.conftest import AppHost, start_host, stop_host
 from tests.e2e.test_app_jobs import wait_for_job
 from tests.models.fixtures import write_classifier
-from tests.reliability.proxy import CuttableProxy
+from tests.reliability.proxy import proxied_storage
 
 #: Half of Azure's 230 s front-end cut, far below the 320 s these calls took before.
 DEADLINE = 115
@@ -38,8 +38,7 @@ def _items(prefix: str, n: int) -> list[dict]:
 def test_storage_that_does_not_answer_gives_503s_and_sql_searches_in_bounded_time(
     tmp_path: Path, azurite: Azurite, record_property
 ) -> None:
-    blob_proxy, queue_proxy = CuttableProxy(azurite.blob_port), CuttableProxy(azurite.queue_port)
-    proxied = connection_string(blob_proxy.port, queue_proxy.port, azurite.table_port)
+    blob_proxy, queue_proxy, proxied = proxied_storage(azurite)
     run = uuid.uuid4().hex[:8]
     host = start_host(
         tmp_path,
