@@ -51,6 +51,7 @@ class ModelIngestion:
     def __call__(self, job_id: str, payload: ModelPayload) -> dict[str, Any]:
         from shared.models.errors import ModelValidationError
         from shared.models.inspect import inspect_model
+        from shared.models.sessions import check_loadable
 
         record = self.models.get(payload.model_id)
         if record is None:
@@ -81,6 +82,7 @@ class ModelIngestion:
             raise
         try:
             info = inspect_model(path)
+            check_loadable(path)
         except ModelValidationError as exc:
             self.models.set_status(record.id, ModelStatus.FAILED, error=exc.reason)
             raise PermanentJobError(exc.reason) from exc

@@ -216,6 +216,23 @@ class SessionCache:
         )
 
 
+def check_loadable(path: Path) -> None:
+    """Open the model in onnxruntime once, unoptimised, and let it go. Why: onnx's checker
+    accepts models onnxruntime cannot run (an op of an unknown domain, an opset it lacks);
+    such a model used to be listed ready and then answer 422 to every request."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    options.intra_op_num_threads = 1
+    options.log_severity_level = 3
+    try:
+        ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime's pybind errors share no useful base class
+        reason = _reason(exc)
+        raise ModelValidationError(f"onnxruntime cannot load the model: {reason}") from None
+
+
 def _reason(exc: BaseException, limit: int = 300) -> str:
     """onnxruntime's message for a user: no file paths (the model cache's, or its own
     source tree's), cut at a word, not mid-word."""

@@ -197,3 +197,37 @@ def test_a_blob_with_bad_registration_metadata_becomes_a_failed_version_that_say
     while (model := wait_for_model(app_host, "meta-bad"))["status"] != "ready":
         assert time.monotonic() < deadline, model
         time.sleep(0.2)
+
+
+def test_a_model_onnxruntime_cannot_load_fails_its_registration(
+    app_host: AppHost, tmp_path: Path
+) -> None:
+    """onnx's checker accepts an op of an unknown domain; onnxruntime cannot run it. The
+    model was listed ready and answered 422 to every request; now its registration
+    fails with onnxruntime's reason (and no server path)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("FooBarOp", ["X"], ["Y"], domain="com.example")],
+        "custom",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, [None, 4])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [None, 4])],
+    )
+    model = helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid("com.example", 1)],
+    )
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    path = tmp_path / "custom-op.onnx"
+    onnx.save(model, str(path))
+    assert app_host.call("POST", "/models?name=custom-op", raw=path.read_bytes()).status == 202
+    got = wait_for_model(app_host, "custom-op")
+    assert got["status"] == "failed", got
+    assert "onnxruntime cannot load the model" in got["error"] and "FooBarOp" in got["error"]
+    assert "model-cache" not in got["error"] and "/tmp" not in got["error"]  # no server path
+    index = app_host.call("POST", "/v2/repository/index", {}).json()
+    assert {"name": "custom-op", "version": "1"} | {"state": "UNAVAILABLE"} in [
+        {k: m[k] for k in ("name", "version", "state")} for m in index
+    ]
