@@ -133,32 +133,36 @@ def _same_job(record: JobRecord, kind: str, payload: dict[str, Any]) -> JobRecor
     return record
 
 
-class JobNotQueuedError(UnavailableError, RuntimeError):
-    """The queue refused the message; the job row says `failed` and can be retried."""
+class JobSendError(UnavailableError, RuntimeError):
+    """The message for a job did not reach the queue for sure; the row says `failed`, and
+    the reply says what happened and how to retry."""
 
-    code = "not_queued"
     retry_after = RETRY_AFTER
+    #: What happened, completed by the retry hint (``{job_id}`` is filled in).
+    situation = ""
 
     def __init__(self, job_id: str) -> None:
         super().__init__(
-            f"job {job_id} could not be queued: the queue service did not accept it; "
+            f"job {job_id} {self.situation.format(job_id=job_id)}"
             f"retry it with POST /api/jobs/{job_id}/retry"
         )
         self.job_id = job_id
 
 
-class JobUnconfirmedError(UnavailableError, RuntimeError):
+class JobNotQueuedError(JobSendError):
+    """The queue refused the message; the job row says `failed` and can be retried."""
+
+    code = "not_queued"
+    situation = "could not be queued: the queue service did not accept it; "
+
+
+class JobUnconfirmedError(JobSendError):
     """The queue did not answer a send it may have received: the job may or may not
     run. Its row says `failed` with that reason; should the message arrive the job
     runs all the same, and once it has succeeded a retry is refused."""
 
     code = "not_confirmed"
-    retry_after = RETRY_AFTER
-
-    def __init__(self, job_id: str) -> None:
-        super().__init__(
-            f"job {job_id} may not have been queued: the queue service did not answer, "
-            f"and the message may still arrive; check GET /api/jobs/{job_id} later and, "
-            f"if it has not run, retry it with POST /api/jobs/{job_id}/retry"
-        )
-        self.job_id = job_id
+    situation = (
+        "may not have been queued: the queue service did not answer, and the message may "
+        "still arrive; check GET /api/jobs/{job_id} later and, if it has not run, "
+    )

@@ -73,6 +73,17 @@ def _one_segment(value: str) -> str:
     return value
 
 
+def distinct(ids: list[str], where: str) -> list[str]:
+    """Each id once per request: a repeat would silently keep only its last vector.
+    ``where`` names the place of item ``i`` (``"items[{}].entity_id"``)."""
+    seen: set[str] = set()
+    for i, entity_id in enumerate(ids):
+        if entity_id in seen:
+            raise ValueError(f"{where.format(i)} repeats {entity_id!r}")
+        seen.add(entity_id)
+    return ids
+
+
 #: An entity id: a Name that GET and DELETE /api/embeddings/{entity_id} can address.
 EntityId = Annotated[Name, AfterValidator(_one_segment)]
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, field_validator
 
-from shared.schemas.common import EntityId, Name, OutputFormat, Strict, VectorJson
+from shared.schemas.common import EntityId, Name, OutputFormat, Strict, VectorJson, distinct
 
 
 class EmbeddingItem(Strict):
@@ -22,12 +22,7 @@ class EmbeddingUpsertRequest(Strict):
     @field_validator("items")
     @classmethod
     def _distinct_ids(cls, items: list[EmbeddingItem]) -> list[EmbeddingItem]:
-        """One vector per id per request: a repeat would silently keep only the last."""
-        seen: set[str] = set()
-        for i, item in enumerate(items):
-            if item.entity_id in seen:
-                raise ValueError(f"items[{i}].entity_id repeats {item.entity_id!r}")
-            seen.add(item.entity_id)
+        distinct([item.entity_id for item in items], "items[{}].entity_id")
         return items
 
 

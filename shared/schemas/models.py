@@ -7,7 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, field_validator
 
 from shared.models.status import ModelStatusName
-from shared.schemas.common import EntityId, Name, Strict
+from shared.schemas.common import EntityId, Name, Strict, distinct
 
 
 class ModelOut(BaseModel):
@@ -81,12 +81,7 @@ class TextEmbedStore(Strict):
     @field_validator("entity_ids")
     @classmethod
     def _distinct(cls, ids: list[str]) -> list[str]:
-        seen: set[str] = set()
-        for i, entity_id in enumerate(ids):
-            if entity_id in seen:
-                raise ValueError(f"entity_ids[{i}] repeats {entity_id!r}")
-            seen.add(entity_id)
-        return ids
+        return distinct(ids, "entity_ids[{}]")
 
 
 class TextEmbedRequest(Strict):
