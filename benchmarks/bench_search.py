@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from shared.search.rowfile import write_rows
-from shared.vectors import quantized, search
+from shared.vectors import int8_scan, quantized, search
 
 from .timing import blas_info, fmt_time, interleaved, per_call, table
 
@@ -259,7 +259,7 @@ def main_compressed() -> None:
     print(
         table(
             f"Compressed exact search (int8 scan + float64 re-score) vs the float32 scan, "
-            f"d={D}, dot top-{K}, interleaved in one run (batch threads: {quantized.THREADS})",
+            f"d={D}, dot top-{K}, interleaved in one run (batch threads: {int8_scan.THREADS})",
             [
                 "rows",
                 "float32 1 query",

@@ -1,54 +1,117 @@
 """Exact integer dot products of 8-bit codes with 8-bit queries, the scan of the
 compressed search.
 
-Two well-kept SIMD engines, each where it wins on this hardware (AVX-512 VNNI here):
+Rows are uint8 codes ``s = c + 127`` (centred codes ``c`` in [-127, 127]); a query is
+int8 ``u`` with ``|u| <= engine.levels``. Every engine returns the centred products
+``c . u`` exactly: the search's interval bounds assume exact integers, so one wrong
+product would change the answer without any sign of it.
 
-* one query: ``simsimd.cdist`` over uint8 rows (a streaming dot per row; about 4x
-  faster than the float32 gemv because it reads a quarter of the bytes);
-* a batch: onnxruntime's ``MatMulInteger`` (MLAS u8 x s8 gemm, the rows as the left
-  operand with zero point 127), which reuses each row for every query; simsimd's
-  pairwise loop re-reads the rows per query and is ~4x slower at 64 queries.
+Integer SIMD differs between the CPUs Azure runs on. Without VNNI (AVX2 only, and
+AVX-512 before Cascade Lake), u8 x s8 gemm kernels (onnxruntime's MLAS among them) use
+VPMADDUBSW, which adds each pair of adjacent u8 x s8 products into a *saturating*
+int16: 2 x 254 x 127 = 64,516 > 32,767, so full-range codes come out wrong (by 6.1e6 at
+d = 384). With VNNI, VPDPBUSD adds four products straight into int32. So each engine is
+checked once per process, before it serves: it runs on extreme codes (every code at the
+ends of its range, both signs, dimensions up to the largest allowed, the shapes the
+scan uses) against numpy int64. One that fails is not used, the next one is, and the log
+says which runs and why. The last engine of each list is exact on every CPU.
 
-Both return integers exactly (int32 accumulation; |sum| <= d * 254 * 254 < 2**31 for
-d <= 33,000), so the compressed scan adds no rounding of its own.
+One query, in order of preference:
+
+* ``simsimd-u8``: ``simsimd.cdist`` over the uint8 rows with the query as uint8
+  ``u + 127`` (a streaming dot per row; ~4x faster than the float32 gemv because it
+  reads a quarter of the bytes). Largest intermediate: a product 254 x 254 = 64,516,
+  widened to 32 bits before any add; the int32 total is at most 64,516 d, below 2**31
+  for d <= 33,285 (simsimd's accumulator wraps past that, so wider sets use the next).
+* ``numpy-f32``: below.
+
+A batch, in order of preference:
+
+* ``onnxruntime-u8s8``: onnxruntime's ``MatMulInteger`` (MLAS u8 x s8 gemm, the rows
+  as the left operand with zero point 127), which reuses each row for every query; 8-bit
+  queries. Largest intermediate with VNNI: four products, at most 4 x 254 x 127 =
+  129,032, added into int32; the int32 total is at most 32,258 d (d <= 66,571). Without
+  VNNI the pair sum saturates (above) and the check rules it out.
+* ``onnxruntime-u8s8-7bit``: the same gemm with 7-bit queries (``|u| <= 63``): the
+  largest pair a saturating kernel adds into int16 is 2 x 254 x 63 = 32,004 <= 32,767,
+  so it is exact with and without VNNI by construction; the int32 total is at most
+  16,002 d (d <= 134,200). The coarser query widens each row's interval: at 100k x 384
+  about 2.6x as many rows reach the float64 re-score as with 8-bit queries.
+* ``numpy-f32``: the codes converted to float32 block by block and multiplied with
+  numpy's BLAS over slices of at most 2**24 / (127 x levels) dimensions, so every
+  partial sum is an integer below 2**24 (exact in float32 whatever the order of the
+  adds); the slices are summed in int64. Exact on every CPU, and the slowest.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
+log = logging.getLogger(__name__)
+
 #: Codes are stored as uint8 ``c + CENTER`` for centred codes ``c`` in [-127, 127].
 CENTER = 127
-_lock = threading.Lock()
-_sessions: dict[int, object] = {}
+#: The largest vector dimension the settings accept (``MAX_VECTOR_DIM``): engines are
+#: checked up to here, or up to their own ``max_dim`` where that is smaller.
+LARGEST_DIM = 65_536
+#: Rows per block of the float32 fallback (a few MiB of float32 at a time).
+_F32_BLOCK_ROWS = 2048
+#: Threads of the batch gemm (2 cores here; under a neighbour's load one thread won).
+THREADS = max(1, min(2, os.cpu_count() or 1))
+
+Dots = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 
 
-def dot_one(codes: np.ndarray, query: np.ndarray) -> np.ndarray:
-    """``codes[i] . query`` for uint8 ``codes`` (n, d) and uint8 ``query`` (d,), as a
-    new writable float64 array (exact integers).
+@dataclass(frozen=True)
+class Engine:
+    """One way to compute centred integer dots.
 
-    No ``out=``: simsimd 6.5's cdist drops a reference to None on every call with
+    ``dots(codes, code_sum, u)``: uint8 ``codes`` (n, d), ``code_sum`` (n,) float64
+    ``127 * sum(codes[i])``, int8 ``u`` (q, d) with ``|u| <= levels``; returns the exact
+    ``(codes - 127) @ u.T`` (n, q) as int32 or float64. ``by_construction``: no CPU
+    should fail its check (one that does is worth a warning, not just a note)."""
+
+    name: str
+    levels: int
+    max_dim: int
+    dots: Dots
+    by_construction: bool = True
+
+
+def _simsimd_dots(codes: np.ndarray, code_sum: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """No ``out=``: simsimd 6.5's cdist drops a reference to None on every call with
     ``out``, which crashed the interpreter after some 10^4 calls."""
     import simsimd
 
-    return np.asarray(simsimd.cdist(query.reshape(1, -1), codes, metric="dot")).reshape(-1)
+    shifted = (u.astype(np.int16) + CENTER).astype(np.uint8)
+    raw = np.asarray(simsimd.cdist(shifted, codes, metric="dot"), dtype=np.float64).T
+    # s . (u + 127) = c . u + 127 sum(s) + 127 sum(u), with s = c + 127
+    raw -= code_sum[:, None]
+    raw -= CENTER * u.sum(axis=1, dtype=np.int64).astype(np.float64)[None, :]
+    return raw
 
 
-def dot_centred_batch(codes: np.ndarray, queries_t: np.ndarray, threads: int) -> np.ndarray:
-    """``(codes - 127) @ queries_t`` as int32 (rows, queries): uint8 ``codes`` (n, d),
-    int8 ``queries_t`` (d, q)."""
-    return _session(threads).run(None, {"A": codes, "B": queries_t})[0]  # type: ignore[attr-defined]
+_session_lock = threading.Lock()
+_sessions: dict[int, object] = {}
 
 
-def _session(threads: int) -> object:
+def _onnx_dots(codes: np.ndarray, code_sum: np.ndarray, u: np.ndarray) -> np.ndarray:
+    return _session().run(None, {"A": codes, "B": np.ascontiguousarray(u.T)})[0]  # type: ignore[attr-defined]
+
+
+def _session(threads: int = THREADS) -> object:
     """One MatMulInteger session per thread count, built once per process (a 200-byte
     graph made here, so no model file ships)."""
     got = _sessions.get(threads)
     if got is not None:
         return got
-    with _lock:
+    with _session_lock:
         got = _sessions.get(threads)
         if got is None:
             import onnxruntime as ort
@@ -73,4 +136,156 @@ def _session(threads: int) -> object:
                 model.SerializeToString(), options, providers=["CPUExecutionProvider"]
             )
             _sessions[threads] = got
+    return got
+
+
+def f32_dots(codes: np.ndarray, code_sum: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """The exact fallback: float32 BLAS over slices short enough that no partial sum
+    leaves the integers float32 holds exactly (see the module docstring)."""
+    n, d = codes.shape
+    top = max(1, int(np.abs(u.astype(np.int16)).max(initial=1)))
+    width = max(1, (1 << 24) // (CENTER * top))
+    uf = u.T.astype(np.float32)
+    out = np.empty((n, u.shape[0]), np.int64 if d > width else np.int32)
+    for start in range(0, n, _F32_BLOCK_ROWS):
+        block = codes[start : start + _F32_BLOCK_ROWS].astype(np.float32)
+        block -= CENTER
+        if d <= width:
+            out[start : start + len(block)] = block @ uf
+            continue
+        acc = np.zeros((len(block), u.shape[0]), np.int64)
+        for s in range(0, d, width):
+            acc += (block[:, s : s + width] @ uf[s : s + width]).astype(np.int64)
+        out[start : start + len(block)] = acc
+    return out
+
+
+SIMSIMD_U8 = Engine("simsimd-u8", 127, 33_285, _simsimd_dots)
+ONNX_U8S8 = Engine("onnxruntime-u8s8", 127, 66_571, _onnx_dots, by_construction=False)
+ONNX_U8S8_7BIT = Engine("onnxruntime-u8s8-7bit", 63, 134_200, _onnx_dots)
+NUMPY_F32 = Engine("numpy-f32", 127, LARGEST_DIM, f32_dots)
+
+#: Candidates in order of preference, per use; the last of each is exact everywhere.
+ONE: tuple[Engine, ...] = (SIMSIMD_U8, NUMPY_F32)
+BATCH: tuple[Engine, ...] = (ONNX_U8S8, ONNX_U8S8_7BIT, NUMPY_F32)
+
+#: Dimensions the check covers: odd and even tails, a typical width, the largest.
+CHECK_DIMS = (1, 3, 31, 64, 383, 1536)
+
+
+def extreme_cases(dim: int, levels: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows and queries at the ends of their ranges: all high, all low, alternating
+    signs, and blocks of each, so every adjacent pair and quad a kernel adds meets both
+    the largest positive and the largest negative products."""
+    hi, lo = 2 * CENTER, 0
+    pattern = np.arange(dim)
+    rows = np.stack(
+        [
+            np.full(dim, hi),
+            np.full(dim, lo),
+            np.where(pattern % 2 == 0, hi, lo),
+            np.where(pattern % 4 < 2, hi, lo),
+            np.where(pattern < dim // 2, hi, lo),
+            np.full(dim, CENTER),
+            np.where(pattern % 3 == 0, lo, hi),
+        ]
+    ).astype(np.uint8)
+    queries = np.stack(
+        [
+            np.full(dim, levels),
+            np.full(dim, -levels),
+            np.where(pattern % 2 == 0, levels, -levels),
+            np.where(pattern % 4 < 2, -levels, levels),
+            np.where(pattern % 3 == 0, levels, -levels),
+        ]
+    ).astype(np.int8)
+    return rows, queries
+
+
+def check(engine: Engine, dims: Sequence[int] | None = None) -> str | None:
+    """None if ``engine`` computes every extreme case exactly, else what went wrong.
+
+    Each dimension runs with one query and with several, and the scan's own shape (a
+    thousand rows, 64 queries) runs at d = 384: gemm libraries pick kernels by shape."""
+    top = min(engine.max_dim, LARGEST_DIM)
+    chosen = sorted({*(d for d in CHECK_DIMS if d <= top), top} if dims is None else dims)
+    cases = []
+    for dim in chosen:
+        rows, queries = extreme_cases(dim, engine.levels)
+        cases += [(dim, rows, queries), (dim, rows, queries[:1])]
+    if top >= 384:
+        rows, queries = extreme_cases(384, engine.levels)
+        cases.append((384, np.tile(rows, (147, 1)), np.tile(queries, (13, 1))[:64]))
+    for dim, rows, queries in cases:
+        code_sum = CENTER * rows.sum(axis=1, dtype=np.int64).astype(np.float64)
+        want = (rows.astype(np.int64) - CENTER) @ queries.T.astype(np.int64)
+        try:
+            got = np.asarray(engine.dots(rows, code_sum, queries))
+        except Exception as exc:  # an engine that cannot run is not used either
+            return f"d={dim}: {type(exc).__name__}: {exc}"
+        if got.shape != want.shape:
+            return f"d={dim}: shape {got.shape}, expected {want.shape}"
+        error = np.abs(got.astype(np.float64) - want).max()
+        if error:
+            return f"d={dim}: off by up to {error:,.0f}"
+    return None
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The engines that serve, each checked, in order of preference; ``pick`` gives
+    the first whose bound covers the dimension."""
+
+    engines: tuple[Engine, ...]
+
+    def pick(self, dim: int) -> Engine:
+        for engine in self.engines:
+            if dim <= engine.max_dim:
+                return engine
+        return self.engines[-1]
+
+
+def select(use: str, candidates: Sequence[Engine]) -> Selection:
+    """Check each candidate, keep those that pass, log the choice. The last candidate
+    must pass: it is the one that is exact everywhere."""
+    passed = []
+    for engine in candidates:
+        problem = check(engine)
+        if problem is None:
+            passed.append(engine)
+            continue
+        log.log(
+            logging.WARNING if engine.by_construction else logging.INFO,
+            "compressed search (%s): engine %s is not exact on this CPU (%s); not used",
+            use,
+            engine.name,
+            problem,
+        )
+    if not passed or passed[-1] is not candidates[-1]:
+        raise RuntimeError(f"compressed search ({use}): the exact fallback failed its check")
+    first = passed[0]
+    log.info(
+        "compressed search (%s): engine %s (checked exact up to d=%d)%s",
+        use,
+        first.name,
+        min(first.max_dim, LARGEST_DIM),
+        "" if first is candidates[0] else f", in place of {candidates[0].name}",
+    )
+    return Selection(tuple(passed))
+
+
+_selected: dict[str, Selection] = {}
+_select_lock = threading.Lock()
+
+
+def engines(use: str) -> Selection:
+    """The checked engines for ``use`` ("one" or "batch"), chosen once per process."""
+    got = _selected.get(use)
+    if got is not None:
+        return got
+    with _select_lock:
+        got = _selected.get(use)
+        if got is None:
+            got = select(use, ONE if use == "one" else BATCH)
+            _selected[use] = got
     return got

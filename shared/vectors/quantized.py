@@ -28,7 +28,6 @@ keeps only rows that may pass.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -49,8 +48,6 @@ SAMPLE_ROWS = 4096
 BATCH_BLOCK_BYTES = 4 * 1024 * 1024
 #: A batch query whose candidates outgrow this many rows finishes as a single query.
 BAND_CAP = 4096
-#: Threads of the batch gemm (2 cores here; under a neighbour's load one thread won).
-THREADS = max(1, min(2, os.cpu_count() or 1))
 
 
 def _gamma(dim: int) -> float:
@@ -75,7 +72,7 @@ class QuantizedRows:
     scale: np.ndarray  # (d,) float64
     residual: np.ndarray  # (n,) float32 >= |r[i]|
     code_norm: np.ndarray  # (n,) float32 >= |c[i]| (centred codes)
-    code_sum: np.ndarray  # (n,) float64: 127 * sum of the uint8 codes (centres simsimd's dot)
+    code_sum: np.ndarray  # (n,) float64: 127 * sum of the uint8 codes (centres an unsigned dot)
     norms: np.ndarray  # (n,) float64: |x[i]| (cosine)
     recon_sq: np.ndarray  # (n,) float64: |scale * c[i]|^2 (euclidean)
     rows: np.ndarray | RowSource  # (n, d) float32
@@ -228,12 +225,15 @@ class _Queries:
     qn: np.ndarray  # >= |qv|
     c0: np.ndarray  # qv . offset (dot, cosine)
     qsq: np.ndarray  # |qv|^2 (euclidean)
-    usum: np.ndarray  # sum(u)
     ad_max: np.ndarray  # >= alpha * |u . c| for every row
     zero: np.ndarray  # dot/cosine with a zero query: every score is exactly 0
 
 
-def _prepare_queries(qr: QuantizedRows, queries: np.ndarray, metric: str) -> _Queries:
+def _prepare_queries(
+    qr: QuantizedRows, queries: np.ndarray, metric: str, levels: int = LEVELS
+) -> _Queries:
+    """The queries in the codes' frame, quantised to ``|u| <= levels`` (what the scan
+    engine takes: see ``int8_scan``)."""
     q64 = queries.astype(np.float64)
     g = _gamma(qr.dim)
     if metric == "cosine":
@@ -244,9 +244,9 @@ def _prepare_queries(qr: QuantizedRows, queries: np.ndarray, metric: str) -> _Qu
     else:
         qv = q64 - qr.offset
     w = qv * qr.scale
-    alpha = np.abs(w).max(axis=1, initial=0.0) / LEVELS
+    alpha = np.abs(w).max(axis=1, initial=0.0) / levels
     inv = np.divide(1.0, alpha, out=np.zeros_like(alpha), where=alpha > 0)
-    uf = np.clip(np.rint(w * inv[:, None]), -LEVELS, LEVELS)
+    uf = np.clip(np.rint(w * inv[:, None]), -levels, levels)
     delta = w - alpha[:, None] * uf
     dn = np.sqrt(np.einsum("ij,ij->i", delta, delta)) * (1 + g)
     dn += 4 * _U * np.sqrt(np.einsum("ij,ij->i", w, w))
@@ -262,7 +262,6 @@ def _prepare_queries(qr: QuantizedRows, queries: np.ndarray, metric: str) -> _Qu
         np.sqrt(qsq) * (1 + g),
         qv @ qr.offset if metric != "euclidean" else np.zeros(len(q64)),
         qsq,
-        uf.sum(axis=1),
         alpha * unorm * qr.stats["max_code_norm"] * (1 + g),
         zero,
     )
@@ -361,14 +360,14 @@ def search(
     core._check(qr.shape_check(metric), q, top_k)
     pool = pool or default_pool()
     n = qr.count
-    p = _prepare_queries(qr, q[None, :], metric)
+    engine = int8_scan.engines("one").pick(qr.dim)
+    p = _prepare_queries(qr, q[None, :], metric, engine.levels)
     if p.zero[0] or n <= top_k:
         return _finish(qr, metric, q, np.arange(min(n, top_k)), top_k, pool)
     k = top_k
-    raw = int8_scan.dot_one(qr.codes, (p.u[0].astype(np.int16) + LEVELS).astype(np.uint8))
+    dots = engine.dots(qr.codes, qr.code_sum, p.u)
+    raw = np.ascontiguousarray(dots[:, 0], dtype=np.float64)  # the centred dot u . c
     with pool.rent(n, np.bool_) as mask:
-        raw -= qr.code_sum
-        raw -= LEVELS * float(p.usum[0])  # now the centred dot u . c, exactly
         step = max(1, n // max(SAMPLE_ROWS, 4 * k))
         sample = np.arange(0, n, step)
         zeros = np.zeros(sample.size, np.intp)
@@ -534,11 +533,11 @@ def search_batch(
     if nq == 0:
         return []
     pool = pool or default_pool()
-    p = _prepare_queries(qr, qm, metric)
+    engine = int8_scan.engines("batch").pick(qr.dim)
+    p = _prepare_queries(qr, qm, metric, engine.levels)
     k = min(top_k, n)
     band = _Band(nq, k, max(BAND_CAP, 4 * k))
     band.floor[p.zero] = np.inf  # answered below without a scan
-    ut = np.ascontiguousarray(p.u.T)
     cap = block_rows or max(1024, BATCH_BLOCK_BYTES // (4 * nq))
     zero_rows = qr.stats["zero_rows"] if metric == "cosine" else np.empty(0, np.int64)
     if zero_rows.size:  # cosine exactly 0, never ruled out by the dot threshold
@@ -548,7 +547,7 @@ def search_batch(
         band.add(zq, np.tile(zero_rows, live.size), zeros, zeros)
     for start in range(0, n, cap):
         stop = min(n, start + cap)
-        dots = int8_scan.dot_centred_batch(qr.codes[start:stop], ut, THREADS)
+        dots = engine.dots(qr.codes[start:stop], qr.code_sum[start:stop], p.u)
         if metric == "euclidean":
             values = dots * (-2 * p.alpha)[None, :]
             values += qr.recon_sq[start:stop, None]

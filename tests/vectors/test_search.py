@@ -1,7 +1,10 @@
 """Exact search: recall@k = 1.0 vs a float64 brute force, semantics vs the scalar twin.
 
 The property tests run both engines: the float32 scan (``search``) and the compressed
-int8 scan with its float64 re-score (``quantized``)."""
+int8 scan with its float64 re-score (``quantized``), the latter as each kind of CPU
+serves it: with the integer engines this machine selects (``int8``), on a CPU whose u8 x
+s8 gemm saturates (``int8-no-vnni``: a numpy model of it, checked and replaced as the
+app does), and on the exact fallbacks alone (``int8-fallback``)."""
 
 from __future__ import annotations
 
@@ -10,14 +13,24 @@ import os
 import numpy as np
 import pytest
 
-from shared.vectors import quantized, scalar, search
+from shared.vectors import int8_scan, quantized, scalar, search
 from shared.vectors.errors import DimensionMismatchError, VectorFormatError
 from shared.vectors.pool import BufferPool
 
 from .conftest import blob
+from .saturating import SATURATING, SATURATING_7BIT, candidates
 
 METRICS = ["cosine", "euclidean", "dot"]
-ENGINES = ["float32", "int8"]
+#: The int8 engine's integer candidates per kind of CPU (none: this machine's own).
+INT8 = {
+    "int8": {},
+    "int8-no-vnni": {"batch": (SATURATING, SATURATING_7BIT, int8_scan.NUMPY_F32)},
+    "int8-fallback": {
+        "one": (int8_scan.NUMPY_F32,),
+        "batch": (SATURATING, int8_scan.NUMPY_F32),
+    },
+}
+ENGINES = ["float32", *INT8]
 
 
 class Engine:
@@ -25,17 +38,20 @@ class Engine:
 
     def __init__(self, engine: str, m: np.ndarray, metric: str) -> None:
         self.metric = metric
-        self.int8 = engine == "int8"
+        self.int8 = engine in INT8
+        self.candidates = INT8.get(engine, {})
         self.handle = quantized.quantize(m) if self.int8 else search.prepare(m, metric)
 
     def one(self, q: np.ndarray, k: int, **kw):
         if self.int8:
-            return quantized.search(self.handle, q, k, self.metric, **kw)
+            with candidates(**self.candidates):
+                return quantized.search(self.handle, q, k, self.metric, **kw)
         return search.search(self.handle, q, k, **kw)
 
     def many(self, queries: np.ndarray, k: int, **kw):
         if self.int8:
-            return quantized.search_batch(self.handle, queries, k, self.metric, **kw)
+            with candidates(**self.candidates):
+                return quantized.search_batch(self.handle, queries, k, self.metric, **kw)
         return search.search_batch(self.handle, queries, k, **kw)
 
 

@@ -85,25 +85,6 @@ def test_the_resident_part_is_a_quarter_of_float32_and_rows_can_live_in_a_file(
         assert quantized.search(qr, q, 10, metric).indices.tolist() == want
 
 
-def test_both_scan_engines_are_exact_at_the_extremes(rng: np.random.Generator) -> None:
-    """The integer dots must be exact (the bounds assume it), also where every product
-    is as large as the codes allow."""
-    from shared.vectors import int8_scan
-
-    d = 1536
-    codes = rng.integers(0, 255, (300, d)).astype(np.uint8)
-    codes[0], codes[1] = 254, 0
-    u = rng.integers(-127, 128, (3, d)).astype(np.int8)
-    u[0], u[1] = 127, -127
-    want = (codes.astype(np.int64) - 127) @ u.T.astype(np.int64)
-    got = int8_scan.dot_centred_batch(codes, np.ascontiguousarray(u.T), 1)
-    assert np.array_equal(got, want)
-    for i in range(3):
-        out = int8_scan.dot_one(codes, (u[i].astype(np.int16) + 127).astype(np.uint8))
-        centred = out - 127 * codes.astype(np.int64).sum(axis=1) - 127 * int(u[i].sum())
-        assert np.array_equal(centred, want[:, i])
-
-
 def test_many_single_queries_in_a_row_do_not_wear_out_the_interpreter(
     rng: np.random.Generator,
 ) -> None:
