@@ -22,6 +22,7 @@ the compressed scan starts to win (``SEARCH_COMPRESS_FROM_ROWS``).
 
 from __future__ import annotations
 
+import sys
 import tempfile
 import tracemalloc
 from pathlib import Path
@@ -249,13 +250,73 @@ def _crossover_row(n: int, rng: np.random.Generator) -> list[str]:
     return [f"{n:,}", fmt_time(best["f32"]), fmt_time(best["int8"]), f"{ratio:.2f}x"]
 
 
+def adversarial(rng: np.random.Generator) -> str:
+    """Exact answers on a set built to break integer kernels that saturate: 25,000 rows
+    at d=384 whose codes sit at the ends of their range in runs, 16 queries whose 8-bit
+    codes do too, every metric, single and batched (the float64 top 10 or not)."""
+    n, d, nq = 25_000, D, 16
+    runs = np.repeat(rng.choice([-1.0, 1.0], (n, d // 8)), 8, axis=1)
+    data = (runs * rng.uniform(0.9, 1.0, (n, d))).astype(np.float32)
+    queries = np.repeat(rng.choice([-1.0, 1.0], (nq, d // 4)), 4, axis=1)
+    queries = (queries * rng.uniform(0.5, 1.0, (nq, d))).astype(np.float32)
+    qr = quantized.quantize(data)
+    exact = total = 0
+    for metric in ("cosine", "dot", "euclidean"):
+        want = [_brute_force(data, q, metric) for q in queries]
+        got = [r.indices for r in quantized.search_batch(qr, queries, K, metric)]
+        got += [quantized.search(qr, q, K, metric).indices for q in queries]
+        exact += sum(np.array_equal(g, w) for g, w in zip(got, want + want, strict=True))
+        total += len(got)
+    return f"{exact}/{total} {_goal(exact == total)}"
+
+
+def _brute_force(data: np.ndarray, q: np.ndarray, metric: str) -> np.ndarray:
+    x, y = data.astype(np.float64), q.astype(np.float64)
+    if metric == "euclidean":
+        key = np.linalg.norm(x - y, axis=1)
+    elif metric == "dot":
+        key = -(x @ y)
+    else:
+        key = -(x @ y) / (np.linalg.norm(x, axis=1) * np.linalg.norm(y))
+    return np.lexsort((np.arange(len(x)), key))[:K]
+
+
+#: CPU paths the compressed table is printed for, where this machine can show them.
+CPU_PATHS = ("native", "avx512-no-vnni", "avx2")
+
+
 def main_compressed() -> None:
+    """The compressed tables once per CPU path (``cpu_paths``), each in a process that
+    sees that CPU, so the kernels each CPU gets are measured side by side."""
+    from . import cpu_paths
+
+    if not cpu_paths.available():
+        print("(this CPU cannot show other CPU paths: no CPUID faulting; native only)")
+        compressed_tables("native")
+        return
+    for path in CPU_PATHS:
+        done = cpu_paths.run(path, ["-m", "benchmarks.bench_search", "--compressed", path])
+        print(done.stdout, end="", flush=True)
+        if done.returncode:
+            print(f"(the {path} run failed: {done.stderr[-2000:]})")
+
+
+def compressed_tables(path: str) -> None:
     from threadpoolctl import threadpool_limits
 
+    from .cpu_paths import flags_seen
+
+    one, batch = (int8_scan.engines(use).pick(D).name for use in ("one", "batch"))
     rng = np.random.default_rng(12)
     with threadpool_limits(THREADS, user_api="blas"), tempfile.TemporaryDirectory() as tmp:
         rows = [compressed_row(n, rng, Path(tmp)) for n in SIZES]
         small = crossover(rng)
+        exact = adversarial(rng)
+    print(
+        f"\nCPU path {path}: the libraries see {flags_seen()}; integer engines: one query "
+        f"{one}, batch {batch}; adversarial set (codes at the ends of their range) exact: "
+        f"{exact}"
+    )
     print(
         table(
             f"Compressed exact search (int8 scan + float64 re-score) vs the float32 scan, "
@@ -284,4 +345,7 @@ def main_compressed() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["--compressed"]:
+        compressed_tables(sys.argv[2])
+    else:
+        main()

@@ -31,7 +31,11 @@ def main() -> None:
         wrong += sum(r.indices.tolist() != w for r, w in zip(batch, want, strict=True))
         for q, w in zip(queries, want, strict=True):
             wrong += quantized.search(qr, q, 10, metric).indices.tolist() != w
-    print(json.dumps({"flags": flags_seen(), "engines": chosen, "log": log.getvalue(), "wrong": wrong}))
+    print(
+        json.dumps(
+            {"flags": flags_seen(), "engines": chosen, "log": log.getvalue(), "wrong": wrong}
+        )
+    )
 
 
 if __name__ == "__main__":
