@@ -21,8 +21,9 @@ One query, in order of preference:
 * ``simsimd-u8``: ``simsimd.cdist`` over the uint8 rows with the query as uint8
   ``u + 127`` (a streaming dot per row; ~4x faster than the float32 gemv because it
   reads a quarter of the bytes). Largest intermediate: a product 254 x 254 = 64,516,
-  widened to 32 bits before any add; the int32 total is at most 64,516 d, below 2**31
-  for d <= 33,285 (simsimd's accumulator wraps past that, so wider sets use the next).
+  which fits no 16-bit lane, so its kernels add in 32 bits; the int32 total is at most
+  64,516 d, below 2**31 for d <= 33,285 (simsimd's accumulator wraps past that, so wider
+  sets use the next).
 * ``numpy-f32``: below.
 
 A batch, in order of preference:
