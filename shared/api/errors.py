@@ -120,6 +120,7 @@ def storage_unavailable(exc: BaseException) -> UnavailableError | None:
     if not type(exc).__module__.startswith("azure."):
         return None
     from azure.core.exceptions import (
+        DecodeError,
         HttpResponseError,
         ServiceRequestError,
         ServiceResponseError,
@@ -127,6 +128,12 @@ def storage_unavailable(exc: BaseException) -> UnavailableError | None:
 
     if isinstance(exc, ServiceRequestError | ServiceResponseError):
         why = "did not answer"
+    elif isinstance(exc, DecodeError) or (
+        isinstance(exc, HttpResponseError) and exc.status_code is None and exc.response is None
+    ):
+        # The connection broke mid-reply (IncompleteReadError, a DecodeError) or the
+        # reply could not be read: no status came back at all.
+        why = "cut its reply short"
     elif isinstance(exc, HttpResponseError) and (exc.status_code or 0) >= 500:
         why = f"answered {exc.status_code}"
     else:

@@ -1,5 +1,5 @@
-"""SQL access: one repository API over SQLite (embedded) and SQL Server (pyodbc)."""
+"""SQL access: one repository API over SQLite (embedded) and SQL Server (pyodbc).
 
-from shared.db.connection import Database, DatabaseError, open_database
-
-__all__ = ["Database", "DatabaseError", "open_database"]
+Import the module you need (``from shared.db.connection import open_database``): this
+package imports none of its modules, for the reason given in ``shared/db/repos``.
+"""

@@ -8,21 +8,7 @@
 * ``codec`` -- JSON / base64 wire formats to float32 arrays, with 400-ready errors.
 * ``search`` -- exact top-k search (cosine, euclidean, dot) over a float32 matrix.
 
-Submodules are imported on demand so that importing the package stays cheap.
+Submodules are imported on demand so that importing the package stays cheap, and the
+package imports none of them: a package that imports its own modules can deadlock when
+two threads of a cold instance import it and one of those modules at once.
 """
-
-from .errors import (
-    DimensionMismatchError,
-    LimitExceededError,
-    NonFiniteError,
-    VectorError,
-    VectorFormatError,
-)
-
-__all__ = [
-    "DimensionMismatchError",
-    "LimitExceededError",
-    "NonFiniteError",
-    "VectorError",
-    "VectorFormatError",
-]

@@ -6,15 +6,10 @@ import struct
 
 import pytest
 
-from shared.db.repos import (
-    EmbeddingRepository,
-    InferenceLogRepository,
-    JobRepository,
-    ModelRepository,
-)
-from shared.db.repos.embeddings import EmbeddingDimensionError
-from shared.db.repos.inference_log import InferenceRecord
-from shared.db.repos.models import TensorStats
+from shared.db.repos.embeddings import EmbeddingDimensionError, EmbeddingRepository
+from shared.db.repos.inference_log import InferenceLogRepository, InferenceRecord
+from shared.db.repos.jobs import JobRepository
+from shared.db.repos.models import ModelRepository, TensorStats
 
 
 def f32(*xs: float) -> bytes:

@@ -11,7 +11,9 @@ from azure.storage.queue import QueueServiceClient
 
 from shared.db.connection import open_database
 from shared.db.migrate import apply_migrations
-from shared.db.repos import EmbeddingRepository, JobRepository, ModelRepository
+from shared.db.repos.embeddings import EmbeddingRepository
+from shared.db.repos.jobs import JobRepository
+from shared.db.repos.models import ModelRepository
 from shared.jobs.submit import JobQueue
 from shared.search.store import EmbeddingStore, Limits
 from shared.storage.blob_store import BlobModelStore

@@ -18,8 +18,9 @@ from opentelemetry.trace import SpanKind, StatusCode
 from shared import telemetry
 from shared.db.connection import open_database
 from shared.db.migrate import apply_migrations
-from shared.db.repos import EmbeddingRepository, JobRepository
+from shared.db.repos.embeddings import EmbeddingRepository
 from shared.db.repos.inference_log import InferenceLogRepository
+from shared.db.repos.jobs import JobRepository
 from shared.db.repos.models import ModelRecord, ModelRepository
 from shared.jobs.messages import parse_message
 from shared.jobs.payloads import PayloadStore

@@ -196,3 +196,54 @@ def test_storage_that_does_not_answer_is_a_503_with_retry_after_on_every_route(s
     refused = ClientAuthenticationError(message="AuthorizationFailure")  # a 403: our fault
     refused.status_code = 403
     assert shape(_route(refused))(_req()).status_code == 500
+
+
+def _cut_reply() -> BaseException:
+    """What the storage SDK raises when the connection breaks mid-reply, for real: a
+    server that sends the headers and a few bytes of a longer body, then hangs up."""
+    import socket
+    import threading
+
+    from azure.storage.blob import BlobServiceClient
+
+    from devhost.azurite import connection_string
+
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+
+    def answer_one() -> None:
+        conn, _ = server.accept()
+        with conn:
+            request = b""
+            while b"\r\n\r\n" not in request:
+                request += conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 400\r\n\r\n<?xml version")
+
+    serving = threading.Thread(target=answer_one, daemon=True)
+    serving.start()
+    service = BlobServiceClient.from_connection_string(
+        connection_string(port, port, port), retry_total=0
+    )
+    try:
+        service.create_container("models")  # the first call of an upload (ensure_container)
+    except Exception as exc:
+        return exc
+    finally:
+        serving.join(10)
+        server.close()
+    raise AssertionError("a reply cut short raised nothing")
+
+
+@pytest.mark.parametrize("shape", [handle_errors, oip_errors])
+def test_a_storage_reply_cut_short_is_a_503_with_retry_after(shape) -> None:
+    """The SDK raises IncompleteReadError (an HttpResponseError without a status) when the
+    connection breaks mid-reply: storage did not answer, not a fault of ours."""
+    from azure.core.exceptions import HttpResponseError
+
+    exc = _cut_reply()
+    assert isinstance(exc, HttpResponseError) and exc.status_code is None, repr(exc)
+    for cut in (exc, HttpResponseError(exc, error=exc)):  # also as a download wraps it
+        reply = shape(_route(cut))(_req())
+        assert reply.status_code == 503, (cut, reply.get_body())
+        assert int(reply.headers["Retry-After"]) > 0
+        assert "storage" in reply.get_body().decode()
