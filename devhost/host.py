@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import signal
 import socket
@@ -33,7 +34,7 @@ from .http_server import DEFAULT_BODY_LIMIT, HostServer, HttpApp, http_target
 from .invocation import Invoker
 from .loader import FunctionSpec, LoadedApp, load_app
 from .localsettings import load_local_settings
-from .queue_listener import QueueListener
+from .queue_listener import DEFAULT_LEASE_SECONDS, QueueListener
 from .routing import Router
 from .startup import (
     bind_socket,
@@ -209,14 +210,11 @@ class Host:
             self.options.script.resolve().parent.name
         )
         interval = _float_setting("LOCAL_BLOB_SCAN_INTERVAL_SECONDS", 1.0)
+        lease = math.ceil(_float_setting("LOCAL_QUEUE_LEASE_SECONDS", DEFAULT_LEASE_SECONDS))
         for spec in self.specs:
             if spec.trigger_type == "queueTrigger":
                 assert self.storage is not None
-                listeners.append(
-                    QueueListener(
-                        spec, self.storage, invoker, config.queues, config.queue_lease_seconds
-                    )
-                )
+                listeners.append(QueueListener(spec, self.storage, invoker, config.queues, lease))
             elif spec.trigger_type == "blobTrigger":
                 assert self.storage is not None
                 listeners.append(

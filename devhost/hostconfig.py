@@ -19,8 +19,6 @@ _TIMESPAN = re.compile(
     r"^(?P<neg>-)?(?:(?P<days>\d+)\.)?(?P<h>\d+):(?P<m>\d+)(?::(?P<s>\d+)(?:\.(?P<frac>\d+))?)?$"
 )
 
-DEFAULT_FUNCTION_LEASE = 600.0  # visibility lease when functionTimeout is unset or unlimited
-
 
 def parse_timespan(value: Any) -> float:
     """Seconds from a host.json TimeSpan ("hh:mm:ss", "00:00:00.5", "1.02:00:00", "-1").
@@ -68,19 +66,13 @@ class HostConfig:
 
     route_prefix: str = "api"
     custom_headers: tuple[tuple[str, str], ...] = ()  # extensions.http.customHeaders
-    function_timeout: float | None = None  # None: unset or unlimited (-1)
+    function_timeout: float | None = None  # None: unset or unlimited (-1); not enforced
     queues: QueueOptions = field(default_factory=QueueOptions)
     blob_parallelism: int = 8
     poison_blob_threshold: int = 5
     functions: tuple[str, ...] | None = None  # host.json "functions": only these run
     log_level: str = "Information"
     azure_log_level: str = "Warning"
-
-    @property
-    def queue_lease_seconds(self) -> int:
-        """Visibility lease for received messages: long enough for one invocation."""
-        seconds = self.function_timeout or DEFAULT_FUNCTION_LEASE
-        return max(1, min(int(seconds) + 30, 7 * 86400))
 
 
 def _int(section: dict[str, Any], key: str, default: int, low: int, high: int) -> int:

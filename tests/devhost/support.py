@@ -1,12 +1,16 @@
-"""Start the local host as a subprocess on a real Azurite, and talk to it over real HTTP."""
+"""Start the local host as a subprocess on a real Azurite, and talk to it over real HTTP;
+a proxy that loses one receive reply on the way."""
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -137,3 +141,70 @@ def stop_host(host: HostProcess, timeout: float = 30) -> int:
             host.process.kill()
             host.process.wait()
     return host.process.returncode
+
+
+class ReplyDroppingProxy:
+    """A TCP proxy (to Azurite's queue port, or to another proxy) that, once armed, drops
+    the first reply carrying queue messages and resets that connection: storage has
+    leased the messages, the host never hears of them, as when a connection is cut just
+    after storage answered. `arm(then)` calls `then()` at that moment (to start an outage
+    there)."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target = ("127.0.0.1", target_port)
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.port = self._server.getsockname()[1]
+        self._armed = threading.Event()
+        self._then: Callable[[], Any] | None = None
+        self.dropped = threading.Event()
+        self.dropped_at = 0.0  # monotonic
+        self.dropped_messages = 0  # how many the lost reply carried
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def arm(self, then: Callable[[], Any] | None = None) -> None:
+        self._then = then
+        self._armed.set()
+
+    def close(self) -> None:
+        self._server.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._server.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(self.target, timeout=5)
+            except OSError:
+                _reset(client)
+                continue
+            upstream.settimeout(None)
+            for a, b, replies in ((client, upstream, False), (upstream, client, True)):
+                threading.Thread(target=self._pipe, args=(a, b, replies), daemon=True).start()
+
+    def _pipe(self, source: socket.socket, sink: socket.socket, replies: bool) -> None:
+        try:
+            while data := source.recv(65536):
+                if replies and self._armed.is_set() and b"<QueueMessage>" in data:
+                    self._armed.clear()
+                    self.dropped_at = time.monotonic()
+                    self.dropped_messages = data.count(b"<QueueMessage>")
+                    if self._then is not None:
+                        self._then()
+                    self.dropped.set()
+                    break
+                sink.sendall(data)
+        except OSError:
+            pass
+        _reset(source)
+        _reset(sink)
+
+
+def _reset(sock: socket.socket) -> None:
+    """End a connection at once (RST), even while another thread is reading it."""
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\0\0\0\0\0\0\0")
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+    sock.close()

@@ -57,7 +57,6 @@ def test_defaults_without_host_json(tmp_path: Path) -> None:
         max_dequeue_count=5,
         message_encoding="base64",
     )
-    assert config.queue_lease_seconds == 630  # 10 min + margin when functionTimeout is unset
     assert config.poison_blob_threshold == 5
 
 
@@ -81,7 +80,6 @@ def test_host_json_values() -> None:
     )
     assert config.route_prefix == ""
     assert config.function_timeout == 120.0
-    assert config.queue_lease_seconds == 150
     assert config.functions == ("a", "b")
     assert config.blob_parallelism == 2
     assert config.poison_blob_threshold == 2

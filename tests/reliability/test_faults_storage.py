@@ -1,8 +1,13 @@
 """Storage down for 20 s while jobs and requests flow, through the real host: health
 and vector math keep answering, /api/ready says 503 within its deadline, the queue and
-blob listeners recover by themselves once storage is back, and every message is
-processed exactly once. The outage is a cut network path (a proxy that resets every
-connection); Azurite behind it keeps its data, as a storage account does."""
+blob listeners recover by themselves once storage is back, and every job runs exactly
+once. The outage is a cut network path (a proxy that resets every connection); Azurite
+behind it keeps its data, as a storage account does.
+
+The cut starts at the worst moment for the queue, whatever the machine's speed: as
+Azurite's reply to a receive carrying messages is on its way, so the reply is lost and
+those messages stay leased to a receive that never returned. They come back when that
+lease ends, which bounds the wait after the outage."""
 
 from __future__ import annotations
 
@@ -13,7 +18,9 @@ from pathlib import Path
 
 from azure.storage.queue import QueueServiceClient
 
-from devhost.azurite import Azurite
+from devhost.azurite import Azurite, connection_string
+from devhost.queue_listener import DEFAULT_LEASE_SECONDS
+from tests.devhost.support import ReplyDroppingProxy
 from tests.e2e.conftest import start_host, stop_host
 from tests.e2e.test_app_models import upload_blob, wait_for_model
 from tests.models.fixtures import write_classifier
@@ -21,6 +28,13 @@ from tests.reliability.proxy import proxied_storage
 
 OUTAGE_SECONDS = 20
 JOBS = 40
+# After the cut, every job has run once both of these are over (then a few polls at
+# maxPollingInterval 1 s and the jobs themselves, SETTLE_SECONDS):
+# - the lease of the messages in the lost reply (the host's default lease);
+# - the SDK's retries of the receive that was cut (devhost.storage: retry_total 2;
+#   Storage's exponential backoff, 15 + 3 s then 15 + 9 s, each +-3 s).
+RECEIVE_RETRY_SECONDS = (15 + 3 + 3) + (15 + 9 + 3)
+SETTLE_SECONDS = 15
 
 
 def _job(i: int, run: str) -> str:
@@ -44,7 +58,10 @@ def _succeeded(host, run: str) -> list[dict]:
 def test_storage_outage_is_ridden_out_and_nothing_is_lost(
     tmp_path: Path, azurite: Azurite, record_property
 ) -> None:
-    blob_proxy, queue_proxy, proxied = proxied_storage(azurite)
+    blob_proxy, queue_proxy, _ = proxied_storage(azurite)
+    # host -> trap -> cuttable proxy -> Azurite: the trap starts the cut on a receive reply
+    trap = ReplyDroppingProxy(queue_proxy.port)
+    proxied = connection_string(blob_proxy.port, trap.port, azurite.table_port)
     run = uuid.uuid4().hex[:8]
     queue_name = f"outage-{run}"
     direct = QueueServiceClient.from_connection_string(azurite.connection_string)
@@ -60,14 +77,18 @@ def test_storage_outage_is_ridden_out_and_nothing_is_lost(
     )
     queue = direct.get_queue_client(queue_name)
     try:
-        for i in range(JOBS // 2):
+        first = JOBS // 2 - 4
+        for i in range(first):
             queue.send_message(_job(i, run))
         deadline = time.monotonic() + 60  # jobs are flowing when the cut comes
         while time.monotonic() < deadline and not _succeeded(host, run):
             time.sleep(0.2)
-        blob_proxy.cut()
-        queue_proxy.cut()
-        outage_ends = time.monotonic() + OUTAGE_SECONDS
+        trap.arm(then=lambda: (queue_proxy.cut(), blob_proxy.cut()))
+        for i in range(first, JOBS // 2):  # the host's next receive takes these
+            queue.send_message(_job(i, run))
+        assert trap.dropped.wait(30), "no receive carried messages after the first jobs ran"
+        cut_at = trap.dropped_at
+        outage_ends = cut_at + OUTAGE_SECONDS
         for i in range(JOBS // 2, JOBS):  # other producers still reach storage
             queue.send_message(_job(i, run))
         ready_seconds = []
@@ -86,14 +107,23 @@ def test_storage_outage_is_ridden_out_and_nothing_is_lost(
         blob_proxy.restore()
         queue_proxy.restore()
 
-        # A poll cut mid-request ends by its read timeout (15 s) and the SDK's retries.
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
+        # Every job ran, and no message is left in the queue (not even a hidden one).
+        deadline = cut_at + max(DEFAULT_LEASE_SECONDS, RECEIVE_RETRY_SECONDS) + SETTLE_SECONDS
+        while True:
             done = _succeeded(host, run)
-            if len(done) == JOBS:
+            left = queue.get_queue_properties().approximate_message_count
+            if (len(done) == JOBS and left == 0) or time.monotonic() > deadline:
                 break
             time.sleep(0.5)
-        assert len(done) == JOBS, f"{len(done)} of {JOBS} jobs ran"
+        recovered = time.monotonic() - cut_at
+        assert len(done) == JOBS, (
+            f"{len(done)} of {JOBS} jobs ran {recovered:.0f} s after the cut "
+            f"({trap.dropped_messages} message(s) were in the lost reply)"
+        )
+        assert left == 0, f"{left} message(s) still in the queue {recovered:.0f} s after the cut"
+        # Exactly once: one attempt and one row per job (a redelivered message is skipped).
+        assert sorted(j["id"] for j in done) == sorted(f"{run}-{i}" for i in range(JOBS))
+        assert all(j["attempts"] == 1 for j in done), [j["attempts"] for j in done]
         assert all(j["result"]["rows"] == 1 for j in done)
         hits = host.call(
             "POST",
@@ -110,12 +140,14 @@ def test_storage_outage_is_ridden_out_and_nothing_is_lost(
         assert direct.get_queue_client(f"{queue_name}-poison").peek_messages() == []
         record_property(
             "happened",
-            f"storage cut {OUTAGE_SECONDS} s: health and vector math 200 throughout, /ready 503 "
-            f"in at most {max(ready_seconds):.1f} s; after it, {JOBS}/{JOBS} jobs ran once "
-            "(the first ones already flowing, half sent during the cut), a new model "
-            "registered, poison 0",
+            f"storage cut {OUTAGE_SECONDS} s as a receive reply carrying "
+            f"{trap.dropped_messages} message(s) was lost: health and vector math 200 "
+            f"throughout, /ready 503 in at most {max(ready_seconds):.1f} s; {JOBS}/{JOBS} jobs "
+            f"ran once (half sent during the cut), all done {recovered:.0f} s after the cut "
+            f"(lease {DEFAULT_LEASE_SECONDS} s), a new model registered, poison 0",
         )
     finally:
         stop_host(host)  # fails on any failed invocation or poison message
+        trap.close()
         blob_proxy.close()
         queue_proxy.close()
