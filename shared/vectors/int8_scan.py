@@ -50,6 +50,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -85,13 +86,38 @@ class Engine:
     by_construction: bool = True
 
 
+#: Rows from which the one-query scan is split over ``THREADS`` threads: simsimd scans
+#: on one thread, while the float32 gemv it competes with runs on all of them.
+SPLIT_ROWS = 65_536
+_pool_lock = threading.Lock()
+_pool: list[ThreadPoolExecutor] = []
+
+
+def _threads() -> ThreadPoolExecutor:
+    with _pool_lock:
+        if not _pool:
+            _pool.append(ThreadPoolExecutor(THREADS, thread_name_prefix="int8-scan"))
+        return _pool[0]
+
+
 def _simsimd_dots(codes: np.ndarray, code_sum: np.ndarray, u: np.ndarray) -> np.ndarray:
     """No ``out=``: simsimd 6.5's cdist drops a reference to None on every call with
-    ``out``, which crashed the interpreter after some 10^4 calls."""
+    ``out``, which crashed the interpreter after some 10^4 calls. simsimd releases the
+    GIL while it scans, so parts of the rows scan on several threads at once."""
     import simsimd
 
     shifted = (u.astype(np.int16) + CENTER).astype(np.uint8)
-    raw = np.asarray(simsimd.cdist(shifted, codes, metric="dot"), dtype=np.float64).T
+    n = len(codes)
+    if n < SPLIT_ROWS or THREADS < 2:
+        raw = np.asarray(simsimd.cdist(shifted, codes, metric="dot"), dtype=np.float64).T
+    else:
+        cuts = np.linspace(0, n, THREADS + 1).astype(int)
+        parts = _threads().map(
+            lambda a, b: np.asarray(simsimd.cdist(shifted, codes[a:b], metric="dot")),
+            cuts[:-1],
+            cuts[1:],
+        )
+        raw = np.concatenate(list(parts), axis=1).astype(np.float64, copy=False).T
     # s . (u + 127) = c . u + 127 sum(s) + 127 sum(u), with s = c + 127
     raw -= code_sum[:, None]
     raw -= CENTER * u.sum(axis=1, dtype=np.int64).astype(np.float64)[None, :]

@@ -181,3 +181,13 @@ def test_the_checked_dimensions_reach_the_largest_the_settings_accept() -> None:
     assert Settings.from_env({"MAX_VECTOR_DIM": str(largest)}).max_vector_dim == largest
     with pytest.raises(ConfigError, match="between 1 and"):
         Settings.from_env({"MAX_VECTOR_DIM": str(largest + 1)})
+
+
+def test_a_one_query_scan_split_over_threads_gives_every_row_once(
+    rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(int8_scan, "SPLIT_ROWS", 100)
+    monkeypatch.setattr(int8_scan, "THREADS", 3)  # uneven parts: 100, 100, 100 rows
+    codes, u = _extreme_and_random(rng, 384, 127)
+    got = int8_scan.SIMSIMD_U8.dots(codes, _code_sum(codes), u[:1])
+    assert got.shape == (300, 1) and np.array_equal(got, _reference(codes, u[:1]))
