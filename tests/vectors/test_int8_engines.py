@@ -187,7 +187,7 @@ def test_a_one_query_scan_split_over_threads_gives_every_row_once(
     rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(int8_scan, "SPLIT_ROWS", 100)
-    monkeypatch.setattr(int8_scan, "THREADS", 3)  # uneven parts: 100, 100, 100 rows
+    monkeypatch.setattr(int8_scan, "THREADS", 3)  # more parts than the pool has threads
     codes, u = _extreme_and_random(rng, 384, 127)
     got = int8_scan.SIMSIMD_U8.dots(codes, _code_sum(codes), u[:1])
     assert got.shape == (300, 1) and np.array_equal(got, _reference(codes, u[:1]))
