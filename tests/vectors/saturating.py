@@ -51,13 +51,15 @@ def candidates(
 ) -> Iterator[None]:
     """Serve from the engines selected among these candidates; the process's own
     selection comes back afterwards."""
-    saved = dict(int8_scan._selected)
+    chosen = {use: engines for use, engines in (("one", one), ("batch", batch)) if engines}
+    saved = {use: int8_scan._selected.get(use) for use in chosen}
     try:
-        if one is not None:
-            int8_scan._selected["one"] = selection("one", one)
-        if batch is not None:
-            int8_scan._selected["batch"] = selection("batch", batch)
+        for use, engines in chosen.items():
+            int8_scan._selected[use] = selection(use, engines)
         yield
     finally:
-        int8_scan._selected.clear()
-        int8_scan._selected.update(saved)
+        for use, before in saved.items():
+            if before is None:
+                int8_scan._selected.pop(use, None)
+            else:
+                int8_scan._selected[use] = before
