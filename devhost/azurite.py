@@ -31,6 +31,22 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
         return s.connect_ex((host, port)) == 0
 
 
+def _listens_on(proc: subprocess.Popen, ports: list[int]) -> bool:
+    """True once `proc` itself listens on every port: a port that answers may be another
+    process's that took it first (then this Azurite exits, and `start` tries again)."""
+    if not all(port_open(p) for p in ports):
+        return False
+    try:
+        import psutil
+
+        process = psutil.Process(proc.pid)
+        sockets = process.net_connections("tcp")
+    except Exception:  # no psutil, or the process is gone: the poll above tells
+        return proc.poll() is None
+    listening = {s.laddr.port for s in sockets if s.status == psutil.CONN_LISTEN}
+    return set(ports) <= listening
+
+
 def connection_string(
     blob_port: int, queue_port: int, table_port: int, scheme: str = "http"
 ) -> str:
@@ -107,9 +123,35 @@ def start(
     `oauth_tls=(cert.pem, key.pem)` serves HTTPS with that certificate and accepts OAuth
     bearer tokens (`--oauth basic`: Azurite checks issuer, audience and lifetime, not the
     signature), so the keyless, identity-based code paths run against it.
+
+    A free port can be taken by another process between `free_port()` and Azurite's bind
+    (parallel test workers start several at once): when Azurite exits at start on ports it
+    was not given, it starts again on other free ones (three tries in all).
     """
+    given = (blob_port, queue_port, table_port)
+    tries = 1 if all(given) else 3
+    for attempt in range(1, tries + 1):
+        try:
+            return _start(location, given, timeout, log_file, oauth_tls)
+        except _ExitedAtStart:
+            if attempt == tries:
+                raise
+    raise AssertionError("unreachable")
+
+
+class _ExitedAtStart(RuntimeError):
+    pass
+
+
+def _start(
+    location: Path,
+    given: tuple[int | None, int | None, int | None],
+    timeout: float,
+    log_file: Path | None,
+    oauth_tls: tuple[Path, Path] | None,
+) -> Azurite:
     location.mkdir(parents=True, exist_ok=True)
-    ports = [p or free_port() for p in (blob_port, queue_port, table_port)]
+    ports = [p or free_port() for p in given]
     cmd = [
         find_executable(),
         "--silent",
@@ -142,8 +184,8 @@ def start(
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"Azurite exited with code {proc.returncode}; command: {cmd}")
-        if all(port_open(p) for p in ports):
+            raise _ExitedAtStart(f"Azurite exited with code {proc.returncode}; command: {cmd}")
+        if _listens_on(proc, ports):
             return azurite
         time.sleep(0.05)
     azurite.stop()

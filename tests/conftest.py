@@ -1,11 +1,20 @@
-"""Shared fixtures: a real Azurite per test session, a fresh SQLite database per test."""
+"""Shared fixtures: a real Azurite per test session, a fresh SQLite database per test.
+
+`make test` runs the suite in parallel with pytest-xdist (`--dist loadgroup`). Each
+worker is a session of its own: its own Azurite on free ports, its own hosts, temp
+folders (`tmp_path_factory` is per worker) and environment. Tests that share a host or
+another fixture wider than one test stay on one worker (`_group`, and the scheduler in
+`pytest_xdist_make_scheduler`), and the longest start first (`START_FIRST`).
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -75,3 +84,88 @@ def no_secret_in_any_host_log() -> Iterator[None]:
 
 def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("PYTHONHASHSEED", "0")
+
+
+#: The files whose tests take longest (measured with --durations: mostly waiting on
+#: outages, leases and hosts, little CPU). Under xdist they start first, so that no
+#: worker is left running one of them alone at the end of the run.
+START_FIRST = (
+    "tests/reliability/test_faults_",
+    "tests/devhost/test_queue_lease.py",
+    "tests/e2e/test_app_openapi.py",
+    "tests/identity/test_keyless_host.py",
+    "tests/load/test_reliability_runner.py",
+    "tests/infra/",
+    "tests/test_package.py",
+)
+_WIDER = ("package", "module", "class")
+
+
+def _group(item: pytest.Item) -> str | None:
+    """The tests that must run on one worker with this one: its `xdist_group` mark, else
+    where the widest fixture it uses lives if that is wider than one test (a module's
+    host, a package's Azurite over TLS): spread over workers, each would start its own.
+    Session fixtures are per worker anyway."""
+    for mark in item.iter_markers("xdist_group"):
+        return str(mark.args[0] if mark.args else mark.kwargs.get("name", "default"))
+    info = getattr(item, "_fixtureinfo", None)
+    used = [info.name2fixturedefs.get(name) for name in item.fixturenames] if info else []
+    wide = [defs[-1] for defs in used if defs and defs[-1].scope in _WIDER]
+    if not wide:
+        return None
+    widest = min(wide, key=lambda fixturedef: _WIDER.index(fixturedef.scope))
+    module, _, rest = item.nodeid.partition("::")
+    if widest.scope == "package":
+        return widest.baseid or module.rpartition("/")[0]
+    if widest.scope == "class" and "::" in rest:
+        return f"{module}::{rest.split('::')[0]}"
+    return module
+
+
+def _groups_file(basetemp: Path, worker: str) -> Path:
+    return basetemp / f"xdist-groups-{worker}.json"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On an xdist worker: the longest first, and the groups written for the scheduler."""
+    worker = getattr(config, "workerinput", None)
+    if worker is None:
+        return
+    items.sort(key=lambda item: not item.nodeid.startswith(START_FIRST))  # stable
+    groups = {item.nodeid: group for item in items if (group := _group(item)) is not None}
+    # xdist gives each worker <the run's basetemp>/<worker id> as its own basetemp.
+    run_dir = Path(config.option.basetemp).parent
+    _groups_file(run_dir, worker["workerid"]).write_text(json.dumps(groups))
+
+
+@pytest.hookimpl(optionalhook=True)  # an xdist hook: unknown when xdist is not loaded
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """`--dist loadgroup`, with the groups that the workers found (`_group`).
+
+    pytest-xdist sends a test's group from worker to scheduler by appending it to the test's
+    node id, which pytest 9.2 no longer lets a plugin change: the groups are silently lost
+    (pytest-xdist issue #1386). The workers write them to a file instead, read here once
+    every worker has collected. A test with no group is a unit of its own."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadGroupScheduling
+
+    class SharedFixtureScheduling(LoadGroupScheduling):
+        groups: dict[str, str]
+
+        def schedule(self) -> None:
+            if self.collection is None:  # the first call: every worker has collected
+                self.groups = {}
+                run_dir = config._tmp_path_factory.getbasetemp()  # the workers' parent
+                for node in self.nodes:
+                    found = _groups_file(run_dir, node.gateway.id)
+                    if found.exists():
+                        self.groups.update(json.loads(found.read_text()))
+            super().schedule()
+
+        def _split_scope(self, nodeid: str) -> str:
+            group = self.groups.get(nodeid)  # None: a unit of its own, or xdist's own group
+            return f"group:{group}" if group is not None else super()._split_scope(nodeid)
+
+    return SharedFixtureScheduling(config, log)

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from azure.storage.queue import QueueServiceClient
 
+from devhost import azurite as azurite_mod
 from devhost.launcher import LaunchedHost, Reply, launch_app
 from tests.e2e.failures import FailureWatch
 
@@ -104,6 +105,20 @@ def no_silent_failures(request: pytest.FixtureRequest) -> Iterator[None]:
         app: AppHost = request.getfixturevalue("app_host")
         problems = app.watch.unexpected()
         assert not problems, _report(app, problems)
+
+
+@pytest.fixture(scope="module")
+def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[azurite_mod.Azurite]:
+    """An Azurite per module here: each module's hosts start on an empty account. On one
+    shared by the session, a blob that an earlier module's host left in `models` without
+    a receipt (stopped before its next scan) fires in the next host on it, and which host
+    that is depends on what ran before on the same worker."""
+    location = tmp_path_factory.mktemp("azurite")
+    instance = azurite_mod.start(location, log_file=location / "azurite.log")
+    try:
+        yield instance
+    finally:
+        instance.stop()
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,11 @@
 """Reading infra/*.bicep with pycep (checkov's own Bicep parser): no Bicep compiler
-installs here, so the tests read the parsed files."""
+installs here, so the tests read the parsed files.
+
+pycep's first parser on a machine builds lark's LALR tables for the Bicep grammar (about
+20 s of CPU) and caches them under the temp folder (checkov's pycep uses the same cache
+file); later parsers load them in about 0.5 s. So one parser serves the whole process,
+and every test that parses Bicep, checkov's included, runs in the xdist group
+`BICEP_GROUP`: one worker builds the tables once, instead of several at the same time."""
 
 from __future__ import annotations
 
@@ -12,6 +18,7 @@ from pycep import BicepParser
 from shared.config import ROOT
 
 INFRA = ROOT / "infra"
+BICEP_GROUP = "bicep-parser"
 
 
 def bicep_files() -> list[Path]:
@@ -19,8 +26,13 @@ def bicep_files() -> list[Path]:
 
 
 @cache
+def parser() -> BicepParser:
+    return BicepParser()
+
+
+@cache
 def parsed(path: Path) -> dict[str, Any]:
-    return BicepParser().parse(file_path=path)
+    return parser().parse(file_path=path)
 
 
 def modules(path: Path) -> dict[str, dict[str, Any]]:

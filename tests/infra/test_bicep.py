@@ -7,7 +7,17 @@ import re
 
 import pytest
 
-from tests.infra.bicep import INFRA, bicep_files, dotted, modules, parsed, registry_module
+from tests.infra.bicep import (
+    BICEP_GROUP,
+    INFRA,
+    bicep_files,
+    dotted,
+    modules,
+    parsed,
+    registry_module,
+)
+
+pytestmark = pytest.mark.xdist_group(BICEP_GROUP)
 
 MAIN = INFRA / "main.bicep"
 STORAGE = INFRA / "app" / "storage.bicep"

@@ -8,7 +8,12 @@ import json
 import os
 import subprocess
 
+import pytest
+
 from shared.config import ROOT
+from tests.infra.bicep import BICEP_GROUP
+
+pytestmark = pytest.mark.xdist_group(BICEP_GROUP)  # its pycep shares the grammar cache
 
 CHECKOV = ROOT / ".tools" / "checkov-3.3.30" / "bin" / "checkov"
 

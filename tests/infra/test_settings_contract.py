@@ -8,10 +8,14 @@ from __future__ import annotations
 import json
 import re
 
+import pytest
+
 from shared.config import ROOT, SETTINGS, Settings
 from shared.db.entra import resolve_sql_auth
 from shared.storage.accounts import DEFAULT_PREFIX, resolve_account
-from tests.infra.bicep import INFRA, dotted, parsed
+from tests.infra.bicep import BICEP_GROUP, INFRA, dotted, parsed
+
+pytestmark = pytest.mark.xdist_group(BICEP_GROUP)
 
 IDENTITY_SUFFIXES = ("accountName", "blobServiceUri", "queueServiceUri", "credential", "clientId")
 APP_READS = (

@@ -127,8 +127,12 @@ def test_a_send_the_queue_does_not_answer_is_sent_once_and_reported_as_unconfirm
     proxy = CuttableProxy(free_port())
     proxy.stall()  # connections accepted, nothing answered
     try:
+        # The app's client options (its SDK retry, which the send must not use) with a
+        # shorter read timeout: what is tested is how often the send goes, not how long
+        # a read waits (10 s in the app).
+        options = {**REQUEST_CLIENT_OPTIONS, "read_timeout": 2}
         queues = QueueServiceClient.from_connection_string(
-            connection_string(proxy.port, proxy.port, proxy.port), **REQUEST_CLIENT_OPTIONS
+            connection_string(proxy.port, proxy.port, proxy.port), **options
         )
         submitter = JobSubmitter(repos[0], JobQueue(queues, "stalled"), PayloadStore(container))
         with pytest.raises(JobUnconfirmedError, match="may still arrive") as err:

@@ -18,6 +18,8 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from devhost import azurite as azurite_mod
+
 
 @dataclass
 class Otel:
@@ -40,6 +42,20 @@ class Otel:
 
 
 _OTEL: Otel | None = None
+
+
+@pytest.fixture(scope="package")
+def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[azurite_mod.Azurite]:
+    """An Azurite of this package's own. These tests count what a fresh host did,
+    invocation by invocation; on the session's Azurite, a blob that another test's host
+    left in `models` without a receipt (stopped before its next scan) fires in theirs
+    too, and which one is left depends on what ran before on the same worker."""
+    location = tmp_path_factory.mktemp("azurite-telemetry")
+    instance = azurite_mod.start(location, log_file=location / "azurite.log")
+    try:
+        yield instance
+    finally:
+        instance.stop()
 
 
 @pytest.fixture(scope="session")
