@@ -44,9 +44,12 @@ def library() -> Path:
     """The preload library, built from ``cpumask.c`` when missing or older."""
     if not LIBRARY.exists() or LIBRARY.stat().st_mtime < SOURCE.stat().st_mtime:
         LIBRARY.parent.mkdir(parents=True, exist_ok=True)
+        # Built aside and renamed: parallel test workers may build it at the same time.
+        built = LIBRARY.with_name(f"{LIBRARY.name}.{os.getpid()}.tmp")
         subprocess.run(
-            ["gcc", "-O2", "-shared", "-fPIC", str(SOURCE), "-o", str(LIBRARY)], check=True
+            ["gcc", "-O2", "-shared", "-fPIC", str(SOURCE), "-o", str(built)], check=True
         )
+        os.replace(built, LIBRARY)
     return LIBRARY
 
 
