@@ -53,15 +53,22 @@ def test_a_killed_host_loses_no_message_and_doubles_no_row(
     first = start_host(tmp_path / "a", storage_connection, env)
     for i in range(JOBS):
         queue.send_message(_job(i, run))
+    # Freeze the host, then look: a job seen running while the host cannot move is still
+    # running when the kill lands (jobs are short; on a busy machine a job seen running
+    # a moment before the kill may have finished by then).
+    process = first.host.process
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         states = _states(db, run)
         done = sum(s == "succeeded" for s, _ in states.values())
         if done >= JOBS // 10 and any(s == "running" for s, _ in states.values()):
-            break
+            process.send_signal(signal.SIGSTOP)
+            if any(s == "running" for s, _ in _states(db, run).values()):
+                break
+            process.send_signal(signal.SIGCONT)
         time.sleep(0.02)
-    first.host.process.send_signal(signal.SIGKILL)  # mid-batch, no goodbye
-    first.host.process.wait(10)
+    process.send_signal(signal.SIGKILL)  # mid-batch, no goodbye
+    process.wait(10)
     at_kill = _states(db, run)
     running = {j for j, (s, _) in at_kill.items() if s == "running"}
     succeeded = {j for j, (s, _) in at_kill.items() if s == "succeeded"}
