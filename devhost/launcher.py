@@ -86,8 +86,34 @@ def launch(
     route_prefix: str = "/api",
     timeout: float = 60,
 ) -> LaunchedHost:
-    """Start `python -m devhost` and wait for its "Host started" line."""
-    port = port or free_port()
+    """Start `python -m devhost` and wait for its "Host started" line.
+
+    A free port can be taken by another process before the host binds it (parallel test
+    workers start several hosts at once): on a port chosen here, a host that exits
+    because its address is in use starts again on another (three tries in all)."""
+    tries = 1 if port else 3
+    for attempt in range(1, tries + 1):
+        try:
+            return _launch(script, env, cwd, log_path, port or free_port(), route_prefix, timeout)
+        except _AddressInUse:
+            if attempt == tries:
+                raise
+    raise AssertionError("unreachable")
+
+
+class _AddressInUse(RuntimeError):
+    pass
+
+
+def _launch(
+    script: Path,
+    env: dict[str, str],
+    cwd: Path,
+    log_path: Path,
+    port: int,
+    route_prefix: str,
+    timeout: float,
+) -> LaunchedHost:
     command = [sys.executable, "-m", "devhost", "--script", str(script)]
     process = subprocess.Popen(
         [*command, "--port", str(port)],
@@ -101,7 +127,9 @@ def launch(
     deadline = time.monotonic() + timeout
     while "Host started" not in host.log():
         if process.poll() is not None:
-            raise RuntimeError(f"the host exited with {process.returncode}:\n{host.log()}")
+            log = host.log()
+            kind = _AddressInUse if "address already in use" in log.lower() else RuntimeError
+            raise kind(f"the host exited with {process.returncode}:\n{log}")
         if time.monotonic() > deadline:
             process.kill()
             raise TimeoutError(f"the host did not start in {timeout} s:\n{host.log()}")
