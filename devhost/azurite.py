@@ -8,6 +8,7 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -190,3 +191,14 @@ def _start(
         time.sleep(0.05)
     azurite.stop()
     raise TimeoutError(f"Azurite did not open ports {ports} within {timeout} s")
+
+
+@contextlib.contextmanager
+def running(location: Path) -> Iterator[Azurite]:
+    """Azurite on free loopback ports with its data and log in ``location``, stopped when
+    the block ends."""
+    instance = start(location, log_file=location / "azurite.log")
+    try:
+        yield instance
+    finally:
+        instance.stop()

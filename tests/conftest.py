@@ -26,12 +26,8 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="session")
 def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[azurite_mod.Azurite]:
     """One Azurite on free loopback ports for the whole session."""
-    location = tmp_path_factory.mktemp("azurite")
-    instance = azurite_mod.start(location, log_file=location / "azurite.log")
-    try:
+    with azurite_mod.running(tmp_path_factory.mktemp("azurite")) as instance:
         yield instance
-    finally:
-        instance.stop()
 
 
 @pytest.fixture

@@ -113,12 +113,8 @@ def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[azurite_mod.Az
     shared by the session, a blob that an earlier module's host left in `models` without
     a receipt (stopped before its next scan) fires in the next host on it, and which host
     that is depends on what ran before on the same worker."""
-    location = tmp_path_factory.mktemp("azurite")
-    instance = azurite_mod.start(location, log_file=location / "azurite.log")
-    try:
+    with azurite_mod.running(tmp_path_factory.mktemp("azurite")) as instance:
         yield instance
-    finally:
-        instance.stop()
 
 
 @pytest.fixture(scope="module")

@@ -50,12 +50,8 @@ def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[azurite_mod.Az
     invocation by invocation; on the session's Azurite, a blob that another test's host
     left in `models` without a receipt (stopped before its next scan) fires in theirs
     too, and which one is left depends on what ran before on the same worker."""
-    location = tmp_path_factory.mktemp("azurite-telemetry")
-    instance = azurite_mod.start(location, log_file=location / "azurite.log")
-    try:
+    with azurite_mod.running(tmp_path_factory.mktemp("azurite-telemetry")) as instance:
         yield instance
-    finally:
-        instance.stop()
 
 
 @pytest.fixture(scope="session")
