@@ -42,14 +42,14 @@ from typing import Any
 import numpy as np
 from azure.storage.blob import BlobServiceClient
 from shared.db.connection import open_database
-from shared.db.repos.embeddings import EmbeddingRepository
-from shared.search.index_cache import IndexCache
+from shared.search.cache import IndexCache
+from shared.search.repository import SetRepository
 from shared.search.service import SearchService
 from shared.search.snapshots import SnapshotStore
 
 db_url, conn, container, rows_dir, mode = sys.argv[1:6]
 started = time.perf_counter()
-repo = EmbeddingRepository(open_database(db_url))
+repo = SetRepository(open_database(db_url))
 snaps = SnapshotStore(BlobServiceClient.from_connection_string(conn), container)
 compress = mode != "sql-float32"
 cache = IndexCache(
@@ -79,7 +79,7 @@ print(json.dumps({"first": first, "second": second, "sql_loads": cache.loads,
 def _fill(db_url: str) -> None:
     from shared.db.connection import open_database
     from shared.db.migrate import apply_migrations
-    from shared.db.repos.embeddings import EmbeddingRepository
+    from shared.embeddings.repository import EmbeddingRepository
 
     db = open_database(db_url)
     apply_migrations(db)

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from shared.models.embedder import TextEmbedder
-from shared.models.pretrained import find_minilm
+from shared.inference.embedder import TextEmbedder
+from tests.inference.pretrained import find_minilm
 
 from .timing import table
 

@@ -21,7 +21,7 @@ N, D, REQUESTS, TOP_K = 100_000, 384, 60, 10
 def _fill(db_url: str, vectors: np.ndarray) -> None:
     from shared.db.connection import open_database
     from shared.db.migrate import apply_migrations
-    from shared.db.repos.embeddings import EmbeddingRepository
+    from shared.embeddings.repository import EmbeddingRepository
 
     db = open_database(db_url)
     apply_migrations(db)
@@ -35,8 +35,8 @@ def main() -> None:
     from devhost import azurite
     from devhost.launcher import launch_app
     from shared.db.connection import open_database
-    from shared.db.repos.embeddings import EmbeddingRepository
-    from shared.search.index_cache import IndexCache
+    from shared.search.cache import IndexCache
+    from shared.search.repository import SetRepository
     from shared.search.service import SearchService
 
     rng = np.random.default_rng(0)
@@ -70,9 +70,7 @@ def main() -> None:
                 http_ms.append((time.perf_counter() - t0) * 1000)
 
             db = open_database(db_url)
-            service = SearchService(
-                IndexCache(EmbeddingRepository(db)), max_dim=4096, max_queries=64
-            )
+            service = SearchService(IndexCache(SetRepository(db)), max_dim=4096, max_queries=64)
             q = query[None, :]
             local_hits = service.search(q, top_k=TOP_K, metric="cosine")[0]
             local_ms = []

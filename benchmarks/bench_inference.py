@@ -28,15 +28,15 @@ import numpy as np
 
 from shared.db.connection import open_database
 from shared.db.migrate import apply_migrations
-from shared.db.repos.inference_log import InferenceLogRepository, InferenceRecord
-from shared.db.repos.models import ModelRecord, ModelRepository
-from shared.models.file_cache import ModelFileCache, file_sha256
-from shared.models.inference import InferenceService
-from shared.models.inspect import inspect_model
-from shared.models.oip import DATATYPES, InferRequest, decode_inputs, encode_outputs
-from shared.models.pretrained import find_minilm
-from shared.models.sessions import SessionCache
+from shared.inference.file_cache import ModelFileCache, file_sha256
+from shared.inference.inspect import inspect_model
+from shared.inference.protocol.types import DATATYPES, InferRequest, decode_inputs, encode_outputs
+from shared.inference.repository import InferenceLogRepository, InferenceRecord
+from shared.inference.service import InferenceService
+from shared.inference.sessions import SessionCache
+from shared.registry.repository import ModelRecord, ModelRepository
 from shared.vectors.pool import BufferPool
+from tests.inference.pretrained import find_minilm
 
 from .timing import interleaved, per_call, table
 
@@ -153,7 +153,7 @@ def _binary_body(case: Case, types: dict[str, str]) -> tuple[bytes, str]:
     """The request as tritonclient sends it: a JSON header, then each input's bytes."""
     import json
 
-    from shared.models.oip_binary import tensor_bytes
+    from shared.inference.protocol.binary import tensor_bytes
 
     raws = {name: tensor_bytes(types[name], arr) for name, arr in case.feeds.items()}
     header = {
@@ -173,8 +173,8 @@ def _binary_body(case: Case, types: dict[str, str]) -> tuple[bytes, str]:
 
 
 def _binary_call(service: InferenceService, model: str, body: bytes, length: str) -> bytes:
-    from shared.api.http import parse_json
-    from shared.models import oip_binary
+    from shared.http.requests import parse_json
+    from shared.inference.protocol import binary as oip_binary
 
     header, binary = oip_binary.split_body(body, length)
     request = parse_json(header, InferRequest)

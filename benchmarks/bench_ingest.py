@@ -25,8 +25,8 @@ def main() -> None:
     from devhost.launcher import launch_app
     from shared.db.connection import open_database
     from shared.db.migrate import apply_migrations
-    from shared.db.repos.embeddings import EmbeddingRepository
-    from shared.search.store import EmbeddingStore, Limits
+    from shared.embeddings.repository import EmbeddingRepository
+    from shared.embeddings.service import EmbeddingStore, Limits
     from shared.storage.blob_store import BlobModelStore
 
     rng = np.random.default_rng(0)

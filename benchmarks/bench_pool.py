@@ -18,7 +18,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from shared.vectors import codec, search
+from shared.search import exact as search
+from shared.vectors import codec
 from shared.vectors.pool import BufferPool
 
 from .timing import fmt_time, per_call, table

@@ -29,8 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
+from shared.search import exact as search
+from shared.search import int8_scan, quantized
 from shared.search.rowfile import write_rows
-from shared.vectors import int8_scan, quantized, search
 
 from .timing import blas_info, fmt_time, interleaved, per_call, table
 

@@ -37,7 +37,7 @@ def database_bytes(tmp: Path, connection: str) -> tuple[int, int, int]:
 
     from shared.db.connection import open_database
     from shared.db.migrate import apply_migrations
-    from shared.db.repos.models import ModelRepository
+    from shared.registry.repository import ModelRepository
     from shared.storage.blob_store import BlobModelStore
 
     store = BlobModelStore(BlobServiceClient.from_connection_string(connection), "bench-models")

@@ -1,7 +1,7 @@
 """Run code on the kernels another x86 CPU would get, on this one.
 
 Azure runs the app on many CPU generations, and integer SIMD differs between them (see
-``shared/vectors/int8_scan.py``). ``benchmarks/cpumask.c``, preloaded into a Python
+``shared/search/int8_scan.py``). ``benchmarks/cpumask.c``, preloaded into a Python
 process, makes CPUID report fewer extensions, so every library in that process picks
 the kernels it would pick on the older CPU and runs them here for real. It needs CPUID
 faulting (``cpuid_fault`` in /proc/cpuinfo: Intel CPUs since Ivy Bridge, also under

@@ -46,7 +46,7 @@ var functionAppName = '${abbrs.webSitesFunctions}${resourceToken}'
 var deploymentContainerName = 'app-package-${take(resourceToken, 7)}'
 var sqlDatabaseName = 'hartonomous'
 
-// The names the app reads (shared/config.py); one place, used by storage and settings.
+// The names the app reads (shared/settings.py); one place, used by storage and settings.
 var containers = {
   models: 'models'
   modelVersions: 'model-versions'

@@ -21,7 +21,7 @@ def seed_search(db: Path, rows: int, dim: int, chunk: int = 10_000) -> None:
     host starts (as benchmarks/bench_http.py does): seeding is not what is measured."""
     from shared.db.connection import open_database
     from shared.db.migrate import apply_migrations
-    from shared.db.repos.embeddings import EmbeddingRepository
+    from shared.embeddings.repository import EmbeddingRepository
 
     database = open_database(f"sqlite:///{db}")
     try:

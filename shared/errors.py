@@ -3,7 +3,7 @@
 ``HartonomousError`` is the base (like ``azure.core.exceptions.AzureError``); its direct
 subclasses say the *kind* of failure, and every error class a service raises on purpose
 derives from one kind (``VectorError`` is an ``InvalidInputError``, ``ModelNotFoundError``
-a ``NotFoundError``...). The HTTP layer (``shared.api.errors``) maps kinds to status codes;
+a ``NotFoundError``...). The HTTP layer (``shared.http.errors``) maps kinds to status codes;
 nothing here knows about HTTP, so services stay usable from queues, SQL and scripts.
 
 Every error has ``message`` (the whole sentence, also ``str(err)``), ``reason`` (the

@@ -43,7 +43,7 @@ def sqlite_url(tmp_path: Path) -> str:
 @pytest.fixture
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     """Remove the app's settings from the environment so defaults apply."""
-    from shared.config import SETTINGS
+    from shared.settings import SETTINGS
 
     for setting in SETTINGS:
         monkeypatch.delenv(setting.key, raising=False)

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.config import ROOT, SETTINGS, ConfigError, Settings
+from shared.settings import ROOT, SETTINGS, ConfigError, Settings
 
 
 def test_no_settings_at_all_gives_the_local_defaults(clean_env) -> None:
@@ -53,7 +53,7 @@ def test_readme_configuration_table_lists_every_setting() -> None:
 
 
 def test_binding_names_default_and_never_raise_at_import() -> None:
-    from shared.config import binding_name
+    from shared.settings import binding_name
 
     assert binding_name("INGESTION_QUEUE", {}) == "ingestion-jobs"
     assert binding_name("INGESTION_QUEUE", {"INGESTION_QUEUE": "jobs-2"}) == "jobs-2"
@@ -91,7 +91,7 @@ def test_locally_caches_are_capped_at_4_gib_and_settings_still_win(tmp_path: Pat
 
 
 def test_instance_memory_reads_the_cgroup_limit(tmp_path: Path) -> None:
-    from shared.config import instance_memory_bytes
+    from shared.settings import instance_memory_bytes
 
     (tmp_path / "memory.max").write_text("2147483648\n")  # a 2048 MB instance (cgroup v2)
     assert instance_memory_bytes({}, cgroup_root=tmp_path) == 2 * 1024**3

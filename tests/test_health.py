@@ -9,10 +9,10 @@ from azure.storage.blob import BlobServiceClient
 from azure.storage.queue import QueueServiceClient
 
 from devhost.azurite import connection_string, free_port
-from shared.config import ConfigError
 from shared.db.connection import open_database
-from shared.health import FAILED, NOT_CONFIGURED, OK, TIMED_OUT, Readiness, readiness
-from shared.services import PROBE_CLIENT_OPTIONS
+from shared.health.readiness import FAILED, NOT_CONFIGURED, OK, TIMED_OUT, Readiness, readiness
+from shared.settings import ConfigError
+from shared.storage.clients import PROBE_CLIENT_OPTIONS
 
 
 def test_all_parts_answer(storage_connection: str, sqlite_url: str) -> None:

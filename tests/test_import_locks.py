@@ -21,7 +21,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from shared.config import ROOT
+from shared.settings import ROOT
 
 
 def _module_name(path: Path) -> str:
@@ -118,7 +118,7 @@ def cycles(graph: dict[str, set[str]]) -> list[set[str]]:
 
 def test_no_two_first_imports_can_wait_for_each_other() -> None:
     graph = lock_graph()
-    assert "shared.db.repos" in graph["shared.db.repos.jobs"]  # the graph sees packages
+    assert "shared.jobs" in graph["shared.jobs.repository"]  # the graph sees packages
     found = [sorted(c) for c in cycles(graph)]
     assert not found, (
         "first imports of these modules on two threads at once can deadlock (a package "
@@ -129,13 +129,13 @@ def test_no_two_first_imports_can_wait_for_each_other() -> None:
 #: What a cold instance's first invocations import (an upload, the blob trigger, a
 #: queue job, a search), each on its own thread, all released at once.
 FIRST_IMPORTS = (
-    "shared.db.repos.models",
-    "shared.db.repos.jobs",
-    "shared.db.repos.embeddings",
+    "shared.registry.repository",
+    "shared.jobs.repository",
+    "shared.embeddings.repository",
     "shared.db.connection",
-    "shared.models.registry",
+    "shared.registry.service",
     "shared.jobs.runner",
-    "shared.search.store",
+    "shared.embeddings.service",
 )
 
 _PROBE = """

@@ -23,7 +23,7 @@ from pathlib import Path
 import pathspec
 import pytest
 
-from shared.config import ROOT
+from shared.settings import ROOT
 
 PROBE = """
 import importlib, json, pkgutil, sys
@@ -37,7 +37,7 @@ for fn in function_app.app.get_functions():
     trigger = next(b for b in meta["bindings"] if b["type"].endswith("Trigger"))
     out[fn.get_function_name()] = trigger["type"]
 dev_only = sorted(m for m in ("devhost", "tests", "pytest", "uvicorn") if m in sys.modules)
-from shared.api.routing import ROUTES
+from shared.http.routing import ROUTES
 report = {"functions": out, "modules": modules, "dev_only": dev_only, "routes": len(ROUTES)}
 print(json.dumps(report))
 """

@@ -39,7 +39,7 @@ JOB_DTYPE = np.dtype(
     ]
 )
 
-#: Inference outcomes as written by shared.models.inference; anything else is "other".
+#: Inference outcomes as written by shared.inference.service; anything else is "other".
 OUTCOMES: tuple[str, ...] = ("succeeded", "failed", "other")
 FAILED = OUTCOMES.index("failed")
 

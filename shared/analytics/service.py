@@ -2,7 +2,7 @@
 
 Reads events as compact records (shared.analytics.reader), aggregates them with numpy
 (shared.analytics.aggregate) and returns plain JSON-ready dicts shaped as
-shared.schemas.analytics declares. Nothing here knows about azure.functions.
+shared.analytics.shapes declares. Nothing here knows about azure.functions.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import math
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any
 
 import numpy as np
@@ -196,3 +197,11 @@ class AnalyticsService:
     def storage(self) -> dict[str, Any]:
         """Models, versions, blob bytes, embeddings per model and type, database bytes."""
         return storage_summary(self.db)
+
+
+@cache
+def analytics_service() -> AnalyticsService:
+    """Usage, per-model and storage analytics over the app's database."""
+    from shared.db.app import database
+
+    return AnalyticsService(database())

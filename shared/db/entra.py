@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from shared.config import ConfigError
+from shared.settings import ConfigError
 
 SQL_COPT_SS_ACCESS_TOKEN = 1256  # msodbcsql.h: pre-connect attribute for an Entra token
 SCOPE = "https://database.windows.net/.default"

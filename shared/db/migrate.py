@@ -108,8 +108,8 @@ def main(argv: list[str] | None = None) -> None:
     `--sql mssql` prints the T-SQL script instead."""
     import argparse
 
-    from shared.config import ROOT, get_settings
     from shared.db.connection import open_database
+    from shared.settings import ROOT, get_settings
 
     parser = argparse.ArgumentParser(prog="python -m shared.db.migrate")
     parser.add_argument("--sql", choices=["mssql"], help="print the schema script, apply nothing")

@@ -30,11 +30,11 @@ from opentelemetry import trace
 from pydantic import BaseModel
 
 from shared import telemetry
-from shared.db.repos.jobs import JobRepository
 from shared.errors import InvalidInputError
 from shared.jobs.kinds import KINDS, UNKNOWN_KIND, JobStatus
 from shared.jobs.messages import MalformedMessageError, parse_message
 from shared.jobs.payloads import PayloadStore, is_reference
+from shared.jobs.repository import JobRepository
 
 log = logging.getLogger(__name__)
 MALFORMED = "malformed message: "

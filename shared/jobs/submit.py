@@ -6,11 +6,11 @@ import contextlib
 import uuid
 from typing import Any
 
-from shared.db.repos.jobs import JobRecord, JobRepository
 from shared.errors import ConflictError, UnavailableError
 from shared.jobs.kinds import JobKind
 from shared.jobs.messages import PAYLOADS, JobMessage
 from shared.jobs.payloads import MAX_INLINE_BYTES, PayloadStore, message_bytes, same_payload
+from shared.jobs.repository import JobRecord, JobRepository
 from shared.telemetry import inject_traceparent
 
 #: SDK retries of a queue send: none (see JobQueue.send).

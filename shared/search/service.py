@@ -10,12 +10,15 @@ from __future__ import annotations
 import heapq
 import time
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 import numpy as np
 
 from shared import telemetry
-from shared.search.index_cache import IndexCache
+from shared.search.cache import IndexCache
+from shared.search.snapshots import SnapshotStore
+from shared.settings import get_settings
 from shared.vectors import codec
 from shared.vectors.errors import DimensionMismatchError
 from shared.vectors.pool import BufferPool, default_pool
@@ -129,3 +132,30 @@ class SearchService:
                 for hits in per_query
             ]
         return per_query, scanned
+
+
+@cache
+def snapshot_store() -> SnapshotStore:
+    """Search snapshots in Blob Storage (the client is made when first needed)."""
+    from shared.search.snapshots import SnapshotStore
+    from shared.storage.clients import blob_service
+
+    return SnapshotStore(blob_service, get_settings().search_snapshots_container)
+
+
+@cache
+def search_service() -> SearchService:
+    """Exact search over in-memory matrices kept coherent with SQL."""
+    from shared.db.app import database
+    from shared.search.repository import SetRepository
+
+    s = get_settings()
+    cache = IndexCache(
+        SetRepository(database()),
+        s.search_cache_bytes,
+        rows_dir=s.data_dir / "search-rows",
+        compress_from=s.search_compress_from_rows,
+        snapshots=snapshot_store(),
+        settle_seconds=s.search_snapshot_settle_seconds,
+    )
+    return SearchService(cache, max_dim=s.max_vector_dim, max_queries=1024)

@@ -26,15 +26,13 @@ import threading
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from shared.search import quantized
+from shared.search.loaded import LoadedSet, SnapshotRowsError
 from shared.search.rowfile import map_rows
-from shared.vectors import quantized
-
-if TYPE_CHECKING:
-    from shared.search.index_cache import LoadedSet
 
 log = logging.getLogger(__name__)
 
@@ -68,11 +66,6 @@ CLIENT_OPTIONS: dict[str, Any] = {
     "random_jitter_range": 1,
 }
 LOAD_RETRIES = 0
-
-
-class SnapshotRowsError(ValueError):
-    """Rows read from a snapshot disagree with its codes or CRC: the set must be
-    loaded from SQL instead."""
 
 
 class RemoteRows:
@@ -382,7 +375,6 @@ class SnapshotStore:
             return None
 
     def _read(self, client: Any, header: dict[str, Any], rows_dir: Path) -> LoadedSet:
-        from shared.search.index_cache import LoadedSet
 
         members = header["members"]
         first = members[_MEMBERS[0]]["offset"]

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from shared.config import ConfigError, in_azure
+from shared.settings import ConfigError, in_azure
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential

@@ -14,8 +14,8 @@ from shared.analytics.reader import read_inference, read_jobs
 from shared.analytics.service import AnalyticsService, UnknownModelError
 from shared.db.connection import Database
 from shared.db.dialects import MSSQL
-from shared.db.repos.embeddings import EmbeddingRepository
-from shared.db.repos.models import ModelRepository
+from shared.embeddings.repository import EmbeddingRepository
+from shared.registry.repository import ModelRepository
 from tests.analytics.conftest import (
     EDGES,
     NOW,

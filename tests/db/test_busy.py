@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from shared.api.errors import reply_for
 from shared.db.connection import DatabaseBusyError, open_database
 from shared.db.migrate import apply_migrations
+from shared.http.errors import reply_for
 
 
 def test_a_write_waits_its_busy_timeout_then_says_busy(tmp_path: Path) -> None:

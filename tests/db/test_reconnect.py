@@ -11,13 +11,13 @@ from pathlib import Path
 import pyodbc
 import pytest
 
-from shared.api.errors import reply_for
 from shared.db.connection import (
     Database,
     DatabaseUnavailableError,
     connection_state,
     open_database,
 )
+from shared.http.errors import reply_for
 
 INSERT = (
     "INSERT INTO jobs (id, kind, status, attempts, created_at, updated_at) "

@@ -6,10 +6,11 @@ import struct
 
 import pytest
 
-from shared.db.repos.embeddings import EmbeddingDimensionError, EmbeddingRepository
-from shared.db.repos.inference_log import InferenceLogRepository, InferenceRecord
-from shared.db.repos.jobs import JobRepository
-from shared.db.repos.models import ModelRepository, TensorStats
+from shared.embeddings.repository import EmbeddingDimensionError, EmbeddingRepository
+from shared.inference.repository import InferenceLogRepository, InferenceRecord
+from shared.jobs.repository import JobRepository
+from shared.registry.repository import ModelRepository, TensorStats
+from shared.search.repository import SetRepository
 
 
 def f32(*xs: float) -> bytes:
@@ -142,7 +143,7 @@ def test_embedding_dimension_is_fixed_per_set(db) -> None:
         repo.upsert_many("m", "text", [("e2", f32(1, 0, 0))])
     # Another type under the same model may have its own dimension.
     repo.upsert_many("m", "image", [("e2", f32(1, 0, 0))])
-    assert {(s.embedding_type, s.dimension, s.count) for s in repo.sets("m")} == {
+    assert {(s.embedding_type, s.dimension, s.count) for s in SetRepository(repo.db).sets("m")} == {
         ("text", 2, 1),
         ("image", 3, 1),
     }
@@ -150,24 +151,24 @@ def test_embedding_dimension_is_fixed_per_set(db) -> None:
 
 def test_every_write_bumps_the_set_version(db) -> None:
     repo = EmbeddingRepository(db)
-    assert repo.set_version("m", "text") is None
+    assert SetRepository(repo.db).set_version("m", "text") is None
     repo.upsert_many("m", "text", [("e1", f32(1, 0))])
-    v1 = repo.set_version("m", "text")
+    v1 = SetRepository(repo.db).set_version("m", "text")
     repo.upsert_many("m", "text", [("e1", f32(0, 1))])
-    v2 = repo.set_version("m", "text")
+    v2 = SetRepository(repo.db).set_version("m", "text")
     assert repo.delete("e1", model_id="m") == 1
-    v3 = repo.set_version("m", "text")
+    v3 = SetRepository(repo.db).set_version("m", "text")
     assert v1 < v2 < v3
 
 
 def test_load_set_returns_ids_in_insert_order_with_matching_bytes(db) -> None:
     repo = EmbeddingRepository(db)
     repo.upsert_many("m", "text", [("a", f32(1, 2)), ("b", f32(3, 4)), ("c", f32(5, 6))])
-    version, ids, blob, dim = repo.load_set("m", "text")
+    version, ids, blob, dim = SetRepository(repo.db).load_set("m", "text")
     assert ids == ["a", "b", "c"] and dim == 2
     assert blob == f32(1, 2, 3, 4, 5, 6)
-    assert version == repo.set_version("m", "text")
-    assert repo.load_set("none", "text") == (0, [], b"", 0)
+    assert version == SetRepository(repo.db).set_version("m", "text")
+    assert SetRepository(repo.db).load_set("none", "text") == (0, [], b"", 0)
 
 
 def test_delete_with_filters_only_touches_matching_rows(db) -> None:

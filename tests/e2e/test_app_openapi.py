@@ -12,8 +12,8 @@ import schemathesis
 from schemathesis.checks import not_a_server_error
 
 import function_app  # noqa: F401 - registers every route declaration
-from shared.api import openapi
-from shared.config import ROOT
+from shared.http import openapi
+from shared.settings import ROOT
 from tests.e2e.conftest import AppHost
 
 schema = schemathesis.openapi.from_dict(openapi.build())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import psutil
 
 from shared.monitoring.gpu import read_gpus
-from shared.schemas.monitoring import ResourceUsage
+from shared.monitoring.shapes import ResourceUsage
 from tests.e2e.conftest import AppHost
 
 

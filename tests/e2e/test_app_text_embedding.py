@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from shared.models.pretrained import find_minilm
 from tests.e2e.conftest import AppHost
 from tests.e2e.test_app_jobs import wait_for_job
 from tests.e2e.test_app_models import upload_blob, wait_for_model
+from tests.inference.pretrained import find_minilm
 from tests.models.fixtures import write_classifier
 
 MINILM = find_minilm()

@@ -3,8 +3,10 @@ on loopback, and the app's settings pointing at them with no key anywhere."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -55,13 +57,37 @@ def keyless_env(
 
 
 def clear_service_caches() -> None:
-    from shared import services
-    from shared.config import get_settings
+    """Forget every service a module of `shared` built and cached (and the settings)."""
+    for name, module in list(sys.modules.items()):
+        if name == "shared" or name.startswith("shared."):
+            for value in list(vars(module).values()):
+                if callable(getattr(value, "cache_clear", None)):
+                    value.cache_clear()
 
-    get_settings.cache_clear()
-    for value in vars(services).values():
-        if callable(getattr(value, "cache_clear", None)):
-            value.cache_clear()
+
+class AppServices(SimpleNamespace):
+    """The app's services as the routes reach them, for tests that call them directly."""
+
+
+def app_services() -> AppServices:
+    from shared.db.app import database
+    from shared.registry.service import model_registry
+    from shared.settings import get_settings
+    from shared.storage.clients import (
+        blob_service,
+        container,
+        queue_service,
+        storage_account,
+    )
+
+    return AppServices(
+        database=database,
+        storage_account=storage_account,
+        blob_service=blob_service,
+        queue_service=queue_service,
+        model_store=lambda: container(get_settings().models_container),
+        model_registry=model_registry,
+    )
 
 
 @pytest.fixture
@@ -72,8 +98,8 @@ def keyless_services(
     identity_endpoint: IdentityEndpoint,
     tls: tuple[Path, Path],
 ):
-    """`shared.services` built from identity-based settings only (fresh per test)."""
-    from shared import services
+    """The app's services built from identity-based settings only (fresh per test)."""
+    services = app_services()
 
     monkeypatch.delenv("AzureWebJobsStorage", raising=False)
     for key, value in keyless_env(oauth_azurite, identity_endpoint, tls[0]).items():

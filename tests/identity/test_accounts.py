@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from shared.config import ConfigError
+from shared.settings import ConfigError
 from shared.storage.accounts import (
     DEV_STORAGE,
     StorageAccount,
@@ -133,7 +133,7 @@ def test_client_kwargs_reach_the_sdk() -> None:
 def test_identity_settings_are_documented_and_sampled_without_secrets() -> None:
     import json
 
-    from shared.config import ROOT
+    from shared.settings import ROOT
 
     readme = (ROOT / "README.md").read_text()
     sample = json.loads((ROOT / "local.settings.sample.json").read_text())["Values"]

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from devhost.storage import StorageNotConfigured, resolve_connection
-from shared.config import ROOT, ConfigError
+from shared.settings import ROOT, ConfigError
 from shared.storage.accounts import blob_service_client, resolve_account
 from tests.identity.conftest import CLIENT_ID, keyless_env
 
@@ -51,7 +51,7 @@ def test_resolving_settings_does_not_load_azure_identity() -> None:
     import loads it anyway: the SDK-type blob binding extension imports it.)"""
     code = (
         "import sys\n"
-        "from shared import services\n"
+        "from shared.storage import clients\n"
         "from shared.storage.accounts import resolve_account\n"
         "resolve_account('AzureWebJobsStorage', {'AzureWebJobsStorage__accountName': 'abc'})\n"
         "print('azure.identity' in sys.modules)"
@@ -64,8 +64,8 @@ def test_resolving_settings_does_not_load_azure_identity() -> None:
 
 
 def test_readiness_in_azure_with_no_storage_setting_names_it(monkeypatch) -> None:
-    from shared import services
-    from shared.health import readiness
+    from shared.health.readiness import readiness
+    from shared.storage import clients
     from tests.identity.conftest import clear_service_caches
 
     for key in [k for k in os.environ if k.startswith("AzureWebJobsStorage")]:
@@ -74,8 +74,7 @@ def test_readiness_in_azure_with_no_storage_setting_names_it(monkeypatch) -> Non
     clear_service_caches()
     try:
         checks = {
-            c.part: c
-            for c in readiness(lambda: None, services.blob_service, services.queue_service)
+            c.part: c for c in readiness(lambda: None, clients.blob_service, clients.queue_service)
         }
     finally:
         clear_service_caches()

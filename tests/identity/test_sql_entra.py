@@ -20,7 +20,6 @@ from pathlib import Path
 import pytest
 from azure.core.credentials import AccessToken
 
-from shared.config import ROOT, ConfigError
 from shared.db.connection import DatabaseError, open_database
 from shared.db.entra import (
     SQL_COPT_SS_ACCESS_TOKEN,
@@ -30,6 +29,7 @@ from shared.db.entra import (
     resolve_sql_auth,
     token_struct,
 )
+from shared.settings import ROOT, ConfigError
 from tests.identity.conftest import CLIENT_ID
 
 ODBC = "Driver={ODBC Driver 18 for SQL Server};Server=tcp:x.database.windows.net,1433;Database=h"

@@ -15,7 +15,7 @@ from typing import Any
 
 from pycep import BicepParser
 
-from shared.config import ROOT
+from shared.settings import ROOT
 
 INFRA = ROOT / "infra"
 BICEP_GROUP = "bicep-parser"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.config import ROOT
+from shared.settings import ROOT
 
 SCRIPT = ROOT / "infra" / "arc" / "onboard-sql-host.sh"
 SUB = "11111111-2222-3333-4444-555555555555"

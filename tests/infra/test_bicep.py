@@ -54,7 +54,7 @@ def test_storage_is_keyless_private_and_tls12() -> None:
 
 
 def test_storage_holds_every_container_and_queue_the_app_reads() -> None:
-    from shared.config import Settings
+    from shared.settings import Settings
 
     defaults = Settings.from_env({"WEBSITE_INSTANCE_ID": "x", "INSTANCE_MEMORY_MB": "2048"})
     text = MAIN.read_text()

@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from shared.config import ROOT
+from shared.settings import ROOT
 from tests.infra.bicep import BICEP_GROUP
 
 pytestmark = pytest.mark.xdist_group(BICEP_GROUP)  # its pycep shares the grammar cache

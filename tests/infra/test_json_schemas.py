@@ -9,7 +9,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from shared.config import ROOT
+from shared.settings import ROOT
 
 SCHEMAS = Path(__file__).parent / "schemas"
 

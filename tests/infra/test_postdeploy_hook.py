@@ -11,7 +11,7 @@ import stat
 import subprocess
 from pathlib import Path
 
-from shared.config import ROOT
+from shared.settings import ROOT
 from tests.e2e.conftest import MASTER_KEY, start_host, stop_host
 
 BLOBS_KEY = "blobs-extension-key-value"

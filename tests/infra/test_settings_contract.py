@@ -10,8 +10,8 @@ import re
 
 import pytest
 
-from shared.config import ROOT, SETTINGS, Settings
 from shared.db.entra import resolve_sql_auth
+from shared.settings import ROOT, SETTINGS, Settings
 from shared.storage.accounts import DEFAULT_PREFIX, resolve_account
 from tests.infra.bicep import BICEP_GROUP, INFRA, dotted, parsed
 

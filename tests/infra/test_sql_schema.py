@@ -1,9 +1,9 @@
 """infra/sql/schema.sql is the schema in code, rendered for Azure SQL: never edited by
 hand, never out of date."""
 
-from shared.config import ROOT
 from shared.db.migrate import mssql_script
 from shared.db.schema import MIGRATIONS
+from shared.settings import ROOT
 
 
 def test_the_sql_file_is_what_the_code_generates() -> None:

@@ -11,11 +11,11 @@ from azure.storage.queue import QueueServiceClient
 
 from shared.db.connection import open_database
 from shared.db.migrate import apply_migrations
-from shared.db.repos.embeddings import EmbeddingRepository
-from shared.db.repos.jobs import JobRepository
-from shared.db.repos.models import ModelRepository
+from shared.embeddings.repository import EmbeddingRepository
+from shared.embeddings.service import EmbeddingStore, Limits
+from shared.jobs.repository import JobRepository
 from shared.jobs.submit import JobQueue
-from shared.search.store import EmbeddingStore, Limits
+from shared.registry.repository import ModelRepository
 from shared.storage.blob_store import BlobModelStore
 
 

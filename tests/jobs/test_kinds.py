@@ -7,7 +7,7 @@ import json
 import pytest
 
 import function_app  # noqa: F401 - registers every route declaration
-from shared.api import openapi
+from shared.http import openapi
 from shared.jobs.kinds import UNKNOWN_KIND, JobKind, JobStatus
 from shared.jobs.messages import PAYLOADS, MalformedMessageError, parse_message
 
@@ -50,7 +50,7 @@ def test_a_kind_outside_the_enum_is_refused_naming_the_declared_ones() -> None:
 
 
 def test_model_statuses_are_declared_once_too() -> None:
-    from shared.models.status import ModelStatus
+    from shared.registry.status import ModelStatus
 
     doc = openapi.build()
     values = [s.value for s in ModelStatus]

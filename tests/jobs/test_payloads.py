@@ -10,8 +10,8 @@ import pytest
 from azure.storage.queue import QueueServiceClient
 
 from devhost.azurite import connection_string, free_port
+from shared.embeddings.ingestion import EmbeddingsIngestion
 from shared.errors import ConflictError
-from shared.jobs.handlers import EmbeddingsIngestion
 from shared.jobs.payloads import MAX_INLINE_BYTES, REF, PayloadStore, message_bytes
 from shared.jobs.runner import JobRunner
 from shared.jobs.submit import JobNotQueuedError, JobQueue, JobSubmitter, JobUnconfirmedError
@@ -85,7 +85,7 @@ def test_a_message_the_queue_refuses_leaves_the_job_failed_not_queued(repos, con
         submitter.submit("embeddings", {"model_id": "m", "items": _items(1, 2)}, job_id="lost-1")
     job = repos[0].get("lost-1")
     assert job.status == "failed" and "could not be queued" in job.error
-    from shared.api.errors import reply_for
+    from shared.http.errors import reply_for
 
     try:
         submitter.retry("lost-1")
@@ -140,7 +140,7 @@ def test_a_send_the_queue_does_not_answer_is_sent_once_and_reported_as_unconfirm
         assert proxy.connections == 1  # one send, no retry of it
         job = repos[0].get("maybe-1")
         assert job.status == "failed" and "may still run" in job.error
-        from shared.api.errors import reply_for
+        from shared.http.errors import reply_for
 
         reply = reply_for(err.value, "submit_job")
         assert (reply.status, reply.code) == (503, "not_confirmed") and reply.retry_after

@@ -8,9 +8,10 @@ import json
 import numpy as np
 import pytest
 
-from shared.jobs.handlers import EmbeddingsIngestion
+from shared.embeddings.ingestion import EmbeddingsIngestion
 from shared.jobs.messages import JobMessage
 from shared.jobs.runner import JobRunner, PermanentJobError
+from shared.search.repository import SetRepository
 
 
 def _msg(job_id: str, kind: str, payload: dict) -> str:
@@ -54,7 +55,7 @@ def test_npy_batch_from_the_ingest_container(repos, store, container) -> None:
     out = runner.run(_msg("npy-1", "embeddings", {"model_id": "m", "blob": "batch-1.npy"}))
     assert out.status == "succeeded", out.detail
     assert repos[0].get("npy-1").result["rows"] == 12_000
-    _, got_ids, blob, dim = repos[2].load_set("m", "default")
+    _, got_ids, blob, dim = SetRepository(repos[2].db).load_set("m", "default")
     assert got_ids == ids and dim == 8
     assert np.array_equal(np.frombuffer(blob, dtype="<f4").reshape(-1, 8), matrix)
 
@@ -142,7 +143,7 @@ def test_the_last_failed_attempt_lets_the_handler_give_up(repos) -> None:
         "m", sha256="c" * 64, size_bytes=1, blob_uri="u", blob_name="m/x.onnx"
     )
 
-    from shared.jobs.handlers import ModelIngestion
+    from shared.inference.ingestion import ModelIngestion
 
     def broken_fetch(record):
         raise OSError("disk full")
@@ -161,9 +162,9 @@ def test_the_last_failed_attempt_lets_the_handler_give_up(repos) -> None:
 def test_a_jsonl_line_without_end_is_refused_not_buffered(
     repos, store, container, monkeypatch
 ) -> None:
-    from shared.jobs import handlers
+    from shared.embeddings import ingestion
 
-    monkeypatch.setattr(handlers, "MAX_LINE_BYTES", 1024)
+    monkeypatch.setattr(ingestion, "MAX_LINE_BYTES", 1024)
     container.upload("endless.jsonl", io.BytesIO(b"x" * 5000))
     out = _runner(repos, store, container).run(
         _msg("long-1", "embeddings", {"model_id": "m", "blob": "endless.jsonl"})
@@ -172,7 +173,7 @@ def test_a_jsonl_line_without_end_is_refused_not_buffered(
 
 
 def test_a_model_over_the_upload_limit_fails_before_any_download(repos) -> None:
-    from shared.jobs.handlers import ModelIngestion
+    from shared.inference.ingestion import ModelIngestion
 
     jobs, models, _ = repos
     model, _ = models.register(
@@ -199,7 +200,7 @@ def test_a_truncated_npy_batch_fails_with_how_far_it_got(repos, store, container
     error = repos[0].get("npy-cut").error
     assert error.startswith("cut.npy: ") and "of 12000 rows" in error
     # the whole blocks before the cut were stored (a replay upserts them again)
-    _, stored, _, _ = repos[2].load_set("m", "default")
+    _, stored, _, _ = SetRepository(repos[2].db).load_set("m", "default")
     assert stored == [f"c{i}" for i in range(10_000)]
 
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from shared.models.embedder import EmbeddingInputError, TextEmbedder, mean_pool_normalize
-from shared.models.pretrained import find_minilm, find_minilm_weights
+from shared.inference.embedder import EmbeddingInputError, TextEmbedder, mean_pool_normalize
+from tests.inference.pretrained import find_minilm, find_minilm_weights
 
 MINILM = find_minilm()
 pytestmark = pytest.mark.skipif(

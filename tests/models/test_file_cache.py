@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from shared.models.errors import IntegrityError
-from shared.models.file_cache import ModelFileCache
+from shared.inference.file_cache import ModelFileCache
+from shared.registry.errors import IntegrityError
 
 
 def blob(i: int, size: int = 1000) -> tuple[bytes, str]:
@@ -137,9 +137,9 @@ def test_a_model_cannot_read_another_cached_model_as_external_data(tmp_path: Pat
 
     import numpy as np
 
-    from shared.models.errors import ModelValidationError
-    from shared.models.inspect import inspect_model
+    from shared.inference.inspect import inspect_model
     from shared.public_text import without_paths
+    from shared.registry.errors import ModelValidationError
     from tests.models.fixtures import write_external
 
     cache = ModelFileCache(tmp_path / "cache", 10**9)

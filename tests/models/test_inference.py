@@ -14,21 +14,21 @@ import pytest
 
 from shared.db.connection import Database, open_database
 from shared.db.migrate import apply_migrations
-from shared.db.repos.inference_log import InferenceLogRepository
-from shared.db.repos.models import ModelRecord, ModelRepository
-from shared.models.errors import (
+from shared.inference.file_cache import ModelFileCache
+from shared.inference.inspect import inspect_model
+from shared.inference.protocol.types import InferRequest
+from shared.inference.repository import InferenceLogRepository
+from shared.inference.service import InferenceService
+from shared.inference.sessions import SessionCache
+from shared.registry.errors import (
     InferenceInputError,
     IntegrityError,
     ModelNotFoundError,
     ModelNotReadyError,
 )
-from shared.models.file_cache import ModelFileCache
-from shared.models.inference import InferenceService
-from shared.models.inspect import inspect_model
-from shared.models.oip import InferRequest
-from shared.models.pretrained import find_minilm
-from shared.models.sessions import SessionCache
+from shared.registry.repository import ModelRecord, ModelRepository
 from shared.vectors.pool import BufferPool
+from tests.inference.pretrained import find_minilm
 
 from .fixtures import iris, sha256_of, write_classifier, write_mixed, write_regressor
 

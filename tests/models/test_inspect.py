@@ -11,9 +11,9 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from shared.models.errors import ModelValidationError
-from shared.models.inspect import inspect_model, moments
-from shared.models.pretrained import find_minilm
+from shared.inference.inspect import inspect_model, moments
+from shared.registry.errors import ModelValidationError
+from tests.inference.pretrained import find_minilm
 
 from .fixtures import write_classifier, write_external, write_logistic, write_mixed
 
@@ -171,7 +171,7 @@ def test_external_data_inside_the_folder_is_read(tmp_path: Path) -> None:
 
 
 def test_chunked_moments_match_numpy(monkeypatch: pytest.MonkeyPatch) -> None:
-    import shared.models.inspect as mod
+    import shared.inference.inspect as mod
 
     monkeypatch.setattr(mod, "STATS_CHUNK", 1000)  # force many chunks
     x = np.random.default_rng(3).normal(5.0, 2.0, 12_345).astype(np.float32)

@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from shared.models.errors import InferenceInputError
-from shared.models.oip import (
+from shared.inference.protocol.types import (
     InferRequest,
     InferResponse,
     TensorSpec,
@@ -21,6 +20,7 @@ from shared.models.oip import (
     model_metadata,
     row_confidence,
 )
+from shared.registry.errors import InferenceInputError
 from shared.vectors.pool import BufferPool
 
 SPECS = (

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from shared.models.errors import InferenceInputError, ModelValidationError
-from shared.models.sessions import SessionCache, warmup_feeds
+from shared.inference.sessions import SessionCache, warmup_feeds
+from shared.registry.errors import InferenceInputError, ModelValidationError
 
 from .fixtures import iris, write_classifier, write_mixed, write_regressor
 

@@ -13,16 +13,16 @@ import pytest
 
 from shared.db.connection import open_database
 from shared.db.migrate import apply_migrations
-from shared.db.repos.inference_log import InferenceLogRepository
-from shared.db.repos.models import ModelRecord, ModelRepository
-from shared.models.embedder import TextEmbedder
-from shared.models.file_cache import ModelFileCache
-from shared.models.inference import InferenceService
-from shared.models.pretrained import find_minilm
-from shared.models.sessions import SessionCache
-from shared.models.text_models import TextModels
+from shared.inference.embedder import TextEmbedder
+from shared.inference.file_cache import ModelFileCache
+from shared.inference.repository import InferenceLogRepository
+from shared.inference.service import InferenceService
+from shared.inference.sessions import SessionCache
+from shared.inference.text_models import TextModels
+from shared.registry.repository import ModelRecord, ModelRepository
 from shared.storage.blob_store import BlobModelStore
 from shared.vectors.pool import BufferPool
+from tests.inference.pretrained import find_minilm
 from tests.jobs.conftest import blob_service, container  # noqa: F401
 
 from .fixtures import write_classifier, write_regressor

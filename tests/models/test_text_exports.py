@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from shared.models.embedder import EmbeddingModelError, TextEmbedder
-from shared.models.embedding_outputs import choose_output
+from shared.inference.embedder import EmbeddingModelError, TextEmbedder
+from shared.inference.embedding_outputs import choose_output
 from tests.models.text_exports import expected, write_export, write_tokenizer
 
 TEXTS = ["a cat sleeps on the mat", "the bank rates rise a cat"]  # six words each
@@ -59,7 +59,7 @@ def test_a_model_that_cannot_embed_text_says_why(tmp_path: Path, tokenizer: Path
     with pytest.raises(EmbeddingModelError, match="no float") as err:
         TextEmbedder(only_ints, tokenizer)
     assert "'ids' tensor(int64)" in err.value.reason
-    from shared.api.errors import reply_for
+    from shared.http.errors import reply_for
 
     assert reply_for(err.value, "embed_text").status == 422
     model = write_export(tmp_path / "m.onnx", ["ids", "token_embeddings"])

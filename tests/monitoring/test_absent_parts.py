@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from shared.config import ROOT
+from shared.settings import ROOT
 
 GPU_PROBE = """
 import json, logging, sys

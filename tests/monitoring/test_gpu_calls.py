@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from shared.config import ROOT
+from shared.settings import ROOT
 
 pynvml = pytest.importorskip("pynvml")
 

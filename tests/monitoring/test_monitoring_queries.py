@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.config import ROOT
+from shared.settings import ROOT
 from shared.telemetry import BY_NAME
 from tests.monitoring.kql import check
 

@@ -10,7 +10,7 @@ import pytest
 
 from shared.jobs.payloads import PayloadStore
 from shared.jobs.submit import JobQueue, JobSubmitter
-from shared.models.registry import ModelRegistry, ingest_job_id
+from shared.registry.service import ModelRegistry, ingest_job_id
 from shared.storage.blob_store import BlobModelStore
 from shared.storage.names import InvalidNameError
 
@@ -138,7 +138,7 @@ def test_a_blob_overwritten_while_it_registers_is_skipped_not_failed(registry, r
     version it read, so once that is overwritten the event has nothing left to register.
     It says so (a conflict the trigger logs and drops, never a failed invocation); the
     new version registers on its own event."""
-    from shared.models.registry import BlobChangedError
+    from shared.registry.service import BlobChangedError
 
     uploads, versions = registry.uploads, registry.versions
 

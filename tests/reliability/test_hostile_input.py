@@ -23,7 +23,7 @@ import pytest
 from azure.storage.queue import QueueClient
 
 from devhost.launcher import Reply
-from shared.config import ROOT
+from shared.settings import ROOT
 from tests.e2e.conftest import AppHost, start_host, stop_host
 from tests.e2e.test_app_jobs import wait_for_job
 from tests.e2e.test_app_models import wait_for_model

@@ -13,11 +13,11 @@ import azure.functions as func
 import pytest
 
 from devhost.routing import compile_route
-from shared.api.errors import RequestError
-from shared.api.http import read_json
+from shared.http.errors import RequestError
+from shared.http.requests import read_json
 from shared.jobs.messages import MalformedMessageError, parse_message
 from shared.jobs.runner import JobRunner
-from shared.schemas.vectors import VectorOpRequest
+from shared.vectors.shapes import VectorOpRequest
 from tests.models.test_inference import Harness
 
 DEEP = "[" * 100_000 + "]" * 100_000
@@ -127,7 +127,7 @@ def test_top_k_takes_a_json_integer_only(top_k: object) -> None:
     """Lax int read `true` as top_k 1 and `"5"` as 5: a wrong type must be a 400."""
     from pydantic import ValidationError
 
-    from shared.schemas.search import SearchRequest
+    from shared.search.shapes import SearchRequest
 
     with pytest.raises(ValidationError, match="top_k"):
         SearchRequest.model_validate({"vector": [1.0], "top_k": top_k})
@@ -138,7 +138,7 @@ def test_top_k_takes_a_json_integer_only(top_k: object) -> None:
 @pytest.mark.parametrize("version", [str(10**30), str(2**31), "0"])
 def test_a_model_version_beyond_a_sql_int_is_a_400(version: str) -> None:
     """int('1'*30) reached SQLite, which cannot bind it: OverflowError, a 500."""
-    from shared.api.inference import _name_version
+    from shared.inference.protocol.routes import _name_version
 
     req = func.HttpRequest(
         "GET", "http://h/api/v2/models/m", body=b"", route_params={"name": "m", "version": version}
@@ -159,8 +159,8 @@ def test_queue_binding_data_survives_a_deeply_nested_message() -> None:
 def test_the_function_key_in_the_query_is_no_unknown_field() -> None:
     """`?code=<key>` is a documented way to authenticate: the strict query models
     answered 400 `code: unknown field` to every route that reads a query."""
-    from shared.api.http import read_query
-    from shared.schemas.jobs import JobQuery
+    from shared.http.requests import read_query
+    from shared.jobs.shapes import JobQuery
 
     req = func.HttpRequest(
         "GET", "http://h/api/jobs", body=b"", params={"code": "k", "status": "failed"}
@@ -177,8 +177,8 @@ def test_a_refused_huge_shape_leaves_a_log_row_analytics_can_read(
     int32, so every analytics route answered 500 from then on. A refused request now
     counts no rows at all (none were inferred)."""
     from shared.analytics.reader import read_inference
-    from shared.models.errors import InferenceInputError
-    from shared.models.oip import InferRequest
+    from shared.inference.protocol.types import InferRequest
+    from shared.registry.errors import InferenceInputError
     from tests.models.fixtures import write_classifier
 
     harness.register("iris", write_classifier(tmp_path))
@@ -194,7 +194,7 @@ def test_a_refused_huge_shape_leaves_a_log_row_analytics_can_read(
 def test_an_empty_integer_tensor_is_no_server_error(harness: Harness, tmp_path: Path) -> None:
     """`shape [0, 3]` with `data []` for an INT64 input: the range check took the min of
     an empty array (ValueError, a 500). An empty batch runs and answers empty."""
-    from shared.models.oip import InferRequest
+    from shared.inference.protocol.types import InferRequest
     from tests.models.fixtures import write_mixed
 
     harness.register("mixed", write_mixed(tmp_path))
@@ -212,7 +212,7 @@ def test_an_empty_integer_tensor_is_no_server_error(harness: Harness, tmp_path: 
 def test_a_variance_past_float32_is_a_400_not_infinity_in_the_json() -> None:
     """mean_variance checked the float64 variance, then sent it as float32: 9e76 became
     `Infinity`, a 200 no JSON parser but Python's reads."""
-    from shared.api.vectors import vector_aggregate
+    from shared.vectors.routes import vector_aggregate
 
     req = func.HttpRequest(
         "POST",

@@ -20,7 +20,7 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import ensure_resource_availability, use_after_free
 
 import function_app  # noqa: F401 - registers every route declaration
-from shared.api import openapi
+from shared.http import openapi
 from tests.e2e.conftest import AppHost
 from tests.e2e.test_app_jobs import wait_for_job
 

@@ -16,11 +16,12 @@ from azure.storage.blob import BlobServiceClient
 from devhost.azurite import connection_string, free_port
 from shared.db.connection import open_database
 from shared.db.migrate import apply_migrations
-from shared.db.repos.embeddings import EmbeddingRepository
+from shared.embeddings.repository import EmbeddingRepository
+from shared.embeddings.service import EmbeddingStore, Limits
 from shared.search import snapshots as snap
-from shared.search.index_cache import IndexCache
+from shared.search.cache import IndexCache
+from shared.search.repository import SetRepository
 from shared.search.service import SearchService
-from shared.search.store import EmbeddingStore, Limits
 from shared.vectors.pool import BufferPool
 from tests.reliability.proxy import CuttableProxy
 
@@ -31,7 +32,7 @@ MODEL, ETYPE = "m-compressed", "t"
 SNAPSHOT_DEADLINE = 90
 
 
-class CountingRepo(EmbeddingRepository):
+class CountingRepo(SetRepository):
     """The real repository, counting full set reads (the SQL row reads a snapshot saves)."""
 
     row_reads = 0

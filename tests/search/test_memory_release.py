@@ -18,10 +18,11 @@ from pathlib import Path
 import numpy as np
 from shared.db.connection import open_database
 from shared.db.migrate import apply_migrations
-from shared.db.repos.embeddings import EmbeddingRepository
+from shared.embeddings.repository import EmbeddingRepository
 from shared.memory import release_freed_memory
-from shared.search.index_cache import IndexCache
-from shared.search.store import EmbeddingStore, Limits
+from shared.search.cache import IndexCache
+from shared.embeddings.service import EmbeddingStore, Limits
+from shared.search.repository import SetRepository
 
 def rss_anon():
     for line in Path("/proc/self/status").read_text().splitlines():
@@ -37,7 +38,7 @@ for s in range(0, n, 5000):
     store.upsert_array("m", "t", [f"e{i}" for i in range(s, s + 5000)], rows[s : s + 5000])
 del rows
 release_freed_memory()
-cache = IndexCache(EmbeddingRepository(db), rows_dir=tmp / "rows", compress_from=compress_from)
+cache = IndexCache(SetRepository(db), rows_dir=tmp / "rows", compress_from=compress_from)
 before = rss_anon()
 loaded = cache._load_sql("m", "t")
 print(json.dumps({"grew": rss_anon() - before, "kept": loaded.nbytes, "f32": n * 384 * 4}))

@@ -10,10 +10,11 @@ import pytest
 
 from shared.db.connection import open_database
 from shared.db.migrate import apply_migrations
-from shared.db.repos.embeddings import EmbeddingRepository
-from shared.search.index_cache import IndexCache
+from shared.embeddings.repository import EmbeddingRepository
+from shared.embeddings.service import EmbeddingStore, Limits
+from shared.search.cache import IndexCache
+from shared.search.repository import SetRepository
 from shared.search.service import SearchService
-from shared.search.store import EmbeddingStore, Limits
 from shared.vectors.errors import DimensionMismatchError
 from shared.vectors.pool import BufferPool
 
@@ -23,7 +24,9 @@ def _stack(path: Path, pool: BufferPool | None = None):
     apply_migrations(db)
     repo = EmbeddingRepository(db)
     store = EmbeddingStore(repo, Limits(max_dim=4096, max_rows=100_000))
-    service = SearchService(IndexCache(repo), max_dim=4096, max_queries=64, pool=pool)
+    service = SearchService(
+        IndexCache(SetRepository(repo.db)), max_dim=4096, max_queries=64, pool=pool
+    )
     return store, service
 
 

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from shared.storage.npy_reader import NpyFormatError, NpyRows
+from shared.embeddings.npy_reader import NpyFormatError, NpyRows
 from shared.storage.prefetch import prefetch
 
 

@@ -18,23 +18,24 @@ from opentelemetry.trace import SpanKind, StatusCode
 from shared import telemetry
 from shared.db.connection import open_database
 from shared.db.migrate import apply_migrations
-from shared.db.repos.embeddings import EmbeddingRepository
-from shared.db.repos.inference_log import InferenceLogRepository
-from shared.db.repos.jobs import JobRepository
-from shared.db.repos.models import ModelRecord, ModelRepository
+from shared.embeddings.repository import EmbeddingRepository
+from shared.embeddings.service import EmbeddingStore, Limits
+from shared.inference.file_cache import ModelFileCache
+from shared.inference.inspect import inspect_model
+from shared.inference.protocol.types import InferRequest
+from shared.inference.repository import InferenceLogRepository
+from shared.inference.service import InferenceService
+from shared.inference.sessions import SessionCache
 from shared.jobs.messages import parse_message
 from shared.jobs.payloads import PayloadStore
+from shared.jobs.repository import JobRepository
 from shared.jobs.runner import JobRunner
 from shared.jobs.submit import JobQueue, JobSubmitter
-from shared.models.errors import InferenceInputError
-from shared.models.file_cache import ModelFileCache
-from shared.models.inference import InferenceService
-from shared.models.inspect import inspect_model
-from shared.models.oip import InferRequest
-from shared.models.sessions import SessionCache
-from shared.search.index_cache import IndexCache
+from shared.registry.errors import InferenceInputError
+from shared.registry.repository import ModelRecord, ModelRepository
+from shared.search.cache import IndexCache
+from shared.search.repository import SetRepository
 from shared.search.service import SearchService
-from shared.search.store import EmbeddingStore, Limits
 from shared.storage.blob_store import BlobModelStore
 from tests.models.fixtures import iris, sha256_of, write_classifier
 from tests.telemetry.conftest import Otel
@@ -210,7 +211,7 @@ def test_sql_spans_carry_verb_table_and_system_never_values(otel: Otel, tmp_path
 
 
 def test_vector_requests_record_their_duration_by_op(otel: Otel) -> None:
-    from shared.api.vectors import vector_op
+    from shared.vectors.routes import vector_op
 
     before = _sum(otel, "hartonomous.vector.duration", op="cosine")
     req = func.HttpRequest(
@@ -230,7 +231,7 @@ def test_search_records_its_duration_by_metric_and_row_bucket(otel: Otel, tmp_pa
     store = EmbeddingStore(repo, Limits(max_dim=64, max_rows=1000))
     vectors = np.random.default_rng(0).random((23, 8), dtype=np.float32)
     store.upsert("m", "t", [(f"e{i}", v.tolist()) for i, v in enumerate(vectors)])
-    service = SearchService(IndexCache(repo), max_dim=64, max_queries=4)
+    service = SearchService(IndexCache(SetRepository(repo.db)), max_dim=64, max_queries=4)
     before = _sum(otel, "hartonomous.search.duration", metric="dot", rows=100)
     service.search(vectors[:1], top_k=3, metric="dot")
     db.close()
@@ -326,7 +327,7 @@ def test_the_last_failed_attempt_counts_a_poisoned_message(otel: Otel, jobs_db) 
 
 
 def test_a_5xx_the_app_answers_itself_is_recorded_on_the_invocation_span(otel: Otel) -> None:
-    from shared.api.errors import RequestError, handle_errors
+    from shared.http.errors import RequestError, handle_errors
 
     @handle_errors
     def broken(req: func.HttpRequest) -> func.HttpResponse:

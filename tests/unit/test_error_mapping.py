@@ -1,4 +1,4 @@
-"""One error hierarchy (shared/errors.py) and one mapping to HTTP (shared/api/errors.py)."""
+"""One error hierarchy (shared/errors.py) and one mapping to HTTP (shared/http/errors.py)."""
 
 from __future__ import annotations
 
@@ -10,24 +10,24 @@ import sys
 import azure.functions as func
 import pytest
 
-from shared.api.errors import handle_errors, oip_errors, reply_for
-from shared.api.http import RequestError
-from shared.config import ROOT, ConfigError
-from shared.db.repos.embeddings import EmbeddingDimensionError
+from shared.embeddings.npy_reader import NpyFormatError
+from shared.embeddings.repository import EmbeddingDimensionError
 from shared.errors import HartonomousError
+from shared.http.errors import handle_errors, oip_errors, reply_for
+from shared.http.requests import RequestError
+from shared.inference.embedder import EmbeddingInputError, EmbeddingModelError
 from shared.jobs.messages import MalformedMessageError
 from shared.jobs.runner import PermanentJobError
-from shared.models.embedder import EmbeddingInputError, EmbeddingModelError
-from shared.models.errors import (
+from shared.registry.errors import (
     InferenceInputError,
     IntegrityError,
     ModelNotFoundError,
     ModelNotReadyError,
     ModelValidationError,
 )
+from shared.settings import ROOT, ConfigError
 from shared.storage.blob_store import UploadTooLargeError, UploadUrlUnavailableError
 from shared.storage.names import InvalidNameError
-from shared.storage.npy_reader import NpyFormatError
 from shared.vectors.errors import DimensionMismatchError, LimitExceededError
 
 CASES = [
@@ -96,7 +96,7 @@ def test_an_unknown_error_is_a_logged_500_without_internals(
     shape, caplog: pytest.LogCaptureFixture
 ) -> None:
     secret = "Server=tcp:db.internal;Pwd=hunter2"
-    with caplog.at_level(logging.ERROR, logger="shared.api.errors"):
+    with caplog.at_level(logging.ERROR, logger="shared.http.errors"):
         reply = shape(_route(RuntimeError(secret)))(_req())
     assert reply.status_code == 500
     assert secret not in reply.get_body().decode()
@@ -108,7 +108,7 @@ def test_a_configuration_error_is_a_503_naming_the_setting_but_not_its_value(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     exc = ConfigError("SQL_CONNECTION_STRING", "expected sqlite:/// or ODBC, got 'Pwd=hunter2'")
-    with caplog.at_level(logging.ERROR, logger="shared.api.errors"):
+    with caplog.at_level(logging.ERROR, logger="shared.http.errors"):
         reply = handle_errors(_route(exc))(_req())
     body = json.loads(reply.get_body())["error"]
     assert reply.status_code == 503 and body["code"] == "not_configured"
@@ -134,9 +134,9 @@ def test_a_pydantic_error_that_escapes_a_route_is_a_400_naming_the_field() -> No
 
 def test_the_services_import_no_azure_functions() -> None:
     code = (
-        "import sys, shared.errors, shared.models.errors, shared.vectors.errors, "
-        "shared.storage.blob_store, shared.db.repos.embeddings, shared.jobs.runner, "
-        "shared.models.embedder, shared.config; print('azure.functions' in sys.modules)"
+        "import sys, shared.errors, shared.registry.errors, shared.vectors.errors, "
+        "shared.storage.blob_store, shared.embeddings.repository, shared.jobs.runner, "
+        "shared.inference.embedder, shared.settings; print('azure.functions' in sys.modules)"
     )
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}
     out = subprocess.run(
@@ -148,7 +148,7 @@ def test_the_services_import_no_azure_functions() -> None:
 def test_no_reply_carries_nan_or_infinity_tokens() -> None:
     """json.dumps writes NaN/Infinity as bare tokens no JSON parser reads: a reply holding
     one (e.g. a job row stored before payloads were checked) says null there instead."""
-    from shared.api.responses import json_response
+    from shared.http.responses import json_response
 
     def strict(text: str):
         return json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} in {text}"))

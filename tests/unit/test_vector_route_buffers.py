@@ -4,8 +4,8 @@ import json
 
 import azure.functions as func
 
-from shared.api.vectors import vector_aggregate, vector_op
 from shared.vectors.pool import default_pool
+from shared.vectors.routes import vector_aggregate, vector_op
 
 
 def _req(op: str, body: dict, route: str = "vectors/{op}") -> func.HttpRequest:

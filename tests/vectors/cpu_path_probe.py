@@ -12,7 +12,7 @@ import logging
 import numpy as np
 
 from benchmarks.cpu_paths import flags_seen
-from shared.vectors import int8_scan, quantized
+from shared.search import int8_scan, quantized
 
 from .test_int8_engines import _saturating_set
 from .test_search import METRICS, reference

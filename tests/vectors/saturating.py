@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from shared.vectors import int8_scan
+from shared.search import int8_scan
 
 INT16 = (-(2**15), 2**15 - 1)
 

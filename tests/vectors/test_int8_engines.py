@@ -9,8 +9,8 @@ import logging
 import numpy as np
 import pytest
 
-from shared.config import ConfigError, Settings
-from shared.vectors import int8_scan, quantized
+from shared.search import int8_scan, quantized
+from shared.settings import ConfigError, Settings
 
 from .saturating import SATURATING, SATURATING_7BIT, candidates, saturating_dots
 from .test_search import METRICS, reference

@@ -13,7 +13,9 @@ import os
 import numpy as np
 import pytest
 
-from shared.vectors import int8_scan, quantized, scalar, search
+from shared.search import exact as search
+from shared.search import int8_scan, quantized
+from shared.vectors import scalar
 from shared.vectors.errors import DimensionMismatchError, VectorFormatError
 from shared.vectors.pool import BufferPool
 

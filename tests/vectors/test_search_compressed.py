@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from shared.vectors import quantized
+from shared.search import quantized
 
 from .test_search import METRICS, _reference_keys, reference
 

@@ -1,0 +1,189 @@
+"""Embeddings: float32 little-endian bytes per (model, type, entity), as VARBINARY(MAX).
+
+Every write bumps its set's version in the same transaction, so a search index in
+any process can see it is stale with one primary-key lookup.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from shared.db.connection import Database
+from shared.db.filters import and_equal
+from shared.db.timestamps import now, to_iso
+from shared.errors import ConflictError
+
+
+class EmbeddingDimensionError(ConflictError, ValueError):
+    """A vector's dimension differs from the one its (model, type) set already has."""
+
+    code = "dimension_conflict"
+
+    def __init__(self, model_id: str, embedding_type: str, expected: int, got: int) -> None:
+        super().__init__(
+            f"model {model_id!r} type {embedding_type!r} stores {expected}-dimensional "
+            f"vectors; got {got}",
+            field="items",
+        )
+        self.expected = expected
+        self.got = got
+
+
+@dataclass(frozen=True)
+class EmbeddingRow:
+    entity_id: str
+    model_id: str
+    embedding_type: str
+    dimension: int
+    vector: bytes
+    created_at: str
+    updated_at: str
+
+
+@dataclass(frozen=True)
+class UpsertCounts:
+    inserted: int
+    updated: int
+
+
+class EmbeddingRepository:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def upsert_many(
+        self, model_id: str, embedding_type: str, items: Sequence[tuple[str, bytes]]
+    ) -> UpsertCounts:
+        """Insert or replace vectors for one set in one transaction."""
+        if not items:
+            return UpsertCounts(0, 0)
+        dims = {len(v) // 4 for _, v in items}
+        if len(dims) != 1 or any(len(v) % 4 for _, v in items):
+            raise ValueError("all vectors in one upsert must be float32 and share a dimension")
+        dim = dims.pop()
+        ts = now()
+        with self.db.transaction():
+            self._touch_set(model_id, embedding_type, dim, ts)
+            ids = [entity for entity, _ in items]
+            existing = self._existing(model_id, embedding_type, ids)
+            sql = self.db.dialect.upsert(
+                "embeddings",
+                (
+                    "entity_id",
+                    "model_id",
+                    "embedding_type",
+                    "dimension",
+                    "vector",
+                    "created_at",
+                    "updated_at",
+                ),
+                key=("model_id", "embedding_type", "entity_id"),
+                update=("dimension", "vector", "updated_at"),
+            )
+            self.db.executemany(
+                sql, [(e, model_id, embedding_type, dim, v, ts, ts) for e, v in items]
+            )
+        updated = len(existing)
+        return UpsertCounts(inserted=len(set(ids)) - updated, updated=updated)
+
+    def _existing(self, model_id: str, embedding_type: str, ids: Sequence[str]) -> set[str]:
+        found: set[str] = set()
+        unique = list(dict.fromkeys(ids))
+        for start in range(0, len(unique), 500):
+            chunk = unique[start : start + 500]
+            marks = ", ".join("?" for _ in chunk)
+            # Only `?` markers are interpolated; the ids travel as parameters.
+            sql = (
+                "SELECT entity_id FROM embeddings WHERE model_id = ? AND embedding_type = ? "  # noqa: S608
+                f"AND entity_id IN ({marks})"
+            )
+            rows = self.db.query(sql, [model_id, embedding_type, *chunk])
+            found.update(r["entity_id"] for r in rows)
+        return found
+
+    def _touch_set(self, model_id: str, embedding_type: str, dim: int, ts: str) -> None:
+        current = self.db.query_one(
+            "SELECT dimension FROM embedding_sets WHERE model_id = ? AND embedding_type = ?",
+            (model_id, embedding_type),
+        )
+        if current is None:
+            self.db.execute(
+                self.db.dialect.upsert(
+                    "embedding_sets",
+                    ("model_id", "embedding_type", "dimension", "version", "updated_at"),
+                    key=("model_id", "embedding_type"),
+                ),
+                (model_id, embedding_type, dim, 0, ts),
+            )
+        elif int(current["dimension"]) != dim:
+            count = self.db.scalar(
+                "SELECT COUNT(*) AS n FROM embeddings WHERE model_id = ? AND embedding_type = ?",
+                (model_id, embedding_type),
+            )
+            if count:
+                raise EmbeddingDimensionError(
+                    model_id, embedding_type, int(current["dimension"]), dim
+                )
+            self.db.execute(
+                "UPDATE embedding_sets SET dimension = ? WHERE model_id = ? AND embedding_type = ?",
+                (dim, model_id, embedding_type),
+            )
+        self._bump(model_id, embedding_type, ts)
+
+    def _bump(self, model_id: str, embedding_type: str, ts: str) -> None:
+        self.db.execute(
+            "UPDATE embedding_sets SET version = version + 1, updated_at = ? "
+            "WHERE model_id = ? AND embedding_type = ?",
+            (ts, model_id, embedding_type),
+        )
+
+    def get(
+        self, entity_id: str, *, model_id: str | None = None, embedding_type: str | None = None
+    ) -> list[EmbeddingRow]:
+        sql, params = self._filtered(
+            "SELECT entity_id, model_id, embedding_type, dimension, vector, created_at, "
+            "updated_at FROM embeddings WHERE entity_id = ?",
+            entity_id,
+            model_id,
+            embedding_type,
+        )
+        rows = self.db.query(sql + " ORDER BY model_id, embedding_type", params)
+        return [
+            EmbeddingRow(
+                entity_id=r["entity_id"],
+                model_id=r["model_id"],
+                embedding_type=r["embedding_type"],
+                dimension=int(r["dimension"]),
+                vector=bytes(r["vector"]),
+                created_at=to_iso(r["created_at"]) or "",
+                updated_at=to_iso(r["updated_at"]) or "",
+            )
+            for r in rows
+        ]
+
+    def delete(
+        self, entity_id: str, *, model_id: str | None = None, embedding_type: str | None = None
+    ) -> int:
+        ts = now()
+        with self.db.transaction():
+            sql, params = self._filtered(
+                "SELECT DISTINCT model_id, embedding_type FROM embeddings WHERE entity_id = ?",
+                entity_id,
+                model_id,
+                embedding_type,
+            )
+            sets = self.db.query(sql, params)
+            sql, params = self._filtered(
+                "DELETE FROM embeddings WHERE entity_id = ?", entity_id, model_id, embedding_type
+            )
+            deleted = self.db.execute(sql, params)
+            for s in sets:
+                self._bump(s["model_id"], s["embedding_type"], ts)
+        return deleted
+
+    @staticmethod
+    def _filtered(
+        sql: str, entity_id: str, model_id: str | None, embedding_type: str | None
+    ) -> tuple[str, list[Any]]:
+        return and_equal(sql, [entity_id], model_id=model_id, embedding_type=embedding_type)

@@ -1,0 +1,157 @@
+"""PUT/GET/DELETE /api/embeddings: vectors stored in SQL as float32 bytes."""
+
+from __future__ import annotations
+
+import azure.functions as func
+
+from shared.embeddings.shapes import (
+    EmbeddingDeleteResponse,
+    EmbeddingGetResponse,
+    EmbeddingOut,
+    EmbeddingQuery,
+    EmbeddingUpsertRequest,
+    EmbeddingUpsertResponse,
+    TextEmbedRequest,
+    TextEmbedResponse,
+)
+from shared.http.errors import RequestError, handle_errors
+from shared.http.requests import read_json, read_query
+from shared.http.responses import json_response
+from shared.http.routing import http_route
+
+bp = func.Blueprint()
+
+
+@http_route(
+    bp,
+    "embeddings",
+    ["PUT"],
+    summary="Insert or replace vectors for one model and embedding type, in one transaction.",
+    tags=("embeddings",),
+    request=EmbeddingUpsertRequest,
+    response=EmbeddingUpsertResponse,
+    errors=(400, 409),
+)
+@handle_errors
+def upsert_embeddings(req: func.HttpRequest) -> func.HttpResponse:
+    """Insert or replace a batch of vectors in one transaction."""
+    from shared.embeddings.service import embedding_store
+
+    body = read_json(req, EmbeddingUpsertRequest)
+    dim, counts = embedding_store().upsert(
+        body.model_id, body.embedding_type, [(i.entity_id, i.vector) for i in body.items]
+    )
+    out = EmbeddingUpsertResponse(
+        model_id=body.model_id,
+        embedding_type=body.embedding_type,
+        dimension=dim,
+        inserted=counts.inserted,
+        updated=counts.updated,
+    )
+    return json_response(out.model_dump())
+
+
+def _entity_id(req: func.HttpRequest) -> str:
+    entity_id = req.route_params.get("entity_id", "")
+    if not entity_id or len(entity_id) > 256:
+        raise RequestError(400, "invalid_request", "entity_id: 1 to 256 characters", "entity_id")
+    return entity_id
+
+
+@http_route(
+    bp,
+    "embeddings/{entity_id}",
+    ["GET"],
+    summary="An entity's stored vectors, optionally for one model and type.",
+    tags=("embeddings",),
+    query=EmbeddingQuery,
+    response=EmbeddingGetResponse,
+    errors=(400, 404),
+)
+@handle_errors
+def get_embeddings(req: func.HttpRequest) -> func.HttpResponse:
+    import numpy as np
+
+    from shared.embeddings.service import embedding_store
+    from shared.vectors import codec
+
+    entity_id = _entity_id(req)
+    q = read_query(req, EmbeddingQuery)
+    rows = embedding_store().get(entity_id, q.model_id, q.embedding_type)
+    if not rows:
+        raise RequestError(404, "not_found", f"no embeddings for entity {entity_id!r}")
+    out = EmbeddingGetResponse(
+        entity_id=entity_id,
+        embeddings=[
+            EmbeddingOut(
+                entity_id=r.entity_id,
+                model_id=r.model_id,
+                embedding_type=r.embedding_type,
+                dimension=r.dimension,
+                vector=codec.encode_vector(np.frombuffer(r.vector, dtype="<f4"), q.format),
+                created_at=r.created_at,
+                updated_at=r.updated_at,
+            )
+            for r in rows
+        ],
+    )
+    return json_response(out.model_dump())
+
+
+@http_route(
+    bp,
+    "embeddings/{entity_id}",
+    ["DELETE"],
+    summary="Delete an entity's vectors, optionally only for one model and type.",
+    tags=("embeddings",),
+    query=EmbeddingQuery,
+    response=EmbeddingDeleteResponse,
+    errors=(400, 404),
+)
+@handle_errors
+def delete_embeddings(req: func.HttpRequest) -> func.HttpResponse:
+    from shared.embeddings.service import embedding_store
+
+    entity_id = _entity_id(req)
+    q = read_query(req, EmbeddingQuery)
+    deleted = embedding_store().delete(entity_id, q.model_id, q.embedding_type)
+    if not deleted:
+        raise RequestError(404, "not_found", f"no embeddings for entity {entity_id!r}")
+    return json_response(EmbeddingDeleteResponse(entity_id=entity_id, deleted=deleted).model_dump())
+
+
+@http_route(
+    bp,
+    "embeddings/text",
+    ["POST"],
+    summary="Embed texts with a registered sentence-embedding model; optionally store them.",
+    tags=("embeddings",),
+    request=TextEmbedRequest,
+    response=TextEmbedResponse,
+    errors=(400, 404, 409),
+)
+@handle_errors
+def embed_text(req: func.HttpRequest) -> func.HttpResponse:
+    from shared.embeddings.service import text_embeddings
+    from shared.vectors import codec
+
+    body = read_json(req, TextEmbedRequest)
+    if body.store and len(body.store.entity_ids) != len(body.texts):
+        raise RequestError(
+            400,
+            "invalid_request",
+            f"store.entity_ids: {len(body.store.entity_ids)} ids for {len(body.texts)} texts",
+            "store.entity_ids",
+        )
+    store_as = (body.store.embedding_type, body.store.entity_ids) if body.store else None
+    out = text_embeddings().embed(body.model, body.texts, store_as)
+    stored = out.stored
+    return json_response(
+        TextEmbedResponse(
+            model=body.model,
+            model_version=out.model_version,
+            dimension=int(out.vectors.shape[1]),
+            vectors=codec.encode_matrix(out.vectors, body.format),
+            stored={"inserted": stored.inserted, "updated": stored.updated} if stored else None,
+        ).model_dump()
+    )

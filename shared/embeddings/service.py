@@ -1,0 +1,171 @@
+"""Embedding writes and reads with wire-format decoding and limits applied."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from shared.embeddings.repository import EmbeddingRepository, UpsertCounts
+from shared.settings import get_settings
+from shared.vectors import codec
+
+if TYPE_CHECKING:
+    from shared.inference.text_models import TextModels
+
+from shared.vectors.errors import (
+    DimensionMismatchError,
+    LimitExceededError,
+    NonFiniteError,
+    VectorFormatError,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_dim: int
+    max_rows: int
+
+
+def to_bytes(vector: np.ndarray) -> bytes:
+    """The SQL storage format: float32 little-endian."""
+    return np.ascontiguousarray(vector, dtype="<f4").tobytes()
+
+
+class EmbeddingStore:
+    def __init__(
+        self,
+        repo: EmbeddingRepository,
+        limits: Limits,
+        forget_snapshot: Callable[[str, str], None] | None = None,
+    ) -> None:
+        """``forget_snapshot(model_id, embedding_type)`` removes a set's search snapshot
+        once rows of it are deleted (``SnapshotStore.forget``)."""
+        self.repo = repo
+        self.limits = limits
+        self.forget_snapshot = forget_snapshot
+
+    def upsert(
+        self, model_id: str, embedding_type: str, items: list[tuple[str, Any]]
+    ) -> tuple[int, UpsertCounts]:
+        """Decode and store `(entity_id, wire vector)` pairs in one transaction.
+
+        Returns (dimension, counts)."""
+        if len(items) > self.limits.max_rows:
+            raise LimitExceededError(
+                "items", f"{len(items)} items; the limit is {self.limits.max_rows} per request"
+            )
+        rows: list[tuple[str, bytes]] = []
+        dim = 0
+        for i, (entity_id, wire) in enumerate(items):
+            vec = codec.decode_vector(wire, f"items[{i}].vector", max_dim=self.limits.max_dim)
+            if i == 0:
+                dim = int(vec.shape[0])
+            elif vec.shape[0] != dim:
+                raise DimensionMismatchError.between(
+                    f"items[{i}].vector", int(vec.shape[0]), "items[0].vector", dim
+                )
+            rows.append((entity_id, to_bytes(vec)))
+        return dim, self.repo.upsert_many(model_id, embedding_type, rows)
+
+    def upsert_array(
+        self,
+        model_id: str,
+        embedding_type: str,
+        ids: list[str],
+        matrix: np.ndarray,
+        field: str = "vectors",
+    ) -> UpsertCounts:
+        """Store rows of an (n, d) matrix under `ids` in one transaction (jobs, embedders)."""
+        if matrix.ndim != 2 or matrix.shape[0] != len(ids):
+            raise VectorFormatError(
+                field, f"expected {len(ids)} rows, got an array of shape {list(matrix.shape)}"
+            )
+        if matrix.shape[1] > self.limits.max_dim:
+            raise LimitExceededError(
+                field, f"dimension {matrix.shape[1]} exceeds the limit {self.limits.max_dim}"
+            )
+        rows32 = np.ascontiguousarray(matrix, dtype="<f4")
+        if not np.isfinite(rows32).all():
+            bad = int(np.argwhere(~np.isfinite(rows32))[0][0])
+            raise NonFiniteError(f"{field}[{bad}]", "NaN or Inf is not a valid vector component")
+        rows = [(e, rows32[i].tobytes()) for i, e in enumerate(ids)]
+        return self.repo.upsert_many(model_id, embedding_type, rows)
+
+    def get(self, entity_id: str, model_id: str | None, embedding_type: str | None):
+        return self.repo.get(entity_id, model_id=model_id, embedding_type=embedding_type)
+
+    def delete(self, entity_id: str, model_id: str | None, embedding_type: str | None) -> int:
+        """Delete the entity's rows, then any search snapshot that still holds them: a
+        deleted vector must not survive in a copy. SQL is the truth, so a snapshot that
+        cannot be removed now only logs (it is stale, and goes when the set next loads)."""
+        found = self.repo.get(entity_id, model_id=model_id, embedding_type=embedding_type)
+        deleted = self.repo.delete(entity_id, model_id=model_id, embedding_type=embedding_type)
+        if deleted and self.forget_snapshot is not None:
+            for key in sorted({(r.model_id, r.embedding_type) for r in found}):
+                try:
+                    self.forget_snapshot(*key)
+                except Exception:
+                    log.warning("search snapshot of %s/%s not removed yet", *key, exc_info=True)
+        return deleted
+
+
+@cache
+def embedding_store() -> EmbeddingStore:
+    """Embedding writes and reads with the configured limits; deletes also remove the
+    set's search snapshot."""
+    from shared.db.app import database
+    from shared.search.service import snapshot_store
+
+    s = get_settings()
+    return EmbeddingStore(
+        EmbeddingRepository(database()),
+        Limits(s.max_vector_dim, s.max_batch_rows),
+        forget_snapshot=snapshot_store().forget,
+    )
+
+
+@dataclass(frozen=True)
+class TextVectors:
+    """Texts embedded by one model version, and what storing them did."""
+
+    model_version: int
+    vectors: np.ndarray
+    stored: UpsertCounts | None
+
+
+class TextEmbeddings:
+    """Embed texts with a registered text model, and optionally store the vectors under
+    the model's name (the ``model_id`` of their set)."""
+
+    def __init__(self, models: TextModels, store: EmbeddingStore) -> None:
+        self.models = models
+        self.store = store
+
+    def embed(
+        self,
+        model: str,
+        texts: list[str],
+        store_as: tuple[str, list[str]] | None = None,
+    ) -> TextVectors:
+        """`store_as` is (embedding_type, entity_ids), one id per text."""
+        record = self.models.record(model)  # 404 / 409 naming the field "model"
+        vectors = self.models.embedder(record).embed(texts)
+        stored = None
+        if store_as is not None:
+            embedding_type, entity_ids = store_as
+            stored = self.store.upsert_array(model, embedding_type, entity_ids, vectors)
+        return TextVectors(record.version, vectors, stored)
+
+
+@cache
+def text_embeddings() -> TextEmbeddings:
+    from shared.inference.text_models import text_models
+
+    return TextEmbeddings(text_models(), embedding_store())

@@ -1,0 +1,71 @@
+"""Registered models over HTTP."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from shared.http.shapes import Strict
+from shared.registry.status import ModelStatusName
+
+
+class ModelOut(BaseModel):
+    id: str
+    name: str
+    version: int
+    status: ModelStatusName
+    error: str | None = None
+    size_bytes: int | None = None
+    sha256: str | None = None
+    blob_uri: str | None = None
+    metadata: dict[str, Any] = {}
+    created_at: str
+    updated_at: str
+
+
+class ModelDetail(ModelOut):
+    tensors: list[dict[str, Any]] = []
+
+
+class ModelList(BaseModel):
+    models: list[ModelOut]
+
+
+class ModelQuery(Strict):
+    name: str | None = Field(default=None, max_length=128)
+    status: ModelStatusName | None = None
+    limit: int = Field(default=100, ge=1, le=1000)
+
+
+class UploadQuery(Strict):
+    name: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    embedding_output: str | None = Field(
+        None,
+        max_length=128,
+        pattern=r"^[A-Za-z0-9_.:/-]+$",
+        description="For text-embedding models whose export is ambiguous: the output that "
+        "carries the embedding ([batch, hidden] or [batch, sequence, hidden]).",
+    )
+
+
+class UploadAccepted(BaseModel):
+    model: ModelOut
+    created: bool = Field(description="False when these bytes were already registered.")
+    job_id: str | None
+    job_url: str | None
+
+
+class UploadUrlQuery(UploadQuery):
+    expires_in: int = Field(
+        default=3600, ge=60, le=86400, description="Seconds the URL stays valid (60-86400)."
+    )
+
+
+class UploadUrlOut(BaseModel):
+    url: str = Field(description="Write-only URL for <name>.onnx; PUT the file to it.")
+    method: Literal["PUT"] = "PUT"
+    headers: dict[str, str] = Field(description="Headers the PUT must carry.")
+    blob: str
+    expires_at: str
+    max_bytes: int = Field(description="Larger models fail ingestion (MAX_UPLOAD_BYTES).")

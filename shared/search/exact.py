@@ -1,0 +1,491 @@
+"""Exact (brute-force) vector search, the numpy core of ``sp_ExactVectorSearch``.
+
+Scores every stored row against the query with BLAS and keeps the best ``top_k``:
+
+* ``cosine``: distance = 1 - cos, similarity = cos (rows and query normalised; a zero
+  vector has cosine 0 with everything, as in the scalar functions);
+* ``euclidean``: distance = L2, similarity = 1 / (1 + distance) -- a monotone map of
+  [0, inf) onto (0, 1] that needs no knowledge of the data's scale, so scores of different
+  queries stay comparable;
+* ``dot``: distance = -dot, similarity = dot (larger is more similar; "distance" keeps the
+  rule that smaller distance is better).
+
+Work done once at load lives in ``SearchMatrix`` (normalised copy for cosine, squared norms
+for euclidean), which the caller keeps. A single query is one gemv into a pooled score
+buffer, then ``kernels.top_k``. A batch runs gemm over row blocks (doubling from a small
+first one), keeps a running top-k per query and only looks at block entries above the
+current k-th best, so temporaries stay at block size even for millions of rows.
+
+Exactness: a float32 score differs from the float64 score of the same stored values by
+at most ``error_bound`` (the rounding bound of the dot product, doubled). Every row whose
+float32 score is within twice that bound of the k-th best float32 score is re-scored in
+float64, and those are ordered by score, then row index. So results are the float64
+brute-force ranking, ties included, even among near-duplicates float32 cannot separate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from shared.vectors import kernels
+from shared.vectors.errors import DimensionMismatchError, VectorFormatError
+from shared.vectors.pool import BufferPool, default_pool
+
+Metric = Literal["cosine", "euclidean", "dot"]
+METRICS: tuple[Metric, ...] = ("cosine", "euclidean", "dot")
+#: Bytes of one block of batch scores (queries x rows x 4).
+BLOCK_BYTES = 16 * 1024 * 1024
+#: Extra float32 best kept beyond top_k by the single-query selection, so the band of
+#: near-ties usually fits in one selection.
+RERANK_MARGIN = 16
+#: Candidates re-scored in float64 per step (bounds the float64 copy).
+RESCORE_CHUNK = 8192
+#: A band of this many rows that fills a quarter of its span is read as a dense span.
+DENSE_FROM = 2048
+#: A batch query whose band of near-ties outgrows this many rows (degenerate data, such
+#: as thousands of identical vectors) finishes through the single-query path instead.
+BAND_CAP = 4096
+_U32 = 2.0**-24  # float32 unit roundoff
+_TINY32 = 2.0**-149  # float32's smallest subnormal
+#: Width of the first row block of a batch.
+SEED_COLUMNS = 4096
+#: Columns of the first block whose k-th best seeds the per-query threshold.
+SEED_SAMPLE = 1024
+
+
+@dataclass(frozen=True)
+class SearchMatrix:
+    """Stored vectors prepared for one metric (see ``prepare``).
+
+    Kept column-major: ``columns`` is (d, n) C-contiguous. A single query is then
+    ``q @ columns``, a streaming axpy-shaped gemv that reads memory about a third
+    faster than the row-major dot-per-row gemv on 384-wide rows, and a batch is
+    ``Q @ columns[:, block]``, the gemm shape BLAS runs best here.
+    """
+
+    metric: Metric
+    columns: np.ndarray
+    sq_norms: np.ndarray | None = None
+    #: Largest row norm (an upper bound); sizes the float32 error bound.
+    max_norm: float | None = None
+    #: The stored rows (n, d) as given, when ``columns`` holds a normalised copy: the
+    #: float64 re-score reads these, so cosine is exact for the stored values.
+    raw: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_norm is None:
+            object.__setattr__(self, "max_norm", _max_norm(self))
+
+    @property
+    def vectors(self) -> np.ndarray:
+        """The rows, (n, d): a transposed view, no copy."""
+        return self.columns.T
+
+    @property
+    def rows(self) -> int:
+        return int(self.columns.shape[1])
+
+    @property
+    def dim(self) -> int:
+        return int(self.columns.shape[0])
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """One query's hits, best first: row indices, distances and similarities (float64)."""
+
+    indices: np.ndarray
+    distances: np.ndarray
+    similarities: np.ndarray
+
+
+def _max_norm(matrix: SearchMatrix) -> float:
+    if matrix.rows == 0:
+        return 0.0
+    if matrix.metric == "cosine":
+        return 1.0 + 1e-4  # unit rows, up to their float32 rounding
+    sq = matrix.sq_norms
+    if sq is None:
+        sq = np.einsum("ij,ij->j", matrix.columns, matrix.columns, dtype=np.float64)
+    return float(np.sqrt(np.max(sq))) * (1 + 1e-4)
+
+
+def error_bound(matrix: SearchMatrix, query_norms: np.ndarray) -> np.ndarray:
+    """Per query: the most a float32 score can differ from the float64 score of the same
+    stored values (the textbook bound for a length-d dot product, doubled for margin)."""
+    q = np.asarray(query_norms, dtype=np.float64)
+    g = 2.0 * (matrix.dim + 4) * _U32
+    # Products that underflow to subnormals each lose up to half the smallest subnormal.
+    tiny = 2.0 * (matrix.dim + 4) * _TINY32
+    big = float(matrix.max_norm or 0.0)
+    if matrix.metric == "cosine":
+        return np.where(q > 0, 3.0 * g, 0.0)  # the dot, plus both float32 normalisations
+    if matrix.metric == "dot":
+        return np.where((q > 0) & (big > 0), g * q * big + tiny, 0.0)
+    return g * (2.0 * q * big + big * big) + 3.0 * tiny
+
+
+def prepare(
+    vectors: np.ndarray,
+    metric: Metric,
+    *,
+    sq_norms: np.ndarray | None = None,
+    normalized: bool = False,
+    copy: bool = True,
+) -> SearchMatrix:
+    """Do the per-matrix work once: normalise rows (cosine) or square the norms
+    (euclidean), and lay the matrix out column-major for the scan.
+
+    ``normalized=True`` says cosine rows are already unit length; ``copy=False`` lets
+    cosine normalise the caller's rows in place before the column-major copy (the
+    float64 re-score then reads the normalised rows). Otherwise cosine keeps a
+    reference to the given rows for the re-score.
+    """
+    if metric not in METRICS:
+        raise VectorFormatError("metric", f"unknown metric {metric!r}; use one of {METRICS}")
+    m = np.asarray(vectors, dtype=np.float32)
+    if m.ndim != 2:
+        raise VectorFormatError("vectors", f"expected a matrix (2-D), got shape {m.shape}")
+    raw = None
+    if metric == "cosine" and not normalized:
+        # The caller's rows (or a view of them), not a copy, unless no layout of theirs
+        # is contiguous: the re-score would then copy the whole matrix on every query.
+        contiguous = m.flags.c_contiguous or m.T.flags.c_contiguous
+        raw = (m if contiguous else np.ascontiguousarray(m)) if copy else None
+        m = np.ascontiguousarray(m)
+        m = kernels.normalize(m, out=None if copy else m)
+    if metric == "euclidean" and sq_norms is None:
+        sq_norms = kernels.squared_norms(np.ascontiguousarray(m))
+    return SearchMatrix(metric, np.ascontiguousarray(m.T), sq_norms, raw=raw)
+
+
+def _check(matrix: SearchMatrix, queries: np.ndarray, top_k: int) -> None:
+    if queries.shape[-1] != matrix.dim:
+        raise DimensionMismatchError.between("query", queries.shape[-1], "vectors", matrix.dim)
+    if isinstance(top_k, bool) or not isinstance(top_k, int | np.integer) or top_k < 1:
+        raise VectorFormatError("top_k", f"must be a positive integer, got {top_k!r}")
+
+
+def _query_side(matrix: SearchMatrix, queries: np.ndarray) -> np.ndarray:
+    """Queries as the gemm sees them: unit length for cosine."""
+    q = np.asarray(queries, dtype=np.float32)
+    return kernels.normalize(q) if matrix.metric == "cosine" else q
+
+
+def _to_scores(matrix: SearchMatrix, scores: np.ndarray, start: int, stop: int) -> None:
+    """Turn raw dot products into 'larger is better' scores in place."""
+    if matrix.metric == "euclidean":
+        assert matrix.sq_norms is not None
+        scores *= np.float32(2.0)
+        scores -= matrix.sq_norms[start:stop]
+
+
+def _rescore(
+    matrix: SearchMatrix,
+    queries: np.ndarray,
+    qi: np.ndarray,
+    rows: np.ndarray,
+    pool: BufferPool,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """float64 (key, distance, similarity) of each (query ``qi[j]``, row ``rows[j]``) pair.
+
+    One gather of the distinct rows (sorted, so reads walk memory forward) into pooled
+    buffers, one float64 gemm of them against every query, then each pair picks its
+    entry."""
+    unique, inverse = np.unique(rows, return_inverse=True)
+    k, d = unique.size, matrix.dim
+    q = np.asarray(queries, dtype=np.float64).reshape(-1, d)
+    with pool.rent((k, d), np.float64) as x:
+        # take() on a C-contiguous source with mode="clip" writes straight into the
+        # buffer; "raise", or a strided source, would first copy the whole matrix.
+        columns = matrix.columns if matrix.raw is None else matrix.raw.T
+        if columns.flags.c_contiguous:
+            with pool.rent((d, k), np.float32) as cols:
+                np.take(columns, unique, axis=1, out=cols, mode="clip")
+                np.copyto(x, cols.T)
+        else:  # the caller's own row-major rows (prepare keeps them contiguous)
+            with pool.rent((k, d), np.float32) as x32:
+                np.take(matrix.raw, unique, axis=0, out=x32, mode="clip")
+                np.copyto(x, x32)
+        if matrix.metric == "euclidean":
+            # From the differences: |x|^2 + |q|^2 - 2 x.q cancels away the digits
+            # that separate rows far from the origin.
+            with pool.rent((qi.size, d), np.float64) as diff:
+                np.take(x, inverse, axis=0, out=diff, mode="clip")
+                diff -= q[0] if len(q) == 1 else q[qi]
+                dist = np.sqrt(np.einsum("ij,ij->i", diff, diff))
+            return dist, dist, 1.0 / (1.0 + dist)
+        dots = (x @ q.T)[inverse, qi]
+        if matrix.metric == "dot":
+            return -dots, -dots, dots
+        row_sq = np.einsum("ij,ij->i", x, x)[inverse]
+    denom = np.sqrt(row_sq * np.einsum("ij,ij->i", q, q)[qi])
+    sim = np.divide(dots, denom, out=np.zeros_like(dots), where=denom > 0)
+    return -sim, 1.0 - sim, sim
+
+
+def _best_per_query(
+    nq: int, top_k: int, qi: np.ndarray, rows: np.ndarray, key: np.ndarray
+) -> np.ndarray:
+    """Positions of each query's ``top_k`` best entries by (key, row), grouped by query."""
+    order = np.lexsort((rows, key, qi))
+    q_sorted = qi[order]
+    first = np.searchsorted(q_sorted, np.arange(nq))
+    rank = np.arange(order.size) - first[q_sorted]
+    return order[rank < top_k]
+
+
+def _finish(
+    matrix: SearchMatrix, query: np.ndarray, cand: np.ndarray, top_k: int, pool: BufferPool
+) -> SearchResult:
+    """Re-score a band of candidate rows in float64, a chunk at a time (the band can be
+    large on degenerate data), keeping the best ``top_k`` by (score, row index).
+
+    A large band that fills much of its span of rows (thousands of duplicates) is scored
+    by reading that span block by block, every row of it: streaming memory beats picking
+    scattered rows, and extra rows are harmless (the band only has to contain the
+    answer, and the float64 order decides)."""
+    q = np.asarray(query, dtype=np.float64)
+    first, last = (int(cand.min()), int(cand.max())) if cand.size else (0, -1)
+    dense = cand.size >= DENSE_FROM and cand.size * 4 >= last - first + 1
+    if dense:
+        starts = range(first, last + 1, RESCORE_CHUNK)
+        parts = (np.arange(lo, min(lo + RESCORE_CHUNK, last + 1)) for lo in starts)
+    else:
+        parts = (cand[lo : lo + RESCORE_CHUNK] for lo in range(0, cand.size, RESCORE_CHUNK))
+    best_rows = np.empty(0, np.int64)
+    best = (np.empty(0), np.empty(0), np.empty(0))
+    for part in parts:
+        if dense:
+            fresh = _rescore_span(matrix, q, int(part[0]), int(part[-1]) + 1)
+        else:
+            fresh = _rescore(matrix, q, np.zeros(part.size, np.intp), part, pool)
+        rows = np.concatenate([best_rows, part])
+        scored = tuple(np.concatenate([b, f]) for b, f in zip(best, fresh, strict=True))
+        keep = _best_per_query(1, top_k, np.zeros(rows.size, np.intp), rows, scored[0])
+        best_rows, best = rows[keep], tuple(a[keep] for a in scored)
+    return SearchResult(best_rows.astype(np.int64), best[1], best[2])
+
+
+def _rescore_span(
+    matrix: SearchMatrix, q: np.ndarray, lo: int, hi: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``_rescore`` for one query and every row in ``[lo, hi)``, read as a contiguous
+    block in whichever layout the stored rows have."""
+    source = matrix.columns.T if matrix.raw is None else matrix.raw
+    x = source[lo:hi].astype(np.float64)  # a (rows, d) copy; from columns, a strided one
+    if matrix.metric == "euclidean":
+        x -= q
+        dist = np.sqrt(np.einsum("ij,ij->i", x, x))
+        return dist, dist, 1.0 / (1.0 + dist)
+    dots = x @ q
+    if matrix.metric == "dot":
+        return -dots, -dots, dots
+    denom = np.sqrt(np.einsum("ij,ij->i", x, x) * float(q @ q))
+    sim = np.divide(dots, denom, out=np.zeros_like(dots), where=denom > 0)
+    return -sim, 1.0 - sim, sim
+
+
+def _band(scores: np.ndarray, top_k: int, eps: float, pool: BufferPool) -> np.ndarray:
+    """Rows whose float32 score is within ``2 * eps`` of the k-th best: a superset of the
+    float64 top-k. Usually found among the first ``top_k + margin`` best; a wider band
+    (many near-ties) takes one more pass over the scores."""
+    n = scores.size
+    keep = min(n, top_k + max(RERANK_MARGIN, top_k))
+    idx, vals = kernels.top_k(scores, keep, pool=pool)
+    if eps == 0.0 or top_k >= n:
+        return idx[:top_k]  # exact float32 scores (a zero query): ties already by row
+    floor = _down_to_f32(np.array([float(vals[top_k - 1]) - 2.0 * eps]))[0]
+    if keep < n and vals[-1] >= floor:
+        with pool.rent(n, np.bool_) as mask:
+            np.greater_equal(scores, floor, out=mask)
+            return np.flatnonzero(mask)
+    return idx[vals >= floor]
+
+
+def search(
+    matrix: SearchMatrix, query: np.ndarray, top_k: int, *, pool: BufferPool | None = None
+) -> SearchResult:
+    """The ``top_k`` rows nearest to one query: one gemv + top-k, pooled buffers only."""
+    q = np.asarray(query, dtype=np.float32)
+    if q.ndim != 1:
+        raise VectorFormatError("query", f"expected a vector (1-D), got shape {q.shape}")
+    _check(matrix, q, top_k)
+    pool = pool or default_pool()
+    qs = _query_side(matrix, q)
+    eps = float(error_bound(matrix, np.array([np.linalg.norm(qs)]))[0])
+    with pool.rent(matrix.rows, np.float32) as scores:
+        np.matmul(qs, matrix.columns, out=scores)
+        _to_scores(matrix, scores, 0, matrix.rows)
+        cand = _band(scores, top_k, eps, pool)
+    return _finish(matrix, q, cand, top_k, pool)
+
+
+class _RunningBand:
+    """Per query, the float32 entries that can still reach the float64 top-k: the best
+    ``top_k`` plus every entry within ``2 * eps`` of the k-th best. Flat (query, row,
+    score) arrays sorted by query, then score (best first), then row.
+
+    A query whose band outgrows ``cap`` stops collecting (``overflow``); the caller
+    finishes it another way."""
+
+    def __init__(self, nq: int, top_k: int, eps: np.ndarray, cap: int) -> None:
+        self.nq, self.top_k, self.cap = nq, top_k, cap
+        self.eps2 = 2.0 * np.asarray(eps, np.float64)
+        self.q = np.empty(0, np.int64)
+        self.row = np.empty(0, np.int64)
+        self.score = np.empty(0, np.float32)
+        #: Entries below this cannot matter any more (-inf until a query has top_k).
+        self.floor = np.full(nq, -np.inf)
+        self.overflow = np.zeros(nq, bool)
+
+    def merge(self, q: np.ndarray, row: np.ndarray, score: np.ndarray) -> None:
+        qs = np.concatenate([self.q, q])
+        rows = np.concatenate([self.row, row])
+        scores = np.concatenate([self.score, score])
+        order = np.lexsort((rows, -scores, qs))
+        qs, rows, scores = qs[order], rows[order], scores[order]
+        first = np.searchsorted(qs, np.arange(self.nq))
+        counts = np.bincount(qs, minlength=self.nq)
+        full = counts >= self.top_k
+        kth = np.full(self.nq, -np.inf)
+        kth[full] = scores[first[full] + self.top_k - 1]
+        floor = np.where(self.eps2 > 0, kth - self.eps2, kth)
+        rank = np.arange(qs.size) - first[qs]
+        # eps == 0 means exact float32 scores: the top_k by (score, row) is the answer.
+        band = (rank < self.top_k) | ((scores >= floor[qs]) & (self.eps2[qs] > 0))
+        counts = np.bincount(qs[band], minlength=self.nq)
+        self.overflow |= counts > self.cap
+        band &= ~self.overflow[qs]
+        self.q, self.row, self.score = qs[band], rows[band], scores[band]
+        self.floor = np.maximum(self.floor, floor)
+        self.floor[self.overflow] = np.inf
+
+    def threshold(self) -> np.ndarray:
+        """Per query, the least float32 score a new entry needs to join the band, as
+        float32 rounded down (the block compare then runs in float32). With exact
+        scores (eps 0) a later row must beat the k-th outright: a tie loses on row."""
+        low = _down_to_f32(self.floor)
+        exact = self.eps2 == 0  # the floor is then a float32 score itself
+        low[exact] = np.nextafter(low[exact], np.float32(np.inf))
+        return low
+
+
+def search_batch(
+    matrix: SearchMatrix,
+    queries: np.ndarray,
+    top_k: int,
+    *,
+    pool: BufferPool | None = None,
+    block_rows: int | None = None,
+) -> list[SearchResult]:
+    """``search`` for many queries at once: gemm per row block, running band per query."""
+    qm = np.asarray(queries, dtype=np.float32)
+    if qm.ndim != 2:
+        raise VectorFormatError("queries", f"expected a matrix (2-D), got shape {qm.shape}")
+    _check(matrix, qm, top_k)
+    nq, n = qm.shape[0], matrix.rows
+    if nq == 0:
+        return []
+    pool = pool or default_pool()
+    keep = min(n, top_k + max(RERANK_MARGIN, top_k))
+    cap = min(max(keep, block_rows or BLOCK_BYTES // (4 * nq)), n)
+    qs = np.ascontiguousarray(_query_side(matrix, qm))
+    eps = error_bound(matrix, np.linalg.norm(qs.astype(np.float64), axis=1))
+    band = _RunningBand(nq, min(top_k, n), eps, max(BAND_CAP, 4 * keep))
+    with (
+        pool.rent(nq * cap, np.float32) as score_buf,
+        pool.rent(nq * cap, np.bool_) as mask_buf,
+    ):
+        for start, stop in _blocks(n, min(cap, max(keep, SEED_COLUMNS)), cap):
+            width = stop - start
+            scores = score_buf[: nq * width].reshape(nq, width)
+            mask = mask_buf[: nq * width].reshape(nq, width)
+            np.matmul(qs, matrix.columns[:, start:stop], out=scores)
+            _to_scores(matrix, scores, start, stop)
+            floor = band.threshold()
+            if np.isneginf(floor).any():
+                _block_threshold_mask(scores, floor, min(top_k, width), band.eps2, mask, pool)
+            else:
+                np.greater_equal(scores, floor[:, None], out=mask)
+            qi, ri = _nonzero(mask)
+            band.merge(qi, ri + start, scores[qi, ri])
+    results = _finish_batch(matrix, qm, band, top_k, pool)
+    for i in np.flatnonzero(band.overflow):
+        results[i] = search(matrix, qm[i], top_k, pool=pool)
+    return results
+
+
+def _finish_batch(
+    matrix: SearchMatrix, queries: np.ndarray, band: _RunningBand, top_k: int, pool: BufferPool
+) -> list[SearchResult]:
+    """``_finish`` for every query's band at once, without a Python loop per query."""
+    nq = len(queries)
+    if not band.q.size:
+        empty = SearchResult(np.empty(0, np.int64), np.empty(0), np.empty(0))
+        return [empty] * nq
+    key, dist, sim = _rescore(matrix, queries, band.q, band.row, pool)
+    pick = _best_per_query(nq, top_k, band.q, band.row, key)
+    qi = band.q[pick]
+    bounds = np.searchsorted(qi, np.arange(nq + 1))
+    idx, dists, sims = band.row[pick].astype(np.int64), dist[pick], sim[pick]
+    return [
+        SearchResult(idx[a:b], dists[a:b], sims[a:b])
+        for a, b in zip(bounds[:-1], bounds[1:], strict=True)
+    ]
+
+
+def _down_to_f32(x: np.ndarray) -> np.ndarray:
+    """float64 bounds as float32, rounded down so a float32 compare admits no less."""
+    low = x.astype(np.float32)
+    return np.where(low > x, np.nextafter(low, np.float32(-np.inf)), low)
+
+
+def _blocks(n: int, first: int, cap: int) -> list[tuple[int, int]]:
+    """Row blocks that double from ``first`` up to ``cap``.
+
+    Each block's candidates are the entries beating the k-th best of everything before
+    it, about ``k * width / rows_seen`` per query; doubling keeps that near ``k`` per
+    block instead of letting one wide early block flood the merge."""
+    out, start, width = [], 0, first
+    while start < n:
+        stop = min(start + width, n)
+        out.append((start, stop))
+        start, width = stop, min(2 * width, cap)
+    return out
+
+
+def _block_threshold_mask(
+    scores: np.ndarray,
+    floor: np.ndarray,
+    k: int,
+    eps2: np.ndarray,
+    mask: np.ndarray,
+    pool: BufferPool,
+) -> None:
+    """Entries within ``eps2`` of each query's k-th best among the block's first columns:
+    a valid bound (those columns alone hold k entries that good) that costs a partition
+    of a few thousand columns instead of the whole block."""
+    width = min(scores.shape[1], max(4 * k, SEED_SAMPLE))
+    with pool.rent(scores.shape[0] * width, np.float32) as buf:
+        neg = buf.reshape(scores.shape[0], width)
+        np.negative(scores[:, :width], out=neg)
+        neg.partition(k - 1, axis=1)
+        thresh = _down_to_f32(-neg[:, k - 1].astype(np.float64) - eps2)
+    np.greater_equal(scores, np.maximum(thresh, floor)[:, None], out=mask)
+
+
+def _nonzero(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.nonzero`` for a sparse C-contiguous bool matrix: scan 8 bytes at a time."""
+    rows, cols = mask.shape
+    flat = mask.reshape(-1)
+    words = flat.size // 8
+    hits = np.flatnonzero(flat[: words * 8].view(np.uint64) != 0)  # bool: numpy's fast path
+    pos = (hits[:, None] * 8 + np.arange(8)).reshape(-1)
+    pos = pos[flat[pos]]
+    tail = np.flatnonzero(flat[words * 8 :]) + words * 8
+    pos = np.concatenate([pos, tail])
+    return pos // cols, pos % cols

@@ -1,0 +1,44 @@
+"""POST /api/search: exact top-k over stored embeddings."""
+
+from __future__ import annotations
+
+import azure.functions as func
+
+from shared.http.errors import handle_errors
+from shared.http.requests import read_json
+from shared.http.responses import json_response
+from shared.http.routing import http_route
+from shared.search.shapes import SearchRequest, SearchResponse
+
+bp = func.Blueprint()
+
+
+@http_route(
+    bp,
+    "search",
+    ["POST"],
+    summary="Exact top-k search over stored embeddings (cosine, euclidean or dot).",
+    tags=("search",),
+    request=SearchRequest,
+    response=SearchResponse,
+)
+@handle_errors
+def search(req: func.HttpRequest) -> func.HttpResponse:
+    from shared.search.service import search_service
+
+    body = read_json(req, SearchRequest)
+    service = search_service()
+    queries, single = service.decode_queries(body.vector, body.vectors)
+    try:
+        hits = service.search(
+            queries,
+            top_k=body.top_k,
+            metric=body.metric,
+            model_id=body.model_id,
+            embedding_type=body.embedding_type,
+            field="vector" if single else "vectors",
+        )
+    finally:
+        service.release(queries)
+    lists = [[h.as_dict() for h in q] for q in hits]
+    return json_response({"metric": body.metric, "results": lists[0] if single else lists})

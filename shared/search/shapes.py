@@ -1,0 +1,54 @@
+"""POST /api/search: exact top-k, as the original sp_ExactVectorSearch."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, BeforeValidator, Field, model_validator
+
+from shared.errors import InvalidInputError
+from shared.http.shapes import MatrixJson, Name, Strict, VectorJson
+
+Metric = Literal["cosine", "euclidean", "dot"]
+
+
+def _json_integer(value: object) -> object:
+    """A count is a JSON number: lax int would read `true` as 1 and `"5"` as 5, while
+    5.0 is an integer to JSON Schema (and so to the OpenAPI document) and stays one."""
+    if isinstance(value, bool | str):
+        raise ValueError(f"expected an integer, got {type(value).__name__}")
+    return value
+
+
+class SearchRequest(Strict):
+    vector: VectorJson | None = Field(default=None, description="One query vector.")
+    vectors: MatrixJson | None = Field(default=None, description="Several query vectors.")
+    top_k: Annotated[int, BeforeValidator(_json_integer)] = Field(default=10, ge=1, le=1000)
+    metric: Metric = "cosine"
+    model_id: Name | None = None
+    embedding_type: Name | None = None
+
+    @model_validator(mode="after")
+    def _one_query_field(self) -> SearchRequest:
+        if (self.vector is None) == (self.vectors is None):
+            # Not a ValueError: pydantic would report it with no field; this names one.
+            field = "vector" if self.vectors is None else "vectors"
+            raise InvalidInputError(
+                f"{field}: give exactly one of 'vector' or 'vectors'", field=field
+            )
+        return self
+
+
+class SearchHit(BaseModel):
+    entity_id: str
+    model_id: str
+    embedding_type: str
+    distance: float
+    similarity: float
+
+
+class SearchResponse(BaseModel):
+    metric: Metric
+    results: list[SearchHit] | list[list[SearchHit]] = Field(
+        description="One list for 'vector'; one list per query for 'vectors'."
+    )
