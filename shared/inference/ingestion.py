@@ -44,9 +44,9 @@ class ModelIngestion:
         self.max_bytes = max_bytes
 
     def __call__(self, job_id: str, payload: ModelPayload) -> dict[str, Any]:
+        from shared.inference.inspect import inspect_model
         from shared.inference.sessions import check_loadable
         from shared.registry.errors import ModelValidationError
-        from shared.inference.inspect import inspect_model
 
         record = self.models.get(payload.model_id)
         if record is None:

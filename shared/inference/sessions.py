@@ -3,7 +3,7 @@
 Creating a session parses and optimises the graph (tens of ms to seconds), and the first
 run allocates the arena; both happen here, once per model version and process, under a
 per-key lock so concurrent first requests load once. The cache is an LRU bounded by count,
-and the process has one (``shared.services.sessions``): inference and text embedding
+and the process has one (``shared.inference.service.sessions``): inference and text embedding
 both take their sessions from it, so ``MAX_SESSIONS`` bounds every loaded model.
 """
 

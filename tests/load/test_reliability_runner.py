@@ -157,14 +157,22 @@ def test_no_suites_is_a_row_that_says_so(tmp_path: Path) -> None:
     assert "no reliability tests found" in row.happened
 
 
-def test_readme_block_is_replaced_between_its_markers(tmp_path: Path) -> None:
-    readme = tmp_path / "README.md"
-    readme.write_text(f"# x\n{report.BEGIN}\nold\n{report.END}\nafter\n")
-    assert report.update_readme(readme, "new table\n")
-    assert readme.read_text() == f"# x\n{report.BEGIN}\nnew table\n{report.END}\nafter\n"
+def test_doc_block_is_replaced_between_its_markers(tmp_path: Path) -> None:
+    doc = tmp_path / "reliability.md"
+    doc.write_text(f"# x\n{report.BEGIN}\nold\n{report.END}\nafter\n")
+    assert report.update_doc(doc, "new table\n")
+    assert doc.read_text() == f"# x\n{report.BEGIN}\nnew table\n{report.END}\nafter\n"
     plain = tmp_path / "PLAIN.md"
     plain.write_text("no markers\n")
-    assert not report.update_readme(plain, "x") and plain.read_text() == "no markers\n"
+    assert not report.update_doc(plain, "x") and plain.read_text() == "no markers\n"
+
+
+def test_the_reliability_doc_carries_the_markers() -> None:
+    """`make reliability` (`--docs`) writes its table between these markers."""
+    from reliability.__main__ import DOC_PATH, HERE
+
+    text = (HERE.parent / DOC_PATH).read_text(encoding="utf-8")
+    assert text.count(report.BEGIN) == 1 and text.count(report.END) == 1
 
 
 def test_a_run_that_breaks_still_prints_its_table_and_fails(
