@@ -83,9 +83,9 @@ FUZZ_EXAMPLES ?= 300
 FUZZ_SEEDS ?= 300
 fuzz: setup
 	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) FUZZ_SEEDS=$(FUZZ_SEEDS) $(BIN)/python -m pytest -q \
-		--timeout=3600 tests/e2e/test_app_openapi.py \
+		--timeout=3600 tests/http/test_app_openapi.py \
 		tests/reliability/test_fuzz_properties.py tests/reliability/test_stateful_openapi.py \
-		tests/vectors/test_search.py::test_random_shapes_ties_and_scales_match_the_reference
+		tests/search/test_search.py::test_random_shapes_ties_and_scales_match_the_reference
 
 lint: $(BIN)/.installed-dev
 	$(BIN)/ruff check .

@@ -1,9 +1,9 @@
-"""Columnar records vs one Python object per event, 1M inference events (plan 7.3).
+"""Columnar records vs one Python object per event, 1M inference events.
 
 Both sides start from the very same thing: the rows the SQL driver hands over for
 `shared.analytics.reader`'s SELECT (epoch ms, latency, confidence, rows, model code,
-outcome code). The object side makes one frozen, slotted dataclass per row (the Python
-twin of the plan's "class per snapshot"); the columnar side turns each 64k-row chunk into
+outcome code). The object side makes one frozen, slotted dataclass per row (a class
+per event, the usual object model); the columnar side turns each 64k-row chunk into
 structured records with one `np.fromiter` (what the reader does) and freezes the result.
 Then both compute per-model p95 latency (nearest rank) and mean confidence, and the
 answers are checked equal.
@@ -44,7 +44,7 @@ GOAL_SPEED, GOAL_MEMORY = 20.0, 5.0
 
 @dataclass(frozen=True, slots=True)
 class InferenceEvent:
-    """One event as an object: the design plan 7.3 replaces."""
+    """One event as an object: the design ``shared.analytics.records`` does without."""
 
     ts_ms: int
     latency_ms: float

@@ -5,7 +5,8 @@ both on this machine. Each variant runs in a fresh Python process that builds th
 app's ``IndexCache`` + ``SearchService`` and times its first search (which loads the
 set), then a second one (warm):
 
-* SQL, float32 (today's path): rows read from SQL into the float32 matrix;
+* SQL, float32 (a set under ``compress_from`` rows): rows read from SQL into the float32
+  matrix;
 * SQL, compressed: rows read from SQL, written to the mapped rows file, quantised;
 * snapshot: header + members downloaded with parallel ranged reads (codes into memory,
   float32 rows into the mapped file), CRCs checked, version checked against SQL.

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from shared.inference.embedder import TextEmbedder
-from tests.inference.pretrained import find_minilm
+from tests.support.pretrained import find_minilm
 
 from .timing import table
 

@@ -36,7 +36,7 @@ from shared.inference.service import InferenceService
 from shared.inference.sessions import SessionCache
 from shared.registry.repository import ModelRecord, ModelRepository
 from shared.vectors.pool import BufferPool
-from tests.inference.pretrained import find_minilm
+from tests.support.pretrained import find_minilm
 
 from .timing import interleaved, per_call, table
 

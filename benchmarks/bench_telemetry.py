@@ -165,7 +165,7 @@ def _floor(spans: InMemorySpanExporter) -> tuple[float, float]:
 
 
 def main(argv: Sequence[str] = ()) -> None:
-    from devhost.telemetry import http_span, invocation
+    from devhost.otel_sdk import http_span, invocation
 
     spans, _ = install()
     folder = Path(tempfile.mkdtemp(prefix="bench-telemetry-"))

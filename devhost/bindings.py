@@ -25,8 +25,8 @@ from azure.functions.blob import InputStream
 from azure.storage.blob import BlobClient, ContainerClient
 
 from .loader import FunctionSpec
-from .messages import encode_body, message_bodies
-from .storage import StorageClients
+from .queue_messages import encode_body, message_bodies
+from .storage_clients import StorageClients
 
 _EXPRESSION = re.compile(r"\{([^{}]+)\}")
 SDK_BLOB_TYPES = ("BlobClient", "ContainerClient", "StorageStreamDownloader")

@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from .bindings import blob_argument, blob_argument_kind
 from .invocation import Bound, Invoker
 from .loader import FunctionSpec
-from .messages import encode_body
-from .storage import StorageClients
-from .telemetry import blob_span
+from .otel_sdk import blob_span
+from .queue_messages import encode_body
+from .storage_clients import StorageClients
 from .workers import PendingWork
 
 log = logging.getLogger("devhost.blob")

@@ -34,8 +34,10 @@ from .http_server import DEFAULT_BODY_LIMIT, HostServer, HttpApp, http_target
 from .invocation import Invoker
 from .loader import FunctionSpec, LoadedApp, load_app
 from .localsettings import load_local_settings
+from .otel_sdk import Telemetry
+from .otel_sdk import configure as configure_telemetry
 from .queue_listener import DEFAULT_LEASE_SECONDS, QueueListener
-from .routing import Router
+from .route_templates import Router
 from .startup import (
     bind_socket,
     maybe_start_azurite,
@@ -43,9 +45,7 @@ from .startup import (
     prepare_storage,
     storage_bindings,
 )
-from .storage import StorageClients
-from .telemetry import Telemetry
-from .telemetry import configure as configure_telemetry
+from .storage_clients import StorageClients
 
 log = logging.getLogger("devhost")
 

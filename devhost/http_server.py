@@ -23,8 +23,8 @@ import uvicorn
 from .auth import KeyRing, presented_key
 from .invocation import Invoker
 from .loader import FunctionSpec
-from .routing import MethodNotAllowed, Router
-from .telemetry import http_span
+from .otel_sdk import http_span
+from .route_templates import MethodNotAllowed, Router
 
 log = logging.getLogger("devhost.http")
 

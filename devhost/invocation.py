@@ -18,12 +18,12 @@ from concurrent.futures import Executor
 from contextlib import contextmanager
 from typing import Any
 
-from . import telemetry
+from . import otel_sdk
 from .bindings import OutputWriter, bind_inputs, collect_outputs, prepare_outputs
 from .context import InvocationContext
 from .loader import FunctionSpec
-from .storage import StorageClients
-from .telemetry import SpanStart
+from .otel_sdk import SpanStart
+from .storage_clients import StorageClients
 
 log = logging.getLogger("devhost.invocation")
 
@@ -46,28 +46,22 @@ class Invoker:
         self._writer = writer
         self._directory = function_directory
         self._active = 0
-        self._idle = threading.Condition()
+        self._active_lock = threading.Lock()
 
     @property
     def active(self) -> int:
         """Invocations running now."""
-        with self._idle:
+        with self._active_lock:
             return self._active
 
-    def wait_idle(self, timeout: float) -> bool:
-        """Block until no invocation runs (True) or the timeout passes (False)."""
-        with self._idle:
-            return self._idle.wait_for(lambda: self._active == 0, timeout)
-
     def _enter(self) -> tuple[str, float]:
-        with self._idle:
+        with self._active_lock:
             self._active += 1
         return str(uuid.uuid4()), time.monotonic()
 
     def _leave(self) -> None:
-        with self._idle:
+        with self._active_lock:
             self._active -= 1
-            self._idle.notify_all()
 
     def _arguments(
         self, spec: FunctionSpec, invocation_id: str, bound: Bound
@@ -104,7 +98,7 @@ class Invoker:
             else:
                 result = spec.func(**kwargs)
             self._writer.write_all(collect_outputs(spec, outs, result), bound[1])
-            telemetry.set_result(current, result)
+            otel_sdk.set_result(current, result)
         return result
 
     async def invoke_async(
@@ -126,7 +120,7 @@ class Invoker:
             pairs = collect_outputs(spec, outs, result)
             if pairs:
                 await self._loop.run_in_executor(executor, self._writer.write_all, pairs, bound[1])
-            telemetry.set_result(current, result)
+            otel_sdk.set_result(current, result)
         return result
 
     @contextmanager
@@ -135,11 +129,11 @@ class Invoker:
         span (marked failed on an error), and logged as Core Tools logs it."""
         invocation_id, started = self._enter()
         try:
-            with telemetry.invocation(spec.name, invocation_id, span) as current:
+            with otel_sdk.invocation(spec.name, invocation_id, span) as current:
                 try:
                     yield invocation_id, current
                 except BaseException:
-                    telemetry.set_failed(current)
+                    otel_sdk.set_failed(current)
                     raise
         except BaseException as exc:
             self._log(spec, invocation_id, started, exc)

@@ -46,9 +46,9 @@ from azure.core.exceptions import (
 from .hostconfig import QueueOptions
 from .invocation import Bound, Invoker
 from .loader import FunctionSpec
-from .messages import decode_body, queue_binding_data, to_function_message
-from .storage import StorageClients
-from .telemetry import queue_span
+from .otel_sdk import queue_span
+from .queue_messages import decode_body, queue_binding_data, to_function_message
+from .storage_clients import StorageClients
 from .workers import PendingWork
 
 log = logging.getLogger("devhost.queue")

@@ -17,7 +17,7 @@ from . import azurite as azurite_mod
 from .bindings import split_blob_path
 from .blob_listener import POISON_QUEUE, RECEIPTS_CONTAINER
 from .loader import FunctionSpec
-from .storage import (
+from .storage_clients import (
     DEFAULT_CONNECTION,
     StorageClients,
     StorageNotConfigured,

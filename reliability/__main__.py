@@ -4,7 +4,7 @@ Starts Azurite and the app on the local host (fresh SQLite), seeds a search set 
 model, runs locust on the hot routes, sends the queue messages and accounts for each,
 samples the host's memory, then runs the fault and hostile-input tests. Writes the table
 to `reliability/latest.md` (and into docs/reliability.md with `--docs`). Exit code 1 when a goal
-is missed. Sizes: see `reliability.settings`.
+is missed. Sizes: see `reliability.run_size`.
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from reliability import hostlog, ingestion, report
+from reliability import hostlog, queue_accounting, report
+from reliability.host_memory import CacheBounds, MemoryFigures, PeakSampler, rss
 from reliability.load import run_locust
-from reliability.memory import CacheBounds, MemoryFigures, PeakSampler, rss
+from reliability.run_size import RunSettings
 from reliability.seed import SEARCH_MODEL, SEARCH_TYPE, InferTarget, register_model, seed_search
-from reliability.settings import RunSettings
 from reliability.stack import Stack, db_path, running_stack
 from reliability.suites import run_suites
 
@@ -79,9 +79,9 @@ def measure(tmp: Path, settings: RunSettings) -> list[report.Row]:
                 users=settings.users,
                 out_dir=tmp,
             )
-            plan = ingestion.Plan.new(settings.messages, settings.rows_per_message)
+            plan = queue_accounting.Plan.new(settings.messages, settings.rows_per_message)
             say(f"queue: {plan.messages:,} messages")
-            accounting = ingestion.run(
+            accounting = queue_accounting.run(
                 stack.connection_string,
                 stack.db_path,
                 plan,

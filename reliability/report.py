@@ -11,10 +11,10 @@ from pathlib import Path
 
 import psutil
 
+from reliability.host_memory import MemoryFigures, MiB
 from reliability.hostlog import HostLog
-from reliability.ingestion import Accounting
 from reliability.load import LoadFigures
-from reliability.memory import MemoryFigures, MiB
+from reliability.queue_accounting import Accounting
 from reliability.suites import SuiteResult
 
 BEGIN, END = "<!-- reliability:begin -->", "<!-- reliability:end -->"

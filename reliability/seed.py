@@ -46,7 +46,7 @@ class InferTarget:
 def register_model(stack: Stack, timeout: float = 120) -> InferTarget:
     """Upload the iris MLP classifier through `POST /api/models` and wait until its
     ingestion job made it `ready` (sessions load on first inference)."""
-    from tests.models.fixtures import write_classifier
+    from tests.support.models import write_classifier
 
     path = write_classifier(stack.tmp, f"{INFER_MODEL}.onnx")
     reply = stack.call("POST", f"/models?name={INFER_MODEL}", raw=path.read_bytes())

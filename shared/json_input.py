@@ -3,8 +3,8 @@ ingest container.
 
 Why one place: ``json.loads`` refuses input in four ways, and only one of them is a
 ``JSONDecodeError``. A number of more than 4,300 digits is a bare ``ValueError``, deep
-nesting a ``RecursionError``, bad UTF-8 a ``UnicodeDecodeError``; each caller that caught
-only the first turned the others into a 500 or a failed invocation.
+nesting a ``RecursionError``, bad UTF-8 a ``UnicodeDecodeError``; a caller that catches
+only the first turns the others into a 500 or a failed invocation.
 """
 
 from __future__ import annotations

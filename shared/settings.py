@@ -1,23 +1,31 @@
 """Settings from the environment: the same keys as local.settings.json "Values".
 
+Each setting is one typed field of `Settings`, named in the environment by its alias,
+with its default, its bounds and its validation next to it; values are matched to
+fields by key, never by position.
+
 Locally every setting has a default that makes the run (Azurite + SQLite) work with no
 configuration at all. In Azure (`WEBSITE_INSTANCE_ID` is set) nothing falls back to a
-local default: the app folder is read-only and there is no emulator, so the SQL and
-storage connections must be set, local folders default to /tmp, and caches default to
-a share of the instance's memory. An invalid value raises `ConfigError` naming the
-setting. A missing required one is reported by the part that needs it
-(`Settings.require`), so functions that do not need it keep working and the worker
-still indexes every function.
+local default: the app folder is read-only and there is no emulator, so the SQL
+connection must be set, local folders default to /tmp, and caches default to a share
+of the instance's memory. An invalid value raises `ConfigError` naming the setting's
+key. A missing required one is reported by the part that needs it (`Settings.require`),
+so functions that do not need it keep working and the worker still indexes every
+function. A blank value counts as unset.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from collections.abc import Mapping
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, Field, ValidationError, field_validator, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from shared.errors import ConfigurationError
 
@@ -32,6 +40,22 @@ def in_azure(environ: Mapping[str, str] | None = None) -> bool:
     return bool(env.get("WEBSITE_INSTANCE_ID", "").strip())
 
 
+class ConfigError(ConfigurationError):
+    """A setting has a value the app cannot use; ``field`` and ``setting`` name it."""
+
+    def __init__(self, setting: str, reason: str) -> None:
+        super().__init__(f"setting {setting}: {reason}", field=setting, reason=reason)
+        self.setting = setting
+
+
+def _not_an_integer(raw: object) -> str:
+    return f"expected an integer, got {raw!r}"
+
+
+def _out_of_range(lo: object, hi: object, value: object) -> str:
+    return f"must be between {lo} and {hi}, got {value}"
+
+
 def instance_memory_bytes(
     environ: Mapping[str, str] | None = None, cgroup_root: Path = Path("/sys/fs/cgroup")
 ) -> int:
@@ -40,7 +64,13 @@ def instance_memory_bytes(
     env = os.environ if environ is None else environ
     override = env.get("INSTANCE_MEMORY_MB", "").strip()
     if override:
-        return _int("INSTANCE_MEMORY_MB", override, 128, 1024 * 1024) * MiB
+        try:
+            mb = int(override)
+        except ValueError:
+            raise ConfigError("INSTANCE_MEMORY_MB", _not_an_integer(override)) from None
+        if not 128 <= mb <= 1024 * 1024:
+            raise ConfigError("INSTANCE_MEMORY_MB", _out_of_range(128, 1024 * 1024, mb))
+        return mb * MiB
     physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     for limit_file in (cgroup_root / "memory.max", cgroup_root / "memory/memory.limit_in_bytes"):
         try:
@@ -52,27 +82,8 @@ def instance_memory_bytes(
     return physical
 
 
-class ConfigError(ConfigurationError, ValueError):
-    """A setting has a value the app cannot use; ``field`` and ``setting`` name it."""
-
-    def __init__(self, setting: str, reason: str) -> None:
-        super().__init__(f"setting {setting}: {reason}", field=setting, reason=reason)
-        self.setting = setting
-
-
-def _int(name: str, raw: str, lo: int, hi: int) -> int:
-    try:
-        value = int(raw.strip())
-    except ValueError:
-        raise ConfigError(name, f"expected an integer, got {raw!r}") from None
-    if not lo <= value <= hi:
-        raise ConfigError(name, f"must be between {lo} and {hi}, got {value}")
-    return value
-
-
-def _name(name: str, raw: str) -> str:
+def azure_name(value: str) -> str:
     """Container and queue names: Azure's rules (3-63 chars, lowercase, digits, hyphens)."""
-    value = raw.strip()
     ok = (
         3 <= len(value) <= 63
         and value[0].isalnum()
@@ -81,232 +92,245 @@ def _name(name: str, raw: str) -> str:
         and "--" not in value
     )
     if not ok:
-        raise ConfigError(
-            name, f"{raw!r} is not a valid container/queue name (3-63 of a-z, 0-9, '-')"
-        )
+        raise ValueError(f"{value!r} is not a valid container/queue name (3-63 of a-z, 0-9, '-')")
     return value
 
 
-def _str(name: str, raw: str) -> str:
-    return raw.strip()
-
-
-def _nonempty(name: str, raw: str) -> str:
-    if not raw.strip():
-        raise ConfigError(name, "must not be empty")
-    return raw.strip()
+AzureName = Annotated[str, AfterValidator(azure_name)]
 
 
 @dataclass(frozen=True)
-class Setting:
-    """One setting. `default` applies everywhere unless `local_default` overrides it off
-    Azure; a `None` default makes the setting required (the part that needs it says so).
-    A callable default is computed from the environment (shares of instance memory)."""
+class LocalDefault:
+    """Field metadata: off Azure, this default instead of the field's own (which then
+    applies only in Azure, where `None` means required)."""
 
-    key: str
-    default: str | Callable[[Mapping[str, str]], str] | None
-    parse: Callable[[str, str], Any]
-    doc: str
-    local_default: str | None = None
-    default_doc: str | None = None  # how the README shows a computed default
-
-    def default_for(self, environ: Mapping[str, str]) -> str | None:
-        if self.local_default is not None and not in_azure(environ):
-            return self.local_default
-        if callable(self.default):
-            return self.default(environ)
-        return self.default
+    value: str
 
 
-def _memory_share(fraction: float, cap: int) -> Callable[[Mapping[str, str]], str]:
-    return lambda env: str(max(MiB, min(cap, int(instance_memory_bytes(env) * fraction))))
+@dataclass(frozen=True)
+class MemoryShare:
+    """Field metadata: the default is this share of the instance's memory, capped."""
+
+    fraction: float
+    cap: int
+
+    def of(self, environ: Mapping[str, str]) -> int:
+        return max(MiB, min(self.cap, int(instance_memory_bytes(environ) * self.fraction)))
 
 
-# One table: the config module, local.settings.sample.json and the README all follow it.
-SETTINGS: tuple[Setting, ...] = (
-    Setting(
-        "AzureWebJobsStorage",
-        "",
-        _str,
-        # Empty: the identity-based AzureWebJobsStorage__* settings, else (locally only)
-        # UseDevelopmentStorage=true; shared/storage/accounts.py resolves which.
-        "Storage account connection string (blobs, queues, host receipts).",
-    ),
-    Setting(
-        "SQL_CONNECTION_STRING",
+@dataclass(frozen=True)
+class Instance:
+    """Field metadata: a fact about the instance the app runs on, which the defaults
+    depend on; not an app setting (the README and the sample settings list those)."""
+
+
+class Settings(BaseSettings):
+    """The app's settings. Each field's alias is its environment key; a `LocalDefault`
+    or `MemoryShare` in its annotation is a default that depends on the instance."""
+
+    model_config = SettingsConfigDict(
+        case_sensitive=True,  # keys are exact, as app settings are on Linux
+        env_ignore_empty=True,
+        extra="ignore",
+        frozen=True,
+        str_strip_whitespace=True,
+    )
+
+    azure: Annotated[bool, Instance()] = Field(
+        False,
+        alias="WEBSITE_INSTANCE_ID",
+        description="Running in Azure: the Functions host sets WEBSITE_INSTANCE_ID there "
+        "and nothing local does. No local default applies.",
+    )
+    instance_memory_mb: Annotated[int | None, Instance()] = Field(
         None,
-        _nonempty,
-        "sqlite:///<path> (embedded), or an ODBC string (SQL Server / Azure SQL via pyodbc). "
-        "Required in Azure.",
-        local_default="sqlite:///.data/hartonomous.db",
-    ),
-    Setting(
-        "MODELS_CONTAINER",
+        alias="INSTANCE_MEMORY_MB",
+        ge=128,
+        le=1024 * 1024,
+        description="The memory the cache defaults are shares of; unset: the cgroup limit, "
+        "else physical memory.",
+    )
+    sql_connection: Annotated[str | None, LocalDefault("sqlite:///.data/hartonomous.db")] = Field(
+        None,
+        alias="SQL_CONNECTION_STRING",
+        description="sqlite:///<path> (embedded), or an ODBC string (SQL Server / Azure SQL "
+        "via pyodbc). Required in Azure.",
+    )
+    models_container: AzureName = Field(
         "models",
-        _name,
-        "Blob container users upload models to (the blob trigger watches it).",
-    ),
-    Setting(
-        "MODEL_VERSIONS_CONTAINER",
+        alias="MODELS_CONTAINER",
+        description="Blob container users upload models to (the blob trigger watches it).",
+    )
+    model_versions_container: AzureName = Field(
         "model-versions",
-        _name,
-        "Blob container of registered versions, immutable: <name>/<sha256>.onnx.",
-    ),
-    Setting(
-        "MODEL_UPLOADS_CONTAINER",
+        alias="MODEL_VERSIONS_CONTAINER",
+        description="Blob container of registered versions, immutable: <name>/<sha256>.onnx.",
+    )
+    # Not the container users upload to (MODELS_CONTAINER): POST /api/models bodies are
+    # staged here, where no trigger fires, until they are registered.
+    upload_staging_container: AzureName = Field(
         "model-uploads",
-        _name,
-        "Blob container holding API uploads while they are registered.",
-    ),
-    Setting("INGESTION_QUEUE", "ingestion-jobs", _name, "Queue that carries ingestion jobs."),
-    Setting(
-        "INGEST_CONTAINER",
+        alias="MODEL_UPLOADS_CONTAINER",
+        description="Blob container staging POST /api/models bodies while they are "
+        "registered; no trigger fires here.",
+    )
+    ingestion_queue: AzureName = Field(
+        "ingestion-jobs",
+        alias="INGESTION_QUEUE",
+        description="Queue that carries ingestion jobs.",
+    )
+    ingest_container: AzureName = Field(
         "ingest",
-        _name,
-        "Blob container for embeddings batch files (.npy + .json ids, or .jsonl).",
-    ),
-    Setting(
-        "DATA_DIR",
-        str(AZURE_DATA_DIR),
-        _nonempty,
-        "Local folder for the model cache and tokenizers (and the local SQLite file).",
-        local_default=".data",
-    ),
-    Setting(
-        "MAX_REQUEST_BYTES",
-        str(16 * MiB),
-        lambda n, r: _int(n, r, 1024, 1024 * MiB),
-        "Largest JSON request body the API accepts.",
-    ),
-    Setting(
-        "MAX_UPLOAD_BYTES",
-        str(2048 * MiB),
-        lambda n, r: _int(n, r, 1024, 64 * 1024 * MiB),
-        "Largest model: POST /api/models refuses a bigger body; ingestion fails a bigger blob.",
-    ),
-    Setting(
-        "MAX_VECTOR_DIM",
-        "4096",
-        lambda n, r: _int(n, r, 1, 65536),
-        "Largest vector dimension.",
-    ),
-    Setting(
-        "MAX_BATCH_ROWS",
-        "10000",
-        lambda n, r: _int(n, r, 1, 10_000_000),
-        "Most vectors (rows) in one request.",
-    ),
-    Setting(
-        "MODEL_CACHE_BYTES",
-        _memory_share(0.5, 4096 * MiB),
-        lambda n, r: _int(n, r, MiB, 1024 * 1024 * MiB),
-        "Local model file cache size (LRU, sha256-verified).",
-        default_doc="half the instance memory, at most 4 GiB",
-    ),
-    Setting(
-        "SEARCH_CACHE_BYTES",
-        _memory_share(0.25, 4096 * MiB),
-        lambda n, r: _int(n, r, MiB, 1024 * 1024 * MiB),
-        "Memory for in-memory search matrices (least recently searched sets go first).",
-        default_doc="a quarter of the instance memory, at most 4 GiB",
-    ),
-    Setting(
-        "SEARCH_COMPRESS_FROM_ROWS",
-        "20000",
-        lambda n, r: _int(n, r, 1, 2**31 - 1),
-        "Sets with at least this many rows are searched compressed (int8 codes resident, "
-        "float32 rows memory-mapped under DATA_DIR); smaller ones stay float32.",
-    ),
-    Setting(
-        "SEARCH_SNAPSHOTS_CONTAINER",
+        alias="INGEST_CONTAINER",
+        description="Blob container for embeddings batch files (.npy + .json ids, or .jsonl).",
+    )
+    data_dir: Annotated[Path, LocalDefault(".data")] = Field(
+        AZURE_DATA_DIR,
+        alias="DATA_DIR",
+        description="Local folder for the model cache and tokenizers (and the local SQLite "
+        "file). A relative path resolves against the project folder locally and "
+        "/tmp/hartonomous in Azure.",
+    )
+    max_request_bytes: int = Field(
+        16 * MiB,
+        alias="MAX_REQUEST_BYTES",
+        ge=1024,
+        le=1024 * MiB,
+        description="Largest JSON request body the API accepts.",
+    )
+    max_upload_bytes: int = Field(
+        2048 * MiB,
+        alias="MAX_UPLOAD_BYTES",
+        ge=1024,
+        le=64 * 1024 * MiB,
+        description="Largest model: POST /api/models refuses a bigger body; ingestion fails "
+        "a bigger blob.",
+    )
+    max_vector_dim: int = Field(
+        4096, alias="MAX_VECTOR_DIM", ge=1, le=65536, description="Largest vector dimension."
+    )
+    max_batch_rows: int = Field(
+        10000,
+        alias="MAX_BATCH_ROWS",
+        ge=1,
+        le=10_000_000,
+        description="Most vectors (rows) in one request.",
+    )
+    model_cache_bytes: Annotated[int, MemoryShare(0.5, 4096 * MiB)] = Field(
+        alias="MODEL_CACHE_BYTES",
+        ge=MiB,
+        le=1024 * 1024 * MiB,
+        description="Local model file cache size (LRU, sha256-verified). Default: half the "
+        "instance memory, at most 4 GiB.",
+    )
+    search_cache_bytes: Annotated[int, MemoryShare(0.25, 4096 * MiB)] = Field(
+        alias="SEARCH_CACHE_BYTES",
+        ge=MiB,
+        le=1024 * 1024 * MiB,
+        description="Memory for in-memory search matrices (least recently searched sets go "
+        "first). Default: a quarter of the instance memory, at most 4 GiB.",
+    )
+    search_compress_from_rows: int = Field(
+        20000,
+        alias="SEARCH_COMPRESS_FROM_ROWS",
+        ge=1,
+        le=2**31 - 1,
+        description="Sets with at least this many rows are searched compressed (int8 codes "
+        "resident, float32 rows memory-mapped under DATA_DIR); smaller ones stay float32.",
+    )
+    search_snapshots_container: AzureName = Field(
         "search-snapshots",
-        _name,
-        "Blob container for snapshots of compressed search sets (fast cold loads). "
-        "Created on first write.",
-    ),
-    Setting(
-        "SEARCH_SNAPSHOT_SETTLE_SECONDS",
-        "30",
-        lambda n, r: _int(n, r, 0, 86400),
-        "A set loaded from SQL is snapshotted once its version has held this long.",
-    ),
-    Setting(
-        "SQL_BUSY_TIMEOUT_MS",
-        "10000",
-        lambda n, r: _int(n, r, 100, 600_000),
-        "How long an embedded SQLite write waits for other writers before the request "
-        "answers 503 with Retry-After.",
-    ),
-    Setting(
-        "MAX_SESSIONS",
-        "4",
-        lambda n, r: _int(n, r, 1, 256),
-        "ONNX sessions kept loaded (LRU), inference and text embedding together.",
-    ),
-    Setting(
-        "APPLICATIONINSIGHTS_CONNECTION_STRING",
-        "",
-        _str,
-        "Application Insights, for the host (the worker, or the local host) to export to when "
-        "PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY=true; the app never configures export.",
-    ),
-)
+        alias="SEARCH_SNAPSHOTS_CONTAINER",
+        description="Blob container for snapshots of compressed search sets (fast cold "
+        "loads). Created on first write.",
+    )
+    search_snapshot_settle_seconds: int = Field(
+        30,
+        alias="SEARCH_SNAPSHOT_SETTLE_SECONDS",
+        ge=0,
+        le=86400,
+        description="A set loaded from SQL is snapshotted once its version has held this long.",
+    )
+    sql_busy_timeout_ms: int = Field(
+        10000,
+        alias="SQL_BUSY_TIMEOUT_MS",
+        ge=100,
+        le=600_000,
+        description="How long an embedded SQLite write waits for other writers before the "
+        "request answers 503 with Retry-After.",
+    )
+    max_sessions: int = Field(
+        4,
+        alias="MAX_SESSIONS",
+        ge=1,
+        le=256,
+        description="ONNX sessions kept loaded (LRU), inference and text embedding together.",
+    )
 
+    @field_validator("azure", mode="before")
+    @classmethod
+    def _any_instance_id(cls, value: Any) -> Any:
+        return bool(value.strip()) if isinstance(value, str) else value
 
-@dataclass(frozen=True)
-class Settings:
-    storage_connection: str
-    sql_connection: str | None
-    models_container: str
-    model_versions_container: str
-    model_uploads_container: str
-    ingestion_queue: str
-    ingest_container: str
-    data_dir: Path
-    max_request_bytes: int
-    max_upload_bytes: int
-    max_vector_dim: int
-    max_batch_rows: int
-    model_cache_bytes: int
-    search_cache_bytes: int
-    search_compress_from_rows: int
-    search_snapshots_container: str
-    search_snapshot_settle_seconds: int
-    sql_busy_timeout_ms: int
-    max_sessions: int
-    appinsights_connection: str
-    azure: bool = False
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The environment only: the Functions host (and devhost) put local.settings.json's
+        # Values there. No .env file or secrets folder is read behind the host's back.
+        return init_settings, env_settings
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        env = os.environ if environ is None else environ
-        azure = in_azure(env)
-        values = []
-        for setting in SETTINGS:
-            raw = env.get(setting.key)
-            default = setting.default_for(env)
-            if raw is None or (raw.strip() == "" and default != ""):
-                raw = default
-            values.append(None if raw is None else setting.parse(setting.key, raw))
-        kwargs = dict(zip([f.name for f in fields(cls) if f.name != "azure"], values, strict=True))
-        base = AZURE_DATA_DIR if azure else ROOT
-        data_dir = Path(kwargs["data_dir"])
-        kwargs["data_dir"] = data_dir if data_dir.is_absolute() else base / data_dir
-        sql = kwargs["sql_connection"]
-        if azure and sql and _relative_sqlite(sql):
+        """Settings from `environ` alone (default: the process environment, read by
+        pydantic-settings); `ConfigError` naming the key of the first invalid value."""
+        try:
+            if environ is None:
+                return cls()
+            # Every key is passed, blank when absent (blank means unset), so nothing in
+            # the process environment shows through the given mapping.
+            return cls(**{key: environ.get(key, "") for key in _KEYS})
+        except ValidationError as err:
+            raise _config_error(err) from None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _defaults_for_where_it_runs(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping):
+            return data
+        values = {k: v for k, v in data.items() if not (isinstance(v, str) and not v.strip())}
+        instance = {k: v for k in _INSTANCE_KEYS if isinstance(v := values.get(k), str)}
+        for field in cls.model_fields.values():
+            key = _key(field)
+            if key not in values and _has_computed_default(field):
+                values[key] = _default(field, instance)
+        if "DATA_DIR" in values:
+            # A relative path never lands in the app folder in Azure: it is read-only there.
+            base = AZURE_DATA_DIR if in_azure(instance) else ROOT
+            values["DATA_DIR"] = base / Path(str(values["DATA_DIR"]).strip())
+        return values
+
+    @model_validator(mode="after")
+    def _checked_for_where_it_runs(self) -> Settings:
+        if self.azure and self.sql_connection and _relative_sqlite(self.sql_connection):
             raise ConfigError(
                 "SQL_CONNECTION_STRING",
                 "a relative SQLite path points into the app folder, which is read-only in "
                 "Azure: use Azure SQL (an ODBC connection string) or an absolute path",
             )
-        return cls(**kwargs, azure=azure)
+        return self
 
     def require(self, field: str) -> Any:
         """A setting the caller cannot work without: ConfigError naming it when unset."""
         value = getattr(self, field)
         if value is None:
-            key = _KEYS[field]
             where = "in Azure (WEBSITE_INSTANCE_ID is set)" if self.azure else "here"
+            key = _key(type(self).model_fields[field])
             raise ConfigError(key, f"is required {where} and not set")
         return value
 
@@ -315,15 +339,87 @@ class Settings:
         return f"{self.ingestion_queue}-poison"
 
 
-_KEYS = {
-    "storage_connection": "AzureWebJobsStorage",
-    "sql_connection": "SQL_CONNECTION_STRING",
-}
+def _key(field: FieldInfo) -> str:
+    assert field.alias is not None, "every setting names its environment key"
+    return field.alias
+
+
+_KEYS = tuple(_key(field) for field in Settings.model_fields.values())
+_INSTANCE_KEYS = tuple(
+    _key(field)
+    for field in Settings.model_fields.values()
+    if any(isinstance(m, Instance) for m in field.metadata)
+)
+
+
+def _has_computed_default(field: FieldInfo) -> bool:
+    return any(isinstance(m, LocalDefault | MemoryShare) for m in field.metadata)
+
+
+def _default(field: FieldInfo, environ: Mapping[str, str]) -> Any:
+    """The value a setting takes where `environ` applies and its key is unset (None:
+    required there). Only the instance's keys in `environ` matter."""
+    for marker in field.metadata:
+        if isinstance(marker, LocalDefault) and not in_azure(environ):
+            return marker.value
+        if isinstance(marker, MemoryShare):
+            return marker.of(environ)
+    return field.get_default(call_default_factory=True)
 
 
 def _relative_sqlite(url: str) -> bool:
     prefix = "sqlite:///"
     return url.lower().startswith(prefix) and not url[len(prefix) :].startswith("/")
+
+
+def _config_error(err: ValidationError) -> ConfigError:
+    """The first problem, as `setting <KEY>: <reason>` (the key, never the attribute)."""
+    first = err.errors()[0]
+    cause = first.get("ctx", {}).get("error")
+    if isinstance(cause, ConfigError):
+        return cause
+    key = str(first["loc"][0]) if first["loc"] else "settings"
+    kind, raw = first["type"], first.get("input")
+    if isinstance(cause, Exception):
+        reason = str(cause)
+    elif kind in ("int_parsing", "int_type", "int_from_float"):
+        reason = _not_an_integer(raw)
+    elif kind in ("greater_than_equal", "less_than_equal"):
+        lo, hi = _bounds(key)
+        reason = _out_of_range(lo, hi, str(raw).strip())
+    else:
+        reason = first["msg"]
+    return ConfigError(key, reason)
+
+
+def _bounds(key: str) -> tuple[object, object]:
+    field = next(f for f in Settings.model_fields.values() if f.alias == key)
+    lo = next((m.ge for m in field.metadata if hasattr(m, "ge")), None)
+    hi = next((m.le for m in field.metadata if hasattr(m, "le")), None)
+    return lo, hi
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One app setting as an operator sees it: the README table and
+    local.settings.sample.json list every one."""
+
+    key: str
+    attribute: str
+    description: str
+
+    def default_for(self, environ: Mapping[str, str]) -> Any:
+        """The value this setting takes where `environ` applies and it is unset (None:
+        required there)."""
+        return _default(Settings.model_fields[self.attribute], environ)
+
+
+SETTINGS: tuple[Setting, ...] = tuple(
+    Setting(_key(field), name, field.description or "")
+    for name, field in Settings.model_fields.items()
+    if _key(field) not in _INSTANCE_KEYS
+)
+_BY_KEY = {s.key: s for s in SETTINGS}
 
 
 def binding_name(key: str, environ: Mapping[str, str] | None = None) -> str:
@@ -334,13 +430,13 @@ def binding_name(key: str, environ: Mapping[str, str] | None = None) -> str:
     included. Import must never fail ("0 functions found"): an invalid value falls
     back to the default here, and `get_settings()` reports it on first use.
     """
-    setting = next(s for s in SETTINGS if s.key == key)
+    default = _BY_KEY[key].default_for({})
+    assert isinstance(default, str), f"{key} is not a container or queue name"
     env = os.environ if environ is None else environ
-    default = setting.default_for(env)
-    assert isinstance(default, str)
+    raw = env.get(key, "").strip()
     try:
-        return setting.parse(key, env.get(key) or default)
-    except ConfigError:
+        return azure_name(raw) if raw else default
+    except ValueError:
         return default
 
 

@@ -1,4 +1,8 @@
-"""Shared fixtures: a real Azurite per test session, a fresh SQLite database per test.
+"""The fixtures that several folders of tests use, and how the suite runs in parallel.
+
+Real parts only: an Azurite per test session (and a fresh one per module for the app's
+hosts), a fresh migrated SQLite database per test, the app on the local host. Code that
+tests share as a library lives in tests/support/, never in a conftest.
 
 `make test` runs the suite in parallel with pytest-xdist (`--dist loadgroup`). Each
 worker is a session of its own: its own Azurite on free ports, its own hosts, temp
@@ -12,15 +16,35 @@ from __future__ import annotations
 import json
 import os
 import re
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
+from azure.storage.blob import BlobServiceClient
+from azure.storage.queue import QueueServiceClient
 
 from devhost import azurite as azurite_mod
-
-ROOT = Path(__file__).resolve().parents[1]
+from shared.db.connection import Database
+from shared.embeddings.repository import EmbeddingRepository
+from shared.embeddings.service import EmbeddingStore, Limits
+from shared.jobs.repository import JobRepository
+from shared.jobs.submit import JobQueue
+from shared.registry.repository import ModelRepository
+from shared.storage.blob_store import BlobModelStore
+from tests.support.db import migrated
+from tests.support.host import (
+    HOST_LOGS,
+    KEY,
+    MASTER_KEY,
+    Host,
+    failure_report,
+    start_app,
+    stop_host,
+)
+from tests.support.inference import Harness, build_harness
 
 
 @pytest.fixture(scope="session")
@@ -50,6 +74,106 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     return monkeypatch
 
 
+@pytest.fixture
+def rng() -> np.random.Generator:
+    """The same random numbers in every run."""
+    return np.random.default_rng(20240607)
+
+
+# -- a migrated database, and the app's repositories on it --------------------------------
+@pytest.fixture
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    """A fresh SQLite file migrated to the app's schema, through sqlite3; through pyodbc
+    too where the test is marked `BOTH_DRIVERS` (tests/support/db.py)."""
+    database = migrated(tmp_path / "test.db", getattr(request, "param", "sqlite3"))
+    try:
+        yield database
+    finally:
+        database.close()
+
+
+@pytest.fixture
+def repos(db: Database) -> tuple[JobRepository, ModelRepository, EmbeddingRepository]:
+    return JobRepository(db), ModelRepository(db), EmbeddingRepository(db)
+
+
+@pytest.fixture
+def store(repos) -> EmbeddingStore:
+    return EmbeddingStore(repos[2], Limits(max_dim=4096, max_rows=100_000))
+
+
+@pytest.fixture
+def harness(db: Database, tmp_path: Path) -> Harness:
+    """InferenceService on the database, real sessions, local files for the blobs."""
+    return build_harness(db, tmp_path)
+
+
+# -- storage on the session's Azurite --------------------------------------------------------
+@pytest.fixture
+def blob_service(storage_connection: str) -> BlobServiceClient:
+    return BlobServiceClient.from_connection_string(storage_connection)
+
+
+@pytest.fixture
+def container(blob_service: BlobServiceClient) -> BlobModelStore:
+    """A fresh container."""
+    s = BlobModelStore(blob_service, f"t-{uuid.uuid4().hex[:12]}")
+    s.ensure_container()
+    return s
+
+
+@pytest.fixture
+def queue(storage_connection: str) -> JobQueue:
+    """A fresh ingestion queue."""
+    q = JobQueue(
+        QueueServiceClient.from_connection_string(storage_connection), f"q-{uuid.uuid4().hex[:10]}"
+    )
+    q.ensure()
+    return q
+
+
+# -- the app on the local host ----------------------------------------------------------------
+@pytest.fixture(scope="module")
+def app_azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[azurite_mod.Azurite]:
+    """An Azurite per module for the app's hosts: each module's hosts start on an empty
+    account. On one shared by the session, a blob that an earlier module's host left in
+    `models` without a receipt (stopped before its next scan) fires in the next host on
+    it, and which host that is depends on what ran before on the same worker."""
+    with azurite_mod.running(tmp_path_factory.mktemp("azurite-app")) as instance:
+        yield instance
+
+
+@pytest.fixture(scope="module")
+def app_storage(app_azurite: azurite_mod.Azurite) -> str:
+    """The connection string of that Azurite, for tests that start their own app hosts."""
+    return app_azurite.connection_string
+
+
+@pytest.fixture(scope="module")
+def app_host(app_azurite, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Host]:
+    """The app on the local host with the embedded defaults, shared by a module's tests
+    (so they stay on one xdist worker), stopped and checked for failures at its end."""
+    app = start_app(tmp_path_factory.mktemp("app"), app_azurite.connection_string)
+    try:
+        yield app
+    finally:
+        stop_host(app)
+        if os.environ.get("SHOW_HOST_LOG"):
+            print(app.log())
+
+
+@pytest.fixture(autouse=True)
+def no_silent_failures(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After each test on the shared app host: no failed invocation, no poison message
+    that the test did not declare with `app_host.watch.expect(...)` (tests/support/failures.py)."""
+    yield
+    if "app_host" in request.fixturenames:
+        app: Host = request.getfixturevalue("app_host")
+        assert app.watch is not None
+        problems = app.watch.unexpected()
+        assert not problems, failure_report(app, problems)
+
+
 # What must never reach a log line: keys, account keys, SAS signatures, bearer tokens.
 SECRET_PATTERNS = (
     re.compile(r"AccountKey=[^;\s]+"),
@@ -65,7 +189,6 @@ def no_secret_in_any_host_log() -> Iterator[None]:
     or a token (every host the e2e tests started, whatever they did to it)."""
     yield
     from devhost.azurite import DEV_KEY
-    from tests.e2e.conftest import HOST_LOGS, KEY, MASTER_KEY
 
     for path in HOST_LOGS:
         if not path.exists():
@@ -88,7 +211,7 @@ def pytest_configure(config: pytest.Config) -> None:
 START_FIRST = (
     "tests/reliability/test_faults_",
     "tests/devhost/test_queue_lease.py",
-    "tests/e2e/test_app_openapi.py",
+    "tests/http/test_app_openapi.py",
     "tests/identity/test_keyless_host.py",
     "tests/load/test_reliability_runner.py",
     "tests/infra/",
@@ -140,7 +263,7 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     """`--dist loadgroup`, with the groups that the workers found (`_group`).
 
     pytest-xdist sends a test's group from worker to scheduler by appending it to the test's
-    node id, which pytest 9.2 no longer lets a plugin change: the groups are silently lost
+    node id, which pytest 9.2 and later do not let a plugin change: the groups are silently lost
     (pytest-xdist issue #1386). The workers write them to a file instead, read here once
     every worker has collected. A test with no group is a unit of its own."""
     if config.getvalue("dist") != "loadgroup":

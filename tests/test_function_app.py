@@ -1,10 +1,13 @@
-"""function_app.py imports cleanly and exposes the expected functions.
+"""function_app.py imports cleanly and exposes exactly the declared functions: every
+route declared with `http_route` (shared/http/routing.py) and listed in README.md's route
+table, with its methods and key, and the two triggers.
 
 An import error there is swallowed by the Python worker ("0 functions found"), so
 this runs the import in a fresh interpreter, with no settings, as Azure would.
 """
 
 import json
+import re
 import subprocess
 import sys
 
@@ -12,16 +15,23 @@ from shared.settings import ROOT
 
 PROBE = """
 import json, function_app
-out = {}
+from shared.http.routing import ROUTES
+functions = {}
 for fn in function_app.app.get_functions():
     meta = json.loads(fn.get_function_json())
     trigger = next(b for b in meta["bindings"] if b["type"].endswith("Trigger"))
-    out[fn.get_function_name()] = trigger
-print(json.dumps(out))
+    functions[fn.get_function_name()] = trigger
+declared = {d.name: [list(d.methods), d.route, d.auth] for d in ROUTES}
+print(json.dumps({"functions": functions, "declared": declared, "declarations": len(ROUTES)}))
 """
 
+#: The routes that answer without a key: liveness and readiness (App Service and the
+#: KServe protocol probe them unauthenticated) and the OpenAPI document. Any other route
+#: without a key would be an open door.
+ANONYMOUS = {"health", "ready", "oip_live", "oip_ready", "openapi"}
 
-def _functions() -> dict:
+
+def _probe() -> dict:
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}
     done = subprocess.run(
         [sys.executable, "-c", PROBE], cwd=ROOT, env=env, capture_output=True, text=True, check=True
@@ -29,19 +39,42 @@ def _functions() -> dict:
     return json.loads(done.stdout)
 
 
-def test_function_app_imports_without_settings_and_counts_functions_by_trigger() -> None:
-    functions = _functions()
-    by_type: dict[str, int] = {}
-    for trigger in functions.values():
-        by_type[trigger["type"]] = by_type.get(trigger["type"], 0) + 1
-    assert by_type.get("httpTrigger", 0) >= 2
-    assert functions["health"]["route"] == "health"
-    assert functions["health"]["authLevel"] == "ANONYMOUS"
-    assert functions["ready"]["authLevel"] == "ANONYMOUS"
-    assert by_type["queueTrigger"] == 1 and by_type["blobTrigger"] == 1
+def readme_routes() -> set[tuple[str, str, str]]:
+    """(method, route, key) of each row of README.md's route table; a route's query part
+    (`models?name=`, `analytics/models[?days=N]`) is not part of the route."""
+    text = (ROOT / "README.md").read_text()
+    table = text.split("\n## Routes\n", 1)[1].split("\n## ", 1)[0]
+    rows = set()
+    for line in table.splitlines():
+        cells = [c.strip() for c in re.split(r"(?<!\\)\|", line)[1:-1]]
+        if len(cells) != 5 or cells[0] in ("area", "") or set(cells[0]) <= {"-"}:
+            continue
+        _, method, route, key, _ = cells
+        rows.add((method, re.split(r"[?\[]", route.strip("`"))[0], key))
+    return rows
+
+
+def test_function_app_imports_without_settings_and_exposes_exactly_the_declared_routes() -> None:
+    found = _probe()
+    functions = found["functions"]
+    http = {name: t for name, t in functions.items() if t["type"] == "httpTrigger"}
+    others = {name: t["type"] for name, t in functions.items() if name not in http}
+    assert others == {"run_ingestion_job": "queueTrigger", "register_model_blob": "blobTrigger"}
     assert functions["run_ingestion_job"]["queueName"] == "ingestion-jobs"
     assert functions["register_model_blob"]["path"] == "models/{name}.onnx"
     assert functions["register_model_blob"]["source"] == "EventGrid"
+
+    # Each HTTP function is one declaration, and each declaration one function, with the
+    # route, methods and key it declares (none registered around `http_route`).
+    assert len(http) == found["declarations"] == len(found["declared"])
+    served = {name: [t["methods"], t["route"], t["authLevel"].lower()] for name, t in http.items()}
+    assert served == found["declared"]
+
+    # README.md's route table lists exactly these, with the same methods and keys.
+    rows = {(m, t["route"], t["authLevel"].lower()) for t in http.values() for m in t["methods"]}
+    assert readme_routes() == rows
+    assert {name for name, t in http.items() if t["authLevel"] == "ANONYMOUS"} == ANONYMOUS
+    assert {name for name, t in http.items() if t["authLevel"] == "ADMIN"} == {"database_migrate"}
 
 
 def test_importing_function_app_loads_no_heavy_modules() -> None:

@@ -159,7 +159,8 @@ print("\\n".join(failed))
 
 
 def test_a_cold_process_imports_on_several_threads_at_once() -> None:
-    """Before the fix, every one of these runs raised _DeadlockError in some thread."""
+    """With a cycle in that graph, every one of these runs raises _DeadlockError in some
+    thread."""
     for _ in range(5):
         done = subprocess.run(
             [sys.executable, "-c", _PROBE, *FIRST_IMPORTS],

@@ -120,3 +120,16 @@ ALTER TABLE dbo.jobs ADD claimed_by NVARCHAR(64)');
   COMMIT;
 END
 GO
+-- 3: model_tensors.version_id, inference_log.version_id
+IF NOT EXISTS (SELECT 1 FROM dbo.schema_version WHERE version = 3)
+BEGIN
+  BEGIN TRANSACTION;
+  EXEC(N'IF COL_LENGTH(N''dbo.model_tensors'', N''model_id'') IS NOT NULL AND COL_LENGTH(N''dbo.model_tensors'', N''version_id'') IS NULL
+EXEC sp_rename N''dbo.model_tensors.model_id'', N''version_id'', N''COLUMN''');
+  EXEC(N'IF COL_LENGTH(N''dbo.inference_log'', N''model_id'') IS NOT NULL AND COL_LENGTH(N''dbo.inference_log'', N''version_id'') IS NULL
+EXEC sp_rename N''dbo.inference_log.model_id'', N''version_id'', N''COLUMN''');
+  INSERT INTO dbo.schema_version (version, name, applied_at)
+  VALUES (3, N'model_tensors.version_id, inference_log.version_id', SYSUTCDATETIME());
+  COMMIT;
+END
+GO

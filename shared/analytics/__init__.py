@@ -1,4 +1,4 @@
-"""Analytics over inference and job events, kept as compact columnar records (plan 7.3).
+"""Analytics over inference and job events, kept as compact columnar records.
 
 `records` declares the record layouts, `reader` fills them from SQL in chunks,
 `aggregate` computes the figures, `storage` sums what is stored, and `service` puts

@@ -1,9 +1,9 @@
 """Compact, immutable event records: one numpy structured array per event kind.
 
-Plan 7.3 turned heap objects into structs; here each event is one fixed-size record in a
-contiguous array (31 bytes per inference, 23 per job) instead of a Python object with a
-dict, boxed floats and strings. Categorical strings (model name, outcome, job kind and
-status) are small integer codes into a lookup tuple; timestamps are int64 epoch ms (UTC).
+Each event is one fixed-size record in a contiguous array (31 bytes per inference, 23 per
+job) instead of a Python object with a dict, boxed floats and strings. Categorical
+strings (model name, outcome, job kind and status) are small integer codes into a lookup
+tuple; timestamps are int64 epoch ms (UTC).
 The arrays are read-only once built, so a table can be shared without copies.
 """
 

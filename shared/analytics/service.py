@@ -26,9 +26,9 @@ from shared.analytics.aggregate import (
     bucket_start,
     inference_stats,
 )
+from shared.analytics.footprint import storage_summary
 from shared.analytics.reader import DEFAULT_CHUNK_ROWS, read_inference, read_jobs
 from shared.analytics.records import JOB_FAILED
-from shared.analytics.storage import storage_summary
 from shared.db.connection import Database
 from shared.errors import NotFoundError
 

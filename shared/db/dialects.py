@@ -106,6 +106,18 @@ class Dialect:
             f"ALTER TABLE dbo.{table} ADD {column.name} {kind}"
         )
 
+    def rename_column(self, table: str, old: str, new: str) -> str:
+        """ALTER TABLE ... RENAME a column; keys, foreign keys and indexes on it follow
+        (SQLite rewrites them; SQL Server refers to columns by id). SQL Server's text is
+        guarded so the script can run twice."""
+        if self.name == "sqlite":
+            return f"ALTER TABLE {table} RENAME COLUMN {old} TO {new}"
+        return (
+            f"IF COL_LENGTH(N'dbo.{table}', N'{old}') IS NOT NULL "
+            f"AND COL_LENGTH(N'dbo.{table}', N'{new}') IS NULL\n"
+            f"EXEC sp_rename N'dbo.{table}.{old}', N'{new}', N'COLUMN'"
+        )
+
     def create_index(self, index: Index) -> str:
         cols = ", ".join(index.columns)
         if self.name == "sqlite":

@@ -29,6 +29,7 @@ MODELS = Table(
     unique=(("name", "version"), ("name", "sha256")),
 )
 
+# As migration 1 creates it; migration 3 renames model_id to version_id.
 MODEL_TENSORS = Table(
     "model_tensors",
     (
@@ -94,6 +95,7 @@ JOBS = Table(
     primary_key=("id",),
 )
 
+# As migration 1 creates it; migration 3 renames model_id to version_id.
 INFERENCE_LOG = Table(
     "inference_log",
     (
@@ -127,11 +129,13 @@ class Migration:
     tables: tuple[Table, ...] = ()
     indexes: tuple[Index, ...] = ()
     columns: tuple[tuple[str, Column], ...] = ()  # (table, column) added to a table
+    renames: tuple[tuple[str, str, str], ...] = ()  # (table, old column, new column)
 
     def statements(self, dialect: Dialect) -> list[str]:
         return (
             [dialect.create_table(t) for t in self.tables]
             + [dialect.add_column(table, c) for table, c in self.columns]
+            + [dialect.rename_column(table, old, new) for table, old, new in self.renames]
             + [dialect.create_index(i) for i in self.indexes]
         )
 
@@ -142,4 +146,15 @@ MIGRATIONS: tuple[Migration, ...] = (
     # The queue message running a job: only its own redelivery (after the invocation
     # died) may take over a `running` job; a duplicate message may not.
     Migration(2, "jobs.claimed_by", columns=(("jobs", C("claimed_by", "key")),)),
+    # `model_id` names the free-text model of an embedding set everywhere else (the
+    # embeddings tables, the API); the key of one registered version (`models.id`) is
+    # `version_id` wherever another table refers to it.
+    Migration(
+        3,
+        "model_tensors.version_id, inference_log.version_id",
+        renames=(
+            ("model_tensors", "model_id", "version_id"),
+            ("inference_log", "model_id", "version_id"),
+        ),
+    ),
 )

@@ -13,6 +13,7 @@ import numpy as np
 
 from shared import json_input
 from shared.embeddings.npy_reader import NpyFormatError, NpyRows
+from shared.embeddings.repository import EmbeddingDimensionError
 from shared.embeddings.service import EmbeddingStore
 from shared.jobs.messages import EmbeddingsPayload, EmbedTextPayload
 from shared.jobs.runner import PermanentJobError
@@ -49,10 +50,10 @@ class EmbeddingsIngestion:
             if payload.blob.endswith(".npy"):
                 return self._from_npy(payload)
             return self._from_jsonl(payload)
-        except VectorError as exc:
+        except (VectorError, EmbeddingDimensionError) as exc:  # bad vectors, a set's dimension
             raise PermanentJobError(exc.message) from exc
-        except ValueError as exc:  # dimension conflicts with the stored set, bad files
-            raise PermanentJobError(str(exc)) from exc
+        except UnicodeDecodeError as exc:  # a .jsonl line that is not UTF-8
+            raise PermanentJobError(f"{payload.blob}: {exc}") from exc
         except Exception as exc:
             if _missing_blob(exc):
                 raise PermanentJobError(f"blob not found in the ingest container: {exc}") from exc
@@ -164,6 +165,7 @@ class TextEmbeddingJob:
         self.embedder_for = embedder_for
 
     def __call__(self, job_id: str, payload: EmbedTextPayload) -> dict[str, Any]:
+        from shared.inference.embedder import EmbeddingInputError
         from shared.registry.errors import ModelError
 
         try:
@@ -172,8 +174,8 @@ class TextEmbeddingJob:
             raise PermanentJobError(exc.reason) from exc
         try:
             vectors = embedder.embed(payload.texts)
-        except ValueError as exc:
-            raise PermanentJobError(str(exc)) from exc
+        except (EmbeddingInputError, ModelError) as exc:  # a text it cannot encode, a bad model
+            raise PermanentJobError(exc.message) from exc
         counts = self.store.upsert_array(
             payload.model, payload.embedding_type, payload.entity_ids, vectors
         )

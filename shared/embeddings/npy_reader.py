@@ -14,7 +14,7 @@ import numpy as np
 from shared.errors import InvalidInputError
 
 
-class NpyFormatError(InvalidInputError, ValueError):
+class NpyFormatError(InvalidInputError):
     """The bytes are not a 2-D float matrix in .npy format that can be read in order."""
 
     code = "invalid_npy"

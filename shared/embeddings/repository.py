@@ -16,7 +16,7 @@ from shared.db.timestamps import now, to_iso
 from shared.errors import ConflictError
 
 
-class EmbeddingDimensionError(ConflictError, ValueError):
+class EmbeddingDimensionError(ConflictError):
     """A vector's dimension differs from the one its (model, type) set already has."""
 
     code = "dimension_conflict"

@@ -78,8 +78,6 @@ def get_embeddings(req: func.HttpRequest) -> func.HttpResponse:
     entity_id = _entity_id(req)
     q = read_query(req, EmbeddingQuery)
     rows = embedding_store().get(entity_id, q.model_id, q.embedding_type)
-    if not rows:
-        raise RequestError(404, "not_found", f"no embeddings for entity {entity_id!r}")
     out = EmbeddingGetResponse(
         entity_id=entity_id,
         embeddings=[
@@ -115,8 +113,6 @@ def delete_embeddings(req: func.HttpRequest) -> func.HttpResponse:
     entity_id = _entity_id(req)
     q = read_query(req, EmbeddingQuery)
     deleted = embedding_store().delete(entity_id, q.model_id, q.embedding_type)
-    if not deleted:
-        raise RequestError(404, "not_found", f"no embeddings for entity {entity_id!r}")
     return json_response(EmbeddingDeleteResponse(entity_id=entity_id, deleted=deleted).model_dump())
 
 

@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from shared.embeddings.repository import EmbeddingRepository, UpsertCounts
+from shared.embeddings.repository import EmbeddingRepository, EmbeddingRow, UpsertCounts
+from shared.errors import NotFoundError
 from shared.settings import get_settings
 from shared.vectors import codec
 
@@ -98,14 +99,20 @@ class EmbeddingStore:
         rows = [(e, rows32[i].tobytes()) for i, e in enumerate(ids)]
         return self.repo.upsert_many(model_id, embedding_type, rows)
 
-    def get(self, entity_id: str, model_id: str | None, embedding_type: str | None):
-        return self.repo.get(entity_id, model_id=model_id, embedding_type=embedding_type)
+    def get(
+        self, entity_id: str, model_id: str | None, embedding_type: str | None
+    ) -> list[EmbeddingRow]:
+        """The entity's rows (one per set it is in); NotFoundError when there are none."""
+        rows = self.repo.get(entity_id, model_id=model_id, embedding_type=embedding_type)
+        if not rows:
+            raise NotFoundError(f"no embeddings for entity {entity_id!r}")
+        return rows
 
     def delete(self, entity_id: str, model_id: str | None, embedding_type: str | None) -> int:
         """Delete the entity's rows, then any search snapshot that still holds them: a
         deleted vector must not survive in a copy. SQL is the truth, so a snapshot that
         cannot be removed now only logs (it is stale, and goes when the set next loads)."""
-        found = self.repo.get(entity_id, model_id=model_id, embedding_type=embedding_type)
+        found = self.get(entity_id, model_id, embedding_type)
         deleted = self.repo.delete(entity_id, model_id=model_id, embedding_type=embedding_type)
         if deleted and self.forget_snapshot is not None:
             for key in sorted({(r.model_id, r.embedding_type) for r in found}):

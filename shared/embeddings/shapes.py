@@ -67,7 +67,7 @@ class TextEmbedStore(Strict):
     id once (a repeated id would keep only its last text's vector)."""
 
     entity_ids: list[EntityId] = Field(min_length=1)
-    embedding_type: Name = "text"
+    embedding_type: Name = "default"
 
     @field_validator("entity_ids")
     @classmethod

@@ -3,22 +3,12 @@
 from __future__ import annotations
 
 import azure.functions as func
-from pydantic import BaseModel
 
+from shared.health.shapes import HealthResponse, ReadyResponse
 from shared.http.responses import json_response
 from shared.http.routing import http_route
 
 bp = func.Blueprint()
-
-
-class HealthResponse(BaseModel):
-    status: str
-
-
-class ReadyResponse(BaseModel):
-    status: str
-    failed: list[str]
-    checks: dict[str, str]
 
 
 def _ready(detailed: bool) -> func.HttpResponse:
@@ -26,12 +16,12 @@ def _ready(detailed: bool) -> func.HttpResponse:
 
     checks = app_readiness().check()
     failed = [c.part for c in checks if not c.ok]
-    body = {
-        "status": "ok" if not failed else "unavailable",
-        "failed": failed,
-        "checks": {c.part: c.detail if detailed else c.public for c in checks},
-    }
-    return json_response(body, 200 if not failed else 503)
+    body = ReadyResponse(
+        status="ok" if not failed else "unavailable",
+        failed=failed,
+        checks={c.part: c.detail if detailed else c.public for c in checks},
+    )
+    return json_response(body.model_dump(), 200 if not failed else 503)
 
 
 @http_route(
@@ -46,7 +36,7 @@ def _ready(detailed: bool) -> func.HttpResponse:
 )
 def health(req: func.HttpRequest) -> func.HttpResponse:
     """Liveness touches nothing else, so a slow database cannot fail it."""
-    return json_response({"status": "ok"})
+    return json_response(HealthResponse(status="ok").model_dump())
 
 
 @http_route(

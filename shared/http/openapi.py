@@ -41,7 +41,7 @@ def _path(doc: RouteDoc) -> tuple[str, list[dict[str, Any]]]:
     return "/" + _PARAM.sub(lambda m: "{" + m.group(1) + "}", route), params
 
 
-def _query_params(doc: RouteDoc, defs: dict[str, Any]) -> list[dict[str, Any]]:
+def _query_params(doc: RouteDoc) -> list[dict[str, Any]]:
     if doc.query is None:
         return []
     schema = doc.query.model_json_schema(ref_template="#/components/schemas/{model}")
@@ -64,7 +64,7 @@ def build() -> dict[str, Any]:
     ref = lambda m: {"$ref": f"#/components/schemas/{m.__name__}"}  # noqa: E731
     for doc in ROUTES:
         path, params = _path(doc)
-        params = params + _query_params(doc, schemas)
+        params = params + _query_params(doc)
         for method in doc.methods:
             op: dict[str, Any] = {
                 "operationId": doc.name if len(doc.methods) == 1 else f"{doc.name}_{method}",

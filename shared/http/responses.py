@@ -11,8 +11,8 @@ import azure.functions as func
 
 def dumps(body: Any) -> str:
     """Standard JSON: Python writes a non-finite float as a bare NaN/Infinity token, which
-    no JSON parser reads (one such value made a whole page of jobs unreadable); here it
-    becomes null. The check costs nothing when every number is finite."""
+    no JSON parser reads (one such value would make a whole page of jobs unreadable); here
+    it becomes null. The check costs nothing when every number is finite."""
     try:
         return json.dumps(body, separators=(",", ":"), allow_nan=False)
     except ValueError:

@@ -31,7 +31,7 @@ _INT_TYPES = {"tensor(int64)": np.int64, "tensor(int32)": np.int32}
 _NORM_EPS = 1e-12
 
 
-class EmbeddingInputError(InvalidInputError, ValueError):
+class EmbeddingInputError(InvalidInputError):
     """The texts passed to ``embed`` cannot be embedded; ``field`` names the bad item."""
 
     code = "invalid_text"
@@ -40,12 +40,8 @@ class EmbeddingInputError(InvalidInputError, ValueError):
     def __init__(self, field: str, reason: str) -> None:
         super().__init__(f"{field}: {reason}", field=field, reason=reason)
 
-    def to_dict(self) -> dict[str, str]:
-        """The shape an HTTP 400 body uses."""
-        return {"code": self.code, "field": self.field, "message": self.message}
 
-
-class EmbeddingModelError(ModelValidationError, ValueError):
+class EmbeddingModelError(ModelValidationError):
     """The ONNX file or tokenizer is not a usable sentence-embedding model."""
 
 

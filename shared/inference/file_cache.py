@@ -78,9 +78,6 @@ class ModelFileCache:
             self._last_ns = ns
         os.utime(path, ns=(ns, ns))
 
-    def contains(self, sha256: str) -> bool:
-        return self._file(_check_sha(sha256)).is_file()
-
     def path_for(self, sha256: str, fetch: Callable[[Path], None]) -> Path:
         """The cached file for ``sha256``; on a miss ``fetch(tmp)`` writes the bytes to tmp.
 
@@ -136,9 +133,6 @@ class ModelFileCache:
     def _remember(self, sha: str, path: Path) -> None:
         st = path.stat()
         self._verified[sha] = (st.st_size, st.st_mtime_ns)
-
-    def total_bytes(self) -> int:
-        return sum(size for _, _, size in self._entries())
 
     def _entries(self) -> list[tuple[int, Path, int]]:
         """(mtime_ns, path, size) of cached files; temp files too old to be live go away."""

@@ -48,9 +48,9 @@ class ModelIngestion:
         from shared.inference.sessions import check_loadable
         from shared.registry.errors import ModelValidationError
 
-        record = self.models.get(payload.model_id)
+        record = self.models.get(payload.version_id)
         if record is None:
-            raise PermanentJobError(f"model {payload.model_id!r} is not registered")
+            raise PermanentJobError(f"model version {payload.version_id!r} is not registered")
         size = record.size_bytes or 0
         if self.max_bytes is not None and size > self.max_bytes:
             # Blobs written straight to the container (or through an upload URL) meet
@@ -89,7 +89,7 @@ class ModelIngestion:
         metadata = {**record.metadata, **info.to_metadata()}
         self.models.set_status(record.id, ModelStatus.READY, metadata=metadata)
         return {
-            "model_id": record.id,
+            "version_id": record.id,
             "name": record.name,
             "version": record.version,
             "inputs": len(info.inputs),
@@ -100,7 +100,7 @@ class ModelIngestion:
 
     def give_up(self, payload: ModelPayload, reason: str) -> None:
         """The last attempt failed: the model says why instead of staying 'ingesting'."""
-        self.models.set_status(payload.model_id, ModelStatus.FAILED, error=reason)
+        self.models.set_status(payload.version_id, ModelStatus.FAILED, error=reason)
 
 
 def _embedding_output_problem(name: str | None, info: Any) -> str | None:

@@ -17,7 +17,7 @@ class InferenceRecord:
     rows: int
     outcome: str
     confidence: float | None = None
-    model_id: str | None = None
+    version_id: str | None = None  # models.id of the version that ran
     error: str | None = None
     created_at: str | None = None
 
@@ -28,10 +28,10 @@ class InferenceLogRepository:
 
     def add(self, rec: InferenceRecord) -> None:
         self.db.execute(
-            "INSERT INTO inference_log (model_id, model_name, model_version, latency_ms, rows, "
+            "INSERT INTO inference_log (version_id, model_name, model_version, latency_ms, rows, "
             "confidence, outcome, error, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
-                rec.model_id,
+                rec.version_id,
                 rec.model_name,
                 rec.model_version,
                 rec.latency_ms,
@@ -45,7 +45,7 @@ class InferenceLogRepository:
 
     def recent(self, model_name: str, limit: int = 100) -> list[InferenceRecord]:
         sql = self.db.dialect.limit(
-            "SELECT model_id, model_name, model_version, latency_ms, rows, confidence, outcome, "
+            "SELECT version_id, model_name, model_version, latency_ms, rows, confidence, outcome, "
             "error, created_at FROM inference_log WHERE model_name = ?",
             "created_at DESC, id DESC",
         )
@@ -57,7 +57,7 @@ class InferenceLogRepository:
                 rows=int(r["rows"]),
                 outcome=r["outcome"],
                 confidence=r["confidence"],
-                model_id=r["model_id"],
+                version_id=r["version_id"],
                 error=r["error"],
                 created_at=to_iso(r["created_at"]),
             )

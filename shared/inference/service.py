@@ -171,7 +171,7 @@ class InferenceService:
         start = time.perf_counter()
         record: ModelRecord | None = None
         # Rows inferred: counted once the inputs are decoded, never from a refused
-        # request's claimed shape (a 400 for [10**8, 4] once added 10**8 to the figures).
+        # request's claimed shape (a 400 for [10**8, 4] would add 10**8 to the figures).
         rows = 0
         try:
             record = self.resolve(name, version)
@@ -240,7 +240,7 @@ class InferenceService:
             rows=rows,
             outcome="failed" if error else "succeeded",
             confidence=confidence,
-            model_id=record.id if record else None,
+            version_id=record.id if record else None,
             error=error[:1000] if error else None,
         )
         try:

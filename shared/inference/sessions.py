@@ -106,10 +106,6 @@ class SessionCache:
         with self._lock:
             return list(self._sessions)
 
-    def peek(self, key: str) -> LoadedSession | None:
-        """The loaded session for ``key`` if any, without loading or touching it."""
-        return self._sessions.get(key)
-
     def lookup(self, key: str) -> LoadedSession | None:
         """The loaded session for ``key`` (marked recently used), or None; never loads."""
         with self._lock:
@@ -117,10 +113,6 @@ class SessionCache:
             if hit is not None:
                 self._sessions.move_to_end(key)
             return hit
-
-    def evict(self, key: str) -> bool:
-        with self._lock:
-            return self._sessions.pop(key, None) is not None
 
     def get(self, key: str, path: Path) -> LoadedSession:
         """The warmed session for ``key``, loading ``path`` on a miss."""
@@ -219,7 +211,7 @@ class SessionCache:
 def check_loadable(path: Path) -> None:
     """Open the model in onnxruntime once, unoptimised, and let it go. Why: onnx's checker
     accepts models onnxruntime cannot run (an op of an unknown domain, an opset it lacks);
-    such a model used to be listed ready and then answer 422 to every request."""
+    without this check such a model would be listed ready and answer 422 to every request."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()

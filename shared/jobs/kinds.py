@@ -33,7 +33,6 @@ class JobStatus(StrEnum):
 UNKNOWN_KIND: Final = "unknown"
 
 KINDS: Final = tuple(JobKind)
-STATUSES: Final = tuple(JobStatus)
 
 # The same names as Literal types, for pydantic fields (validation messages list them and
 # the OpenAPI document shows them as an enum of plain strings).

@@ -42,9 +42,9 @@ class _Strict(BaseModel):
 
 
 class ModelPayload(_Strict):
-    """Inspect and record a registered model."""
+    """Inspect and record one registered model version (its ``id`` in /api/models)."""
 
-    model_id: Name
+    version_id: Name
 
 
 NON_FINITE = "NaN, infinite or outside the float32 range: vectors take finite numbers only"
@@ -95,7 +95,7 @@ class EmbedTextPayload(_Strict):
     model: Name
     texts: list[str] = Field(min_length=1)
     entity_ids: list[Name] = Field(min_length=1)
-    embedding_type: Name = "text"
+    embedding_type: Name = "default"
 
     @model_validator(mode="after")
     def _aligned(self) -> EmbedTextPayload:
@@ -123,14 +123,11 @@ class JobMessage(_Strict):
     payload: dict[str, Any]
     traceparent: Annotated[str, Field(max_length=256)] | None = None
 
-    def typed_payload(self) -> BaseModel:
-        return PAYLOADS[JobKind(self.kind)].model_validate(self.payload)
-
     def to_json(self) -> str:
         return self.model_dump_json(exclude=None if self.traceparent else {"traceparent"})
 
 
-class MalformedMessageError(InvalidInputError, ValueError):
+class MalformedMessageError(InvalidInputError):
     """The message cannot run as sent: retrying will not help."""
 
     code = "malformed_message"

@@ -47,10 +47,9 @@ def digest(payload: Any) -> str:
 
 
 def same_payload(stored: Any, payload: Any) -> bool:
-    """Whether a job row's payload (inline, or a reference) is `payload`. A reference
-    written before references carried a digest cannot be compared: taken as the same."""
+    """Whether a job row's payload (inline, or a reference with its digest) is `payload`."""
     if is_reference(stored):
-        return stored.get("sha256", digest(payload)) == digest(payload)
+        return stored.get("sha256") == digest(payload)
     return bool(stored == payload)
 
 

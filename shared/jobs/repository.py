@@ -92,9 +92,7 @@ class JobRepository:
 
         A queued or failed job can be claimed by any message; a running one only by the
         message that claimed it, which the queue redelivers when its invocation died
-        (a duplicate message must not run the job beside it), or, once, by any message
-        when no claimant was recorded (a run by a version before claims, cut off by an
-        upgrade); a succeeded one by none.
+        (a duplicate message must not run the job beside it); a succeeded one by none.
         """
         ts = now()
         return (
@@ -102,7 +100,7 @@ class JobRepository:
                 "UPDATE jobs SET status = ?, attempts = attempts + 1, started_at = ?, "
                 "finished_at = NULL, error = NULL, updated_at = ?, claimed_by = ? "
                 "WHERE id = ? AND (status IN (?, ?) "
-                "OR (status = ? AND (claimed_by = ? OR claimed_by IS NULL)))",
+                "OR (status = ? AND claimed_by = ?))",
                 (
                     JobStatus.RUNNING,
                     ts,

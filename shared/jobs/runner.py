@@ -67,8 +67,12 @@ class JobRunner:
         payloads: PayloadStore | None = None,
         *,
         queue_name: str = "ingestion-jobs",
+        max_dequeue_count: int = 5,
     ) -> None:
+        """`max_dequeue_count`: the attempt after which the host moves a message to the
+        poison queue; the runner marks the job failed on that attempt."""
         self.jobs = jobs
+        self.max_dequeue_count = max_dequeue_count
         self.handlers = handlers
         self.payloads = payloads
         self.queue_name = queue_name
@@ -89,8 +93,10 @@ class JobRunner:
         *,
         message_id: str = "",
         dequeue_count: int = 1,
-        max_dequeue_count: int = 5,
+        max_dequeue_count: int | None = None,
     ) -> Outcome:
+        if max_dequeue_count is None:
+            max_dequeue_count = self.max_dequeue_count
         started = time.perf_counter()
         try:
             message, payload = parse_message(body, self._resolve)

@@ -62,4 +62,25 @@ def job_runner() -> JobRunner:
         Handlers(),
         job_payloads(),
         queue_name=get_settings().ingestion_queue,
+        max_dequeue_count=max_dequeue_count(),
     )
+
+
+def max_dequeue_count() -> int:
+    """The attempt after which the host moves a message to the poison queue: host.json's
+    queues.maxDequeueCount, or its app-setting override, as the host itself reads it."""
+    import json
+    import os
+
+    from shared.settings import ROOT
+
+    override = os.environ.get(
+        "AzureFunctionsJobHost__extensions__queues__maxDequeueCount"  # noqa: SIM112 - Azure's name
+    )
+    try:
+        if override:
+            return int(override)
+        host = json.loads((ROOT / "host.json").read_text())
+        return int(host.get("extensions", {}).get("queues", {}).get("maxDequeueCount", 5))
+    except (OSError, ValueError):
+        return 5

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
 from shared.http.shapes import Strict
+
+if TYPE_CHECKING:
+    from shared.jobs.repository import JobRecord
 from shared.jobs.kinds import KindName, RecordedKindName, StatusName
 
 
@@ -35,6 +38,23 @@ class JobOut(BaseModel):
     finished_at: str | None = None
     updated_at: str
     url: str
+
+    @classmethod
+    def of(cls, record: JobRecord) -> JobOut:
+        return cls(
+            id=record.id,
+            kind=record.kind,
+            status=record.status,  # type: ignore[arg-type]
+            attempts=record.attempts,
+            payload=record.payload,
+            result=record.result,
+            error=record.error,
+            created_at=record.created_at,
+            started_at=record.started_at,
+            finished_at=record.finished_at,
+            updated_at=record.updated_at,
+            url=f"/api/jobs/{record.id}",
+        )
 
 
 class JobList(BaseModel):

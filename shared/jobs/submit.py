@@ -6,8 +6,8 @@ import contextlib
 import uuid
 from typing import Any
 
-from shared.errors import ConflictError, UnavailableError
-from shared.jobs.kinds import JobKind
+from shared.errors import ConflictError, NotFoundError, UnavailableError
+from shared.jobs.kinds import KINDS, JobKind
 from shared.jobs.messages import PAYLOADS, JobMessage
 from shared.jobs.payloads import MAX_INLINE_BYTES, PayloadStore, message_bytes, same_payload
 from shared.jobs.repository import JobRecord, JobRepository
@@ -74,19 +74,40 @@ class JobSubmitter:
         self._send(message)  # raises, having marked the row failed, if it cannot
         return record, created
 
-    def retry(self, job_id: str) -> JobRecord | None:
-        """Requeue a failed job with its original payload; None if it is not failed."""
+    def get(self, job_id: str) -> JobRecord:
         record = self.jobs.get(job_id)
-        if record is None or not self.jobs.requeue(job_id):
-            return None
+        if record is None:
+            raise NotFoundError("no job with this id", field="job_id")
+        return record
+
+    def list(
+        self, *, status: str | None = None, kind: str | None = None, limit: int = 100
+    ) -> list[JobRecord]:
+        """Jobs, newest first."""
+        return self.jobs.list(status=status, kind=kind, limit=limit)
+
+    def retry(self, job_id: str) -> JobRecord:
+        """Requeue a failed job with its original payload. A job from a malformed message
+        cannot run again as it is (its kind or payload never parsed), and only a failed
+        job can be retried: both are conflicts."""
+        current = self.get(job_id)
+        if current.kind not in KINDS:
+            raise ConflictError(
+                "this job came from a malformed message; submit a corrected job",
+                code="not_retryable",
+            )
+        if not self.jobs.requeue(job_id):
+            raise ConflictError(
+                f"job is {current.status}; only failed jobs can be retried", code="not_failed"
+            )
         message = JobMessage(
             job_id=job_id,
-            kind=record.kind,  # type: ignore[arg-type]
-            payload=record.payload,
+            kind=current.kind,  # type: ignore[arg-type]
+            payload=current.payload,
             traceparent=inject_traceparent(),
         )
         self._send(message)
-        return self.jobs.get(job_id)
+        return self.get(job_id)
 
     def _send(self, message: JobMessage) -> None:
         """Send, or fail the row saying so: a row is never left queued with no message.
@@ -133,7 +154,7 @@ def _same_job(record: JobRecord, kind: str, payload: dict[str, Any]) -> JobRecor
     return record
 
 
-class JobSendError(UnavailableError, RuntimeError):
+class JobSendError(UnavailableError):
     """The message for a job did not reach the queue for sure; the row says `failed`, and
     the reply says what happened and how to retry."""
 

@@ -94,7 +94,7 @@ class ModelRepository:
             )
             if existing:
                 return _model(existing), False
-            model_id = self._insert(
+            version_id = self._insert(
                 name,
                 sha256=sha256,
                 size_bytes=size_bytes,
@@ -105,7 +105,7 @@ class ModelRepository:
                 error=None,
                 metadata=metadata,
             )
-        record = self.get(model_id)
+        record = self.get(version_id)
         assert record is not None
         return record, True
 
@@ -120,14 +120,14 @@ class ModelRepository:
                 (name,),
             )
             if row:
-                model_id = row["id"]
+                version_id = row["id"]
                 self.db.execute(
                     "UPDATE models SET size_bytes = ?, status = ?, error = ?, updated_at = ? "
                     "WHERE id = ?",
-                    (size_bytes, ModelStatus.FAILED, reason, now(), model_id),
+                    (size_bytes, ModelStatus.FAILED, reason, now(), version_id),
                 )
             else:
-                model_id = self._insert(
+                version_id = self._insert(
                     name,
                     sha256=None,
                     size_bytes=size_bytes,
@@ -138,7 +138,7 @@ class ModelRepository:
                     error=reason,
                     metadata={"uploaded_as": uploaded_as},
                 )
-        record = self.get(model_id)
+        record = self.get(version_id)
         assert record is not None
         return record
 
@@ -162,11 +162,11 @@ class ModelRepository:
             )
         )
         ts = now()
-        model_id = uuid.uuid4().hex
+        version_id = uuid.uuid4().hex
         self.db.execute(
             f"INSERT INTO models ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
             (
-                model_id,
+                version_id,
                 name,
                 version,
                 blob_uri,
@@ -181,7 +181,7 @@ class ModelRepository:
                 ts,
             ),
         )
-        return model_id
+        return version_id
 
     def latest_with_sha(self, name: str, sha256: str) -> ModelRecord | None:
         row = self.db.query_one(
@@ -190,8 +190,8 @@ class ModelRepository:
         )
         return _model(row) if row else None
 
-    def get(self, model_id: str) -> ModelRecord | None:
-        row = self.db.query_one(f"SELECT {_COLUMNS} FROM models WHERE id = ?", (model_id,))  # noqa: S608
+    def get(self, version_id: str) -> ModelRecord | None:
+        row = self.db.query_one(f"SELECT {_COLUMNS} FROM models WHERE id = ?", (version_id,))  # noqa: S608
         return _model(row) if row else None
 
     def latest(self, name: str, *, ready_only: bool = False) -> ModelRecord | None:
@@ -222,7 +222,7 @@ class ModelRepository:
 
     def set_status(
         self,
-        model_id: str,
+        version_id: str,
         status: str,
         *,
         error: str | None = None,
@@ -234,30 +234,30 @@ class ModelRepository:
         if metadata is None:
             changed = self.db.execute(
                 "UPDATE models SET status = ?, error = ?, updated_at = ? WHERE id = ?",
-                (status, error, now(), model_id),
+                (status, error, now(), version_id),
             )
         else:
             changed = self.db.execute(
                 "UPDATE models SET status = ?, error = ?, metadata = ?, updated_at = ? "
                 "WHERE id = ?",
-                (status, error, json.dumps(metadata), now(), model_id),
+                (status, error, json.dumps(metadata), now(), version_id),
             )
         return changed > 0
 
-    def delete(self, model_id: str) -> bool:
-        return self.db.execute("DELETE FROM models WHERE id = ?", (model_id,)) > 0
+    def delete(self, version_id: str) -> bool:
+        return self.db.execute("DELETE FROM models WHERE id = ?", (version_id,)) > 0
 
     # -- initializer statistics ------------------------------------------------------
-    def replace_tensors(self, model_id: str, tensors: Sequence[TensorStats]) -> None:
+    def replace_tensors(self, version_id: str, tensors: Sequence[TensorStats]) -> None:
         """Replace a model's tensor stats in one transaction (idempotent on replay)."""
         with self.db.transaction():
-            self.db.execute("DELETE FROM model_tensors WHERE model_id = ?", (model_id,))
+            self.db.execute("DELETE FROM model_tensors WHERE version_id = ?", (version_id,))
             self.db.executemany(
-                "INSERT INTO model_tensors (model_id, name, dtype, shape, element_count, "
+                "INSERT INTO model_tensors (version_id, name, dtype, shape, element_count, "
                 "min_value, max_value, mean_value, std_value) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     (
-                        model_id,
+                        version_id,
                         t.name,
                         t.dtype,
                         json.dumps(t.shape),
@@ -271,11 +271,11 @@ class ModelRepository:
                 ],
             )
 
-    def tensors(self, model_id: str) -> list[TensorStats]:
+    def tensors(self, version_id: str) -> list[TensorStats]:
         rows = self.db.query(
             "SELECT name, dtype, shape, element_count, min_value, max_value, mean_value, "
-            "std_value FROM model_tensors WHERE model_id = ? ORDER BY name",
-            (model_id,),
+            "std_value FROM model_tensors WHERE version_id = ? ORDER BY name",
+            (version_id,),
         )
         return [
             TensorStats(

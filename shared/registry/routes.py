@@ -29,22 +29,6 @@ bp = func.Blueprint()
 log = logging.getLogger(__name__)
 
 
-def model_out(record) -> dict:
-    return ModelOut(
-        id=record.id,
-        name=record.name,
-        version=record.version,
-        status=record.status,
-        error=record.error,
-        size_bytes=record.size_bytes,
-        sha256=record.sha256,
-        blob_uri=record.blob_uri,
-        metadata=record.metadata,
-        created_at=record.created_at,
-        updated_at=record.updated_at,
-    ).model_dump()
-
-
 @bp.blob_trigger(
     arg_name="blob",
     path=binding_name("MODELS_CONTAINER") + "/{name}.onnx",
@@ -109,14 +93,14 @@ def upload_model(req: func.HttpRequest) -> func.HttpResponse:
     options = {"embedding_output": q.embedding_output} if q.embedding_output else None
     reg = model_registry().upload(q.name, io.BytesIO(body), limit, options)
     job_id = reg.job.id if reg.job else None
-    out = {
-        "model": model_out(reg.model),
-        "created": reg.created,
-        "job_id": job_id,
-        "job_url": f"/api/jobs/{job_id}" if job_id else None,
-    }
-    headers = {"Location": out["job_url"]} if job_id else None
-    return json_response(out, 202, headers=headers)
+    out = UploadAccepted(
+        model=ModelOut.of(reg.model),
+        created=reg.created,
+        job_id=job_id,
+        job_url=f"/api/jobs/{job_id}" if job_id else None,
+    )
+    headers = {"Location": out.job_url} if out.job_url else None
+    return json_response(out.model_dump(), 202, headers=headers)
 
 
 @http_route(
@@ -169,12 +153,12 @@ def list_models(req: func.HttpRequest) -> func.HttpResponse:
 
     q = read_query(req, ModelQuery)
     records = model_registry().list(name=q.name, status=q.status, limit=q.limit)
-    return json_response({"models": [model_out(r) for r in records]})
+    return json_response(ModelList(models=[ModelOut.of(r) for r in records]).model_dump())
 
 
 @http_route(
     bp,
-    "models/{model_id}",
+    "models/{version_id}",
     ["GET"],
     summary="One registered model version with its initializer statistics.",
     tags=("models",),
@@ -187,7 +171,9 @@ def get_model(req: func.HttpRequest) -> func.HttpResponse:
 
     from shared.registry.service import model_registry
 
-    record, tensors = model_registry().get(req.route_params.get("model_id", ""))
+    record, tensors = model_registry().get(req.route_params.get("version_id", ""))
     return json_response(
-        ModelDetail(**model_out(record), tensors=[asdict(t) for t in tensors]).model_dump()
+        ModelDetail(
+            **ModelOut.of(record).model_dump(), tensors=[asdict(t) for t in tensors]
+        ).model_dump()
     )

@@ -67,8 +67,8 @@ def registration_options(given: dict[str, str]) -> dict[str, str]:
     return out
 
 
-def ingest_job_id(model_id: str) -> str:
-    return f"ingest-{model_id}"
+def ingest_job_id(version_id: str) -> str:
+    return f"ingest-{version_id}"
 
 
 class ModelRegistry:
@@ -95,13 +95,15 @@ class ModelRegistry:
         """Registered versions, newest first per name."""
         return self.models.list(name=name, status=status, limit=limit)
 
-    def get(self, model_id: str) -> tuple[ModelRecord, list[TensorStats]]:
+    def get(self, version_id: str) -> tuple[ModelRecord, list[TensorStats]]:
         """One registered version and its initializer statistics."""
         from shared.registry.errors import ModelNotFoundError
 
-        record = self.models.get(model_id)
+        record = self.models.get(version_id)
         if record is None:
-            raise ModelNotFoundError("no model with this id", field="model_id", code="not_found")
+            raise ModelNotFoundError(
+                "no model version with this id", field="version_id", code="not_found"
+            )
         return record, self.models.tensors(record.id)
 
     def register_blob(self, blob_name: str) -> Registration:
@@ -200,7 +202,7 @@ class ModelRegistry:
         if created:
             telemetry.record("hartonomous.model.size", blob.size, {"model": name})
         job, _ = self.submitter.submit(
-            JobKind.MODEL, {"model_id": record.id}, job_id=ingest_job_id(record.id)
+            JobKind.MODEL, {"version_id": record.id}, job_id=ingest_job_id(record.id)
         )
         return Registration(record, created, job)
 
@@ -216,7 +218,7 @@ def model_registry() -> ModelRegistry:
         ModelRepository(database()),
         uploads=container(s.models_container),
         versions=container(s.model_versions_container),
-        staging=container(s.model_uploads_container),
+        staging=container(s.upload_staging_container),
         submitter=job_submitter(),
         max_bytes=s.max_upload_bytes,
     )

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field
 
 from shared.http.shapes import Strict
 from shared.registry.status import ModelStatusName
+
+if TYPE_CHECKING:
+    from shared.registry.repository import ModelRecord
 
 
 class ModelOut(BaseModel):
@@ -22,6 +25,22 @@ class ModelOut(BaseModel):
     metadata: dict[str, Any] = {}
     created_at: str
     updated_at: str
+
+    @classmethod
+    def of(cls, record: ModelRecord) -> ModelOut:
+        return cls(
+            id=record.id,
+            name=record.name,
+            version=record.version,
+            status=record.status,  # type: ignore[arg-type]
+            error=record.error,
+            size_bytes=record.size_bytes,
+            sha256=record.sha256,
+            blob_uri=record.blob_uri,
+            metadata=record.metadata,
+            created_at=record.created_at,
+            updated_at=record.updated_at,
+        )
 
 
 class ModelDetail(ModelOut):

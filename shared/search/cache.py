@@ -204,10 +204,6 @@ class IndexCache:
         thread.start()
 
     def wait_for_snapshots(self, timeout: float | None = None) -> None:
-        """Join the snapshot writers started so far (tests, benchmarks, shutdown)."""
+        """Join the snapshot writers started so far (tests and benchmarks read what they wrote)."""
         for thread in list(self._writers):
             thread.join(timeout)
-
-    def drop(self) -> None:
-        with self._lock:
-            self._sets.clear()

@@ -1,4 +1,4 @@
-"""Exact (brute-force) vector search, the numpy core of ``sp_ExactVectorSearch``.
+"""Exact (brute-force) vector search, the numpy core of POST /api/search.
 
 Scores every stored row against the query with BLAS and keeps the best ``top_k``:
 

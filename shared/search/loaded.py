@@ -13,6 +13,10 @@ from shared.search import quantized
 from shared.vectors.pool import BufferPool
 
 
+# A ValueError, not a kind of shared.errors: it is a signal inside the search package,
+# caught here (the cache gives every set read from a snapshot a fallback to SQL) and in
+# snapshots.py (with the ValueErrors numpy and json raise on the same corrupt file).
+# No caller ever sees it, so it carries no HTTP status.
 class SnapshotRowsError(ValueError):
     """Rows read from a snapshot disagree with its codes or CRC: the set must be
     loaded from SQL instead."""

@@ -40,5 +40,5 @@ def search(req: func.HttpRequest) -> func.HttpResponse:
         )
     finally:
         service.release(queries)
-    lists = [[h.as_dict() for h in q] for q in hits]
-    return json_response({"metric": body.metric, "results": lists[0] if single else lists})
+    out = SearchResponse.model_construct(metric=body.metric, results=hits[0] if single else hits)
+    return json_response(out.model_dump())

@@ -1,5 +1,5 @@
-"""Exact top-k search, as the original sp_ExactVectorSearch: query vector(s), top_k,
-metric, optional model id and embedding type -> entity ids with distance and similarity.
+"""Exact top-k search: query vector(s), top_k, metric, optional model id and embedding
+type -> entity ids with distance and similarity.
 
 Each (model, type) set is scanned from its in-memory matrix; hits from several sets
 (when no filter narrows to one) are merged by distance, smaller first.
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import heapq
 import time
-from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
@@ -17,29 +16,12 @@ import numpy as np
 
 from shared import telemetry
 from shared.search.cache import IndexCache
+from shared.search.shapes import SearchHit
 from shared.search.snapshots import SnapshotStore
 from shared.settings import get_settings
 from shared.vectors import codec
 from shared.vectors.errors import DimensionMismatchError
 from shared.vectors.pool import BufferPool, default_pool
-
-
-@dataclass(frozen=True)
-class Hit:
-    entity_id: str
-    model_id: str
-    embedding_type: str
-    distance: float
-    similarity: float
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "entity_id": self.entity_id,
-            "model_id": self.model_id,
-            "embedding_type": self.embedding_type,
-            "distance": self.distance,
-            "similarity": self.similarity,
-        }
 
 
 class SearchService:
@@ -78,7 +60,7 @@ class SearchService:
         model_id: str | None = None,
         embedding_type: str | None = None,
         field: str = "vector",
-    ) -> list[list[Hit]]:
+    ) -> list[list[SearchHit]]:
         """Top-k hits per query row, best first."""
         started = time.perf_counter()
         scanned = 0
@@ -100,7 +82,7 @@ class SearchService:
         model_id: str | None,
         embedding_type: str | None,
         field: str,
-    ) -> tuple[list[list[Hit]], int]:
+    ) -> tuple[list[list[SearchHit]], int]:
         """The hits, and how many stored rows were scanned (for the metric's bucket)."""
         dim = int(queries.shape[1])
         sets, other_dims = self.cache.candidates(model_id, embedding_type, dim)
@@ -109,14 +91,14 @@ class SearchService:
             raise DimensionMismatchError(
                 field, f"dimension {dim} does not match the stored embeddings (dimension {dims})"
             )
-        per_query: list[list[Hit]] = [[] for _ in range(queries.shape[0])]
+        per_query: list[list[SearchHit]] = [[] for _ in range(queries.shape[0])]
         scanned = sum(len(loaded.ids) for loaded in sets)
         for loaded in sets:
             results = loaded.search(queries, top_k, metric, self.pool)
             for qi, result in enumerate(results):
                 idx, dist, sim = result.indices, result.distances, result.similarities
                 per_query[qi].extend(
-                    Hit(
+                    SearchHit(
                         loaded.ids[int(i)],
                         loaded.model_id,
                         loaded.embedding_type,

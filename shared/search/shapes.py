@@ -1,7 +1,8 @@
-"""POST /api/search: exact top-k, as the original sp_ExactVectorSearch."""
+"""POST /api/search: exact top-k over stored embeddings."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, Field, model_validator
@@ -39,7 +40,10 @@ class SearchRequest(Strict):
         return self
 
 
-class SearchHit(BaseModel):
+# A dataclass, not a model: the service makes up to 1000 hits per query, and a reply
+# serialises them without validating each again.
+@dataclass(frozen=True)
+class SearchHit:
     entity_id: str
     model_id: str
     embedding_type: str

@@ -24,7 +24,7 @@ BLOCK_SIZE = 4 * 1024 * 1024
 CONCURRENCY = 2
 
 
-class UploadTooLargeError(PayloadTooLargeError, ValueError):
+class UploadTooLargeError(PayloadTooLargeError):
     """The upload passed ``limit`` bytes; nothing was committed."""
 
     code = "body_too_large"
@@ -34,7 +34,7 @@ class UploadTooLargeError(PayloadTooLargeError, ValueError):
         self.limit = limit
 
 
-class UploadUrlUnavailableError(NotSupportedError, RuntimeError):
+class UploadUrlUnavailableError(NotSupportedError):
     """The storage connection can sign no upload URL (no account key, no token)."""
 
     code = "upload_url_unavailable"

@@ -9,7 +9,7 @@ from shared.errors import InvalidInputError
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
-class InvalidNameError(InvalidInputError, ValueError):
+class InvalidNameError(InvalidInputError):
     """A name breaks a rule a schema pattern cannot say (such as no "..")."""
 
     code = "invalid_name"

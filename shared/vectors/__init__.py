@@ -1,7 +1,7 @@
 """Vector math for Hartonomous: wire formats, SQL scalar logic, SIMD kernels, search, pooling.
 
 * ``errors`` -- the error types every module raises (code, field, message).
-* ``scalar`` -- the SQL CLR function set in pure Python over float32 bytes (the reference).
+* ``scalar`` -- the SQL vector functions in pure Python over float32 bytes (the reference).
 * ``sql_functions`` -- ``register(conn)`` puts the scalar set on a SQLite connection.
 * ``kernels`` -- the same functions vectorised with numpy/BLAS, batch-first.
 * ``pool`` -- a bounded, thread-safe buffer pool for the hot paths.

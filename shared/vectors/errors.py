@@ -10,7 +10,7 @@ from __future__ import annotations
 from shared.errors import InvalidInputError
 
 
-class VectorError(InvalidInputError, ValueError):
+class VectorError(InvalidInputError):
     """Base class: a vector argument cannot be used (invalid input)."""
 
     code = "vector_error"
@@ -18,10 +18,6 @@ class VectorError(InvalidInputError, ValueError):
 
     def __init__(self, field: str, reason: str) -> None:
         super().__init__(f"{field}: {reason}" if field else reason, field=field, reason=reason)
-
-    def to_dict(self) -> dict[str, str]:
-        """The shape an HTTP 400 body uses."""
-        return {"code": self.code, "field": self.field, "message": self.message}
 
 
 class VectorFormatError(VectorError):

@@ -21,7 +21,7 @@ from shared.vectors.errors import (
 )
 
 #: Most scores one `cross` request answers (1000 x 1000): its inputs are limited by rows,
-#: but the product squares them, and a 128 KB body once asked for a 693 MB reply.
+#: but the product squares them: without this bound a 128 KB body can ask for a 693 MB reply.
 MAX_CROSS_RESULTS = 1_000_000
 
 METRICS = {

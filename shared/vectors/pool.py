@@ -1,4 +1,4 @@
-"""A buffer pool for the hot paths (the plan's ArrayPool).
+"""A buffer pool for the hot paths (in the manner of .NET's ArrayPool).
 
 Scoring a query against a large matrix needs an N-sized score buffer and scratch space on
 every request; allocating them each time churns the allocator and page-faults fresh memory.

@@ -121,7 +121,7 @@ def vector_op(req: func.HttpRequest) -> func.HttpResponse:
     finally:
         for arr in rented:
             pool.give_back(arr)
-    return json_response({"op": op, "result": encoded})
+    return json_response(VectorOpResponse(op=op, result=encoded).model_dump())
 
 
 @http_route(
@@ -171,4 +171,5 @@ def vector_aggregate(req: func.HttpRequest) -> func.HttpResponse:
     else:
         vector_ops.check_finite(result)
         out = _encode(result, body.format)
-    return json_response({"op": op, "count": rows, "result": out})
+    reply = AggregateResponse(op=op, count=rows, result=out)
+    return json_response(reply.model_dump())

@@ -1,9 +1,10 @@
-"""The SQL scalar logic: the original SQL CLR vector functions, in pure Python.
+"""The SQL scalar logic: the vector functions SQL calls (``sql_functions``), in pure Python.
 
 No numpy on purpose: this is the reference ("scalar twin") the SIMD kernels are tested
 against, and the code the embedded database calls. Vectors come and go in the SQL storage
 format, little-endian float32 bytes (``VARBINARY(MAX)``); sums run in Python floats
-(double), as the CLR code did. ``None`` (SQL NULL) in any argument gives ``None`` out.
+(double), so a long vector loses no precision to float32 accumulation. ``None`` (SQL NULL)
+in any argument gives ``None`` out.
 """
 
 from __future__ import annotations
@@ -80,7 +81,7 @@ def dot_product(a: Blob | None, b: Blob | None) -> float | None:
 
 
 def cosine_similarity(a: Blob | None, b: Blob | None) -> float | None:
-    """a.b / (|a| |b|); 0.0 when either norm is 0 (the CLR convention, never NaN)."""
+    """a.b / (|a| |b|); 0.0 when either norm is 0 (a value SQL can compare, never NaN)."""
     if a is None or b is None:
         return None
     x, y = _pair(a, b)

@@ -1,7 +1,7 @@
 """The scalar vector functions as SQL functions on an embedded SQLite connection.
 
 ``register(conn)`` makes ``SELECT vector_dot_product(a, b) FROM t`` and
-``SELECT vector_centroid(v) FROM t GROUP BY g`` work, as the SQL CLR functions did.
+``SELECT vector_centroid(v) FROM t GROUP BY g`` work inside the embedded database.
 
 Only public ``sqlite3`` API is used (``create_function``, ``create_aggregate``). sqlite3
 replaces a Python exception in a function with a fixed text, so each function records
@@ -20,6 +20,7 @@ from typing import Any
 from shared.db import function_errors
 
 from . import scalar
+from .errors import VectorError
 
 SCALARS: dict[str, tuple[int, Callable[..., Any]]] = {
     "vector_dot_product": (2, scalar.dot_product),
@@ -60,8 +61,10 @@ def register(conn: sqlite3.Connection) -> None:
 
 
 def error_text(name: str, exc: BaseException) -> str:
-    """The SQL error message for an exception raised by function ``name``."""
-    if isinstance(exc, ValueError):
+    """The SQL error message for an exception raised by function ``name``: a vector
+    error (or a builtin ValueError) already says what is wrong with the arguments;
+    anything else also names its type, as it is a failure the caller did not cause."""
+    if isinstance(exc, VectorError | ValueError):
         return f"{name}: {exc}"
     return f"{name}: {type(exc).__name__}: {exc}"
 

@@ -16,7 +16,7 @@ from shared.db.connection import Database
 from shared.db.dialects import MSSQL
 from shared.embeddings.repository import EmbeddingRepository
 from shared.registry.repository import ModelRepository
-from tests.analytics.conftest import (
+from tests.analytics.rows import (
     EDGES,
     NOW,
     add_inferences,
@@ -24,6 +24,7 @@ from tests.analytics.conftest import (
     random_inferences,
     random_jobs,
 )
+from tests.support.db import BOTH_DRIVERS
 
 
 def service(db: Database, chunk_rows: int = 65_536) -> AnalyticsService:
@@ -45,6 +46,7 @@ def nonempty(usage: dict) -> dict[str, int]:
     return {b["start"][:10]: b["inferences"] for b in usage["buckets"] if b["inferences"]}
 
 
+@BOTH_DRIVERS
 def test_events_one_ms_apart_fall_in_the_utc_day_week_and_month_they_belong_to(
     db: Database,
 ) -> None:
@@ -76,6 +78,7 @@ def test_events_one_ms_apart_fall_in_the_utc_day_week_and_month_they_belong_to(
     }
 
 
+@BOTH_DRIVERS
 def test_the_window_starts_at_utc_midnight_of_its_first_day(db: Database) -> None:
     add_inferences(db, edge_rows())
     # NOW is 10 June 12:00 UTC: the last 10 days start at 1 June 00:00:00.000, so the
@@ -87,6 +90,7 @@ def test_the_window_starts_at_utc_midnight_of_its_first_day(db: Database) -> Non
     assert service(db).usage("day", 11)["totals"]["inferences"] == 2
 
 
+@BOTH_DRIVERS
 def test_empty_database_gives_zeros_and_404(db: Database) -> None:
     svc = service(db)
     for bucket, count in (("day", 30), ("week", 5), ("month", 2)):  # from 12 May
@@ -111,6 +115,7 @@ def test_empty_database_gives_zeros_and_404(db: Database) -> None:
     assert len(read_inference(db)) == 0 and len(read_jobs(db)) == 0
 
 
+@BOTH_DRIVERS
 def test_chunked_reads_equal_one_read_and_records_are_read_only(db: Database) -> None:
     rows = [r for r in random_inferences(300) if r[0] != "iris"]
     rows += [
@@ -132,6 +137,7 @@ def test_chunked_reads_equal_one_read_and_records_are_read_only(db: Database) ->
     assert whole.events.dtype.itemsize == 31  # packed records, no per-event object
 
 
+@BOTH_DRIVERS
 def test_registered_models_without_calls_and_calls_to_unknown_names(db: Database) -> None:
     models = ModelRepository(db)
     models.register("quiet", sha256="a" * 64, size_bytes=10, blob_uri="u", blob_name="quiet/a.onnx")
@@ -157,6 +163,7 @@ def test_registered_models_without_calls_and_calls_to_unknown_names(db: Database
         svc.model("never")
 
 
+@BOTH_DRIVERS
 def test_storage_figures_match_sql(db: Database) -> None:
     models = ModelRepository(db)
     models.register("a", sha256="1" * 64, size_bytes=1000, blob_uri="u", blob_name="a/1.onnx")
@@ -230,6 +237,7 @@ def test_records_grow_when_more_rows_arrive_than_were_counted() -> None:
         assert not got.flags.writeable and len(got) == 10
 
 
+@BOTH_DRIVERS
 def test_one_scan_and_per_model_index_reads_give_the_same_records(db: Database) -> None:
     from shared.analytics.reader import _counts, _one_scan_is_cheaper
 

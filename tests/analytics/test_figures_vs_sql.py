@@ -13,13 +13,17 @@ import pytest
 from shared.analytics.aggregate import PERCENTILES
 from shared.analytics.service import AnalyticsService
 from shared.db.connection import Database
-from tests.analytics.conftest import (
+from tests.analytics.rows import (
     NOW,
     add_inferences,
     add_jobs,
     random_inferences,
     random_jobs,
 )
+from tests.support.db import BOTH_DRIVERS
+
+#: Each test runs on both SQLite paths (sqlite3 and pyodbc).
+pytestmark = BOTH_DRIVERS
 
 BUCKET_SQL = {
     "day": "strftime('%Y-%m-%dT00:00:00.000Z', created_at)",

@@ -10,14 +10,13 @@ from pathlib import Path
 import pytest
 
 from shared.db.connection import DatabaseBusyError, open_database
-from shared.db.migrate import apply_migrations
 from shared.http.errors import reply_for
+from tests.support.db import migrated
 
 
 def test_a_write_waits_its_busy_timeout_then_says_busy(tmp_path: Path) -> None:
     path = tmp_path / "busy.db"
-    db = open_database(f"sqlite:///{path}", busy_timeout_ms=300)
-    apply_migrations(db)
+    db = migrated(path, busy_timeout_ms=300)
     holder = sqlite3.connect(path, isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")  # another process holds the write lock
     try:

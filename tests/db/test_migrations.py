@@ -12,7 +12,7 @@ from shared.db.connection import open_database
 from shared.db.dialects import MSSQL, SQLITE
 from shared.db.migrate import apply_migrations, current_version, plan
 from shared.db.schema import MIGRATIONS, TABLES
-from tests.db.conftest import connection_string
+from tests.support.db import connection_string
 
 LATEST = MIGRATIONS[-1].version
 
@@ -79,7 +79,7 @@ def test_sql_server_ddl_uses_server_types_and_guards() -> None:
                 "IF COL_LENGTH(N'dbo.",
             )
         )
-    assert "VARBINARY(MAX)" in text  # vectors stored as the original VARBINARY(MAX)
+    assert "VARBINARY(MAX)" in text  # vectors stored as float32 bytes
     assert "BIGINT IDENTITY(1,1) PRIMARY KEY" in text
     assert "DATETIME2(3)" in text
     assert "AUTOINCREMENT" not in text and " BLOB" not in text
@@ -112,4 +112,56 @@ def test_limit_text_per_dialect() -> None:
     assert SQLITE.limit("SELECT x FROM t", "x").endswith("ORDER BY x LIMIT ?")
     assert MSSQL.limit("SELECT x FROM t", "x").endswith(
         "ORDER BY x OFFSET 0 ROWS FETCH NEXT ? ROWS ONLY"
+    )
+
+
+@pytest.mark.parametrize("driver", ["sqlite3", "pyodbc"])
+def test_version_id_columns_keep_their_rows_key_and_cascade(tmp_path: Path, driver: str) -> None:
+    """A database made before migration 3 keeps its tensors and inference rows under
+    `version_id`, with model_tensors' primary key and cascading foreign key intact."""
+    from shared.inference.repository import InferenceLogRepository
+    from shared.registry.repository import ModelRepository
+
+    db = open_database(connection_string(driver, tmp_path / "old.db"))
+    assert apply_migrations(db, MIGRATIONS[:2]) == [1, 2]
+    ts = "2024-01-01T00:00:00.000"
+    db.execute(
+        "INSERT INTO models (id, name, version, status, created_at, updated_at) "
+        "VALUES ('v1', 'iris', 1, 'ready', ?, ?)",
+        (ts, ts),
+    )
+    db.execute(
+        "INSERT INTO model_tensors (model_id, name, dtype, shape, element_count) "
+        "VALUES ('v1', 'w', 'float32', '[2]', 2)"
+    )
+    db.execute(
+        "INSERT INTO inference_log (model_id, model_name, latency_ms, rows, outcome, "
+        "created_at) VALUES ('v1', 'iris', 1.5, 3, 'succeeded', ?)",
+        (ts,),
+    )
+
+    assert apply_migrations(db) == [3]
+    for table in ("model_tensors", "inference_log"):
+        columns = {r["name"] for r in db.query(f"SELECT name FROM pragma_table_info('{table}')")}
+        assert "version_id" in columns and "model_id" not in columns, table
+    models = ModelRepository(db)
+    assert [t.name for t in models.tensors("v1")] == ["w"]
+    (row,) = InferenceLogRepository(db).recent("iris")
+    assert (row.version_id, row.rows) == ("v1", 3)
+    with pytest.raises(Exception, match="UNIQUE constraint failed: model_tensors.version_id"):
+        db.execute(
+            "INSERT INTO model_tensors (version_id, name, dtype, shape, element_count) "
+            "VALUES ('v1', 'w', 'float32', '[2]', 2)"
+        )
+    assert models.delete("v1")
+    assert models.tensors("v1") == []  # the foreign key still cascades
+    db.close()
+
+
+def test_sql_server_renames_only_a_column_still_under_its_old_name() -> None:
+    (rename,) = [s for s in MIGRATIONS[2].statements(MSSQL) if "model_tensors" in s]
+    assert rename == (
+        "IF COL_LENGTH(N'dbo.model_tensors', N'model_id') IS NOT NULL "
+        "AND COL_LENGTH(N'dbo.model_tensors', N'version_id') IS NULL\n"
+        "EXEC sp_rename N'dbo.model_tensors.model_id', N'version_id', N'COLUMN'"
     )

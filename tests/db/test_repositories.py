@@ -11,6 +11,10 @@ from shared.inference.repository import InferenceLogRepository, InferenceRecord
 from shared.jobs.repository import JobRepository
 from shared.registry.repository import ModelRepository, TensorStats
 from shared.search.repository import SetRepository
+from tests.support.db import BOTH_DRIVERS
+
+#: Each test runs on both SQLite paths (sqlite3 and pyodbc).
+pytestmark = BOTH_DRIVERS
 
 
 def f32(*xs: float) -> bytes:
@@ -83,10 +87,10 @@ def test_tensor_stats_replace_and_cascade_on_model_delete(db) -> None:
 # -- jobs --------------------------------------------------------------------------------
 def test_job_create_is_idempotent_by_id(db) -> None:
     jobs = JobRepository(db)
-    job, created = jobs.create("job-1", "model", {"model_id": "m"})
-    again, created_again = jobs.create("job-1", "model", {"model_id": "other"})
+    job, created = jobs.create("job-1", "model", {"version_id": "m"})
+    again, created_again = jobs.create("job-1", "model", {"version_id": "other"})
     assert created and not created_again
-    assert again.payload == {"model_id": "m"} and again.status == "queued"
+    assert again.payload == {"version_id": "m"} and again.status == "queued"
 
 
 def test_job_lifecycle_counts_attempts_and_records_errors(db) -> None:
@@ -112,17 +116,6 @@ def test_job_lifecycle_counts_attempts_and_records_errors(db) -> None:
     assert jobs.get("job-2").attempts == 3
     assert [j.id for j in jobs.list(status="succeeded", kind="embeddings")] == ["job-2"]
     assert jobs.list(kind="model") == []
-
-
-def test_a_running_job_without_a_claimant_is_taken_over_once(db) -> None:
-    """A row a version before claims left `running` (its host stopped for the upgrade):
-    the first message takes it over, a second one does not run it beside the first."""
-    jobs = JobRepository(db)
-    jobs.create("job-3", "embeddings", {"n": 3})
-    db.execute("UPDATE jobs SET status = 'running', attempts = 1 WHERE id = 'job-3'")
-    assert jobs.claim("job-3", "msg-a")
-    assert not jobs.claim("job-3", "msg-b")
-    assert jobs.get("job-3").attempts == 2
 
 
 # -- embeddings --------------------------------------------------------------------------

@@ -6,19 +6,23 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.devhost.support import FIXTURE_APP, HostProcess, start_host, stop_host
-
-BODY_LIMIT = 4096
+from tests.support.host import (
+    FIXTURE_APP,
+    FIXTURE_BODY_LIMIT,
+    Host,
+    start_fixture_app,
+    stop_host,
+)
 
 
 @pytest.fixture(scope="module")
-def devhost(azurite, tmp_path_factory: pytest.TempPathFactory) -> Iterator[HostProcess]:
+def devhost(azurite, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Host]:
     """The fixture app on a real Azurite, with a small request body limit."""
-    host = start_host(
+    host = start_fixture_app(
         FIXTURE_APP,
         azurite.connection_string,
         tmp_path_factory.mktemp("devhost"),
-        {"FUNCTIONS_REQUEST_BODY_SIZE_LIMIT": str(BODY_LIMIT)},
+        {"FUNCTIONS_REQUEST_BODY_SIZE_LIMIT": str(FIXTURE_BODY_LIMIT)},
     )
     try:
         yield host

@@ -9,11 +9,11 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.devhost.conftest import BODY_LIMIT
-from tests.devhost.support import (
-    FUNCTION_KEY,
-    MASTER_KEY,
-    HostProcess,
+from tests.support.host import (
+    FIXTURE_BODY_LIMIT,
+    FIXTURE_KEY,
+    FIXTURE_MASTER_KEY,
+    Host,
     b64,
     unb64,
     wait_for,
@@ -22,7 +22,7 @@ from tests.devhost.support import (
 pytestmark = pytest.mark.e2e
 
 
-def test_health_and_route_parameters(devhost: HostProcess) -> None:
+def test_health_and_route_parameters(devhost: Host) -> None:
     reply = devhost.call("GET", "/health")
     assert (reply.status, reply.body) == (200, b"ok")
 
@@ -48,22 +48,25 @@ def test_health_and_route_parameters(devhost: HostProcess) -> None:
     assert "RuntimeError: boom on purpose" in log
 
 
-def test_function_keys(devhost: HostProcess) -> None:
+def test_function_keys(devhost: Host) -> None:
     assert devhost.call("GET", "/secure").status == 401
     assert devhost.call("GET", "/secure", headers={"x-functions-key": "wrong"}).status == 401
     assert devhost.call("GET", "/secure?code=wrong").status == 401
 
-    reply = devhost.call("GET", "/secure", headers={"x-functions-key": FUNCTION_KEY})
+    reply = devhost.call("GET", "/secure", headers={"x-functions-key": FIXTURE_KEY})
     assert (reply.status, reply.body, reply.headers.get("x-seen")) == (200, b"secret", "yes")
-    assert devhost.call("GET", f"/secure?code={FUNCTION_KEY}").status == 200
-    assert devhost.call("GET", f"/secure?code={MASTER_KEY}").status == 200
+    assert devhost.call("GET", f"/secure?code={FIXTURE_KEY}").status == 200
+    assert devhost.call("GET", f"/secure?code={FIXTURE_MASTER_KEY}").status == 200
 
     # ADMIN takes only the master key
-    assert devhost.call("GET", f"/admin-only?code={FUNCTION_KEY}").status == 401
-    assert devhost.call("GET", "/admin-only", headers={"x-functions-key": MASTER_KEY}).status == 200
+    assert devhost.call("GET", f"/admin-only?code={FIXTURE_KEY}").status == 401
+    assert (
+        devhost.call("GET", "/admin-only", headers={"x-functions-key": FIXTURE_MASTER_KEY}).status
+        == 200
+    )
 
 
-def test_queue_message_runs_writes_output_and_is_deleted(devhost: HostProcess) -> None:
+def test_queue_message_runs_writes_output_and_is_deleted(devhost: Host) -> None:
     body = json.dumps({"job": "e2e", "n": 1})
     devhost.queue("jobs").send_message(b64(body))
 
@@ -83,7 +86,7 @@ def test_queue_message_runs_writes_output_and_is_deleted(devhost: HostProcess) -
     assert devhost.queue("jobs-poison").peek_messages() == []
 
 
-def test_async_queue_function_with_str_and_list_return(devhost: HostProcess) -> None:
+def test_async_queue_function_with_str_and_list_return(devhost: Host) -> None:
     devhost.queue("shout").send_message(b64("hello"))
     shouted = devhost.queue("shouted")
     found = wait_for(
@@ -92,7 +95,7 @@ def test_async_queue_function_with_str_and_list_return(devhost: HostProcess) -> 
     assert [unb64(m.content) for m in found] == ["HELLO", "HELLO!"]
 
 
-def test_failing_message_goes_to_poison_after_five_tries(devhost: HostProcess) -> None:
+def test_failing_message_goes_to_poison_after_five_tries(devhost: Host) -> None:
     original = b64("poison me, please")
     devhost.queue("failing").send_message(original)
 
@@ -105,14 +108,14 @@ def test_failing_message_goes_to_poison_after_five_tries(devhost: HostProcess) -
     assert devhost.queue("failing").get_queue_properties().approximate_message_count == 0
 
 
-def test_invalid_base64_counts_as_a_failure(devhost: HostProcess) -> None:
+def test_invalid_base64_counts_as_a_failure(devhost: Host) -> None:
     devhost.queue("jobs").send_message("plain text is not base64 here!")
     poison = devhost.queue("jobs-poison")
     moved = wait_for(lambda: poison.peek_messages(max_messages=5), what="the poison message")
     assert [m.content for m in moved] == ["plain text is not base64 here!"]
 
 
-def test_blob_fires_once_per_version(devhost: HostProcess) -> None:
+def test_blob_fires_once_per_version(devhost: Host) -> None:
     uploads = devhost.blobs().get_container_client(f"{devhost.ns}-uploads")
     uploads.upload_blob("reports/q1.txt", b"version one")
     uploads.upload_blob("ignored.bin", b"does not match {name}.txt")
@@ -144,7 +147,7 @@ def test_blob_fires_once_per_version(devhost: HostProcess) -> None:
     assert len([n for n in names if n.endswith(f"/{devhost.ns}-uploads/reports/q1.txt")]) == 2
 
 
-def test_blob_client_binding_streams(devhost: HostProcess) -> None:
+def test_blob_client_binding_streams(devhost: Host) -> None:
     models = devhost.blobs().get_container_client(f"{devhost.ns}-models")
     models.upload_blob("big/model.onnx", b"\x00" * 300_000)
     events = devhost.queue("model-events")
@@ -156,12 +159,14 @@ def test_blob_client_binding_streams(devhost: HostProcess) -> None:
     }
 
 
-def test_body_size_limit(devhost: HostProcess) -> None:
-    small = devhost.call("POST", "/echo", data=b"x" * 100)
+def test_body_size_limit(devhost: Host) -> None:
+    small = devhost.call("POST", "/echo", raw=b"x" * 100)
     assert (small.status, small.json()) == (200, {"length": 100})
-    assert devhost.call("POST", "/echo", data=b"x" * BODY_LIMIT).json() == {"length": BODY_LIMIT}
+    assert devhost.call("POST", "/echo", raw=b"x" * FIXTURE_BODY_LIMIT).json() == {
+        "length": FIXTURE_BODY_LIMIT
+    }
 
-    assert devhost.call("POST", "/echo", data=b"x" * (BODY_LIMIT + 1)).status == 413
+    assert devhost.call("POST", "/echo", raw=b"x" * (FIXTURE_BODY_LIMIT + 1)).status == 413
 
     # no Content-Length: the limit holds while the body streams in
     url = urlsplit(devhost.base_url)

@@ -16,23 +16,22 @@ import pytest
 from azure.storage.queue import QueueClient
 
 from devhost.azurite import connection_string
-from tests.devhost.support import (
+from tests.support.host import (
     FIXTURE_APP,
     PLAIN_APP,
-    HostProcess,
-    ReplyDroppingProxy,
+    Host,
     b64,
-    start_host,
+    start_fixture_app,
     stop_host,
     unb64,
     wait_for,
 )
-from tests.reliability.proxy import CuttableProxy
+from tests.support.proxy import CuttableProxy, ReplyDroppingProxy
 
 pytestmark = pytest.mark.e2e
 
 
-def _direct(azurite, host: HostProcess, name: str) -> QueueClient:
+def _direct(azurite, host: Host, name: str) -> QueueClient:
     """The test's own client for `<ns>-<name>`, straight to Azurite (never proxied)."""
     return QueueClient.from_connection_string(azurite.connection_string, f"{host.ns}-{name}")
 
@@ -47,7 +46,7 @@ def _held_until(queue: QueueClient, done, timeout: float, what: str) -> None:
         time.sleep(0.1)
 
 
-def _stopped_cleanly(host: HostProcess) -> str:
+def _stopped_cleanly(host: Host) -> str:
     code = stop_host(host)
     log = host.log()
     assert code == 0, log
@@ -58,7 +57,9 @@ def test_message_whose_receive_reply_was_lost_comes_back_after_the_lease(azurite
     lease = 3
     proxy = ReplyDroppingProxy(azurite.queue_port)
     proxied = connection_string(azurite.blob_port, proxy.port, azurite.table_port)
-    host = start_host(FIXTURE_APP, proxied, tmp_path, {"LOCAL_QUEUE_LEASE_SECONDS": str(lease)})
+    host = start_fixture_app(
+        FIXTURE_APP, proxied, tmp_path, {"LOCAL_QUEUE_LEASE_SECONDS": str(lease)}
+    )
     try:
         jobs, results = _direct(azurite, host, "jobs"), _direct(azurite, host, "results")
         proxy.arm()
@@ -95,7 +96,7 @@ def test_invocation_longer_than_many_leases_runs_once_and_its_message_is_deleted
     azurite, tmp_path
 ) -> None:
     lease, runs_for = 2, 5.0  # renewed every 0.7 s, six times or so
-    host = start_host(
+    host = start_fixture_app(
         PLAIN_APP,
         azurite.connection_string,
         tmp_path,
@@ -132,7 +133,7 @@ def test_failed_renewals_while_storage_is_cut_keep_the_lease(azurite, tmp_path) 
     lease, runs_for = 9, 13.0
     proxy = CuttableProxy(azurite.queue_port)
     proxied = connection_string(azurite.blob_port, proxy.port, azurite.table_port)
-    host = start_host(
+    host = start_fixture_app(
         PLAIN_APP,
         proxied,
         tmp_path,

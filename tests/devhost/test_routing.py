@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from devhost.routing import MethodNotAllowed, RouteMatch, Router, compile_route
+from devhost.route_templates import MethodNotAllowed, RouteMatch, Router, compile_route
 
 
 def match(template: str, path: str) -> dict[str, str] | None:

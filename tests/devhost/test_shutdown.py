@@ -10,13 +10,13 @@ import signal
 
 import pytest
 
-from tests.devhost.support import PLAIN_APP, start_host, wait_for
+from tests.support.host import PLAIN_APP, start_fixture_app, wait_for
 
 pytestmark = pytest.mark.e2e
 
 
 def test_sigterm_finishes_running_invocation_and_loses_nothing(azurite, tmp_path) -> None:
-    host = start_host(
+    host = start_fixture_app(
         PLAIN_APP, azurite.connection_string, tmp_path, {"DEVHOST_SLOW_SECONDS": "3"}, ""
     )
     try:

@@ -12,8 +12,8 @@ from devhost.auth import KeyRing, presented_key
 from devhost.bindings import blob_argument_kind, render_path
 from devhost.blob_listener import parse_blob_path, sanitize_host_id
 from devhost.loader import resolve_settings
-from devhost.messages import decode_body, encode_body, message_bodies
 from devhost.queue_listener import next_delay
+from devhost.queue_messages import decode_body, encode_body, message_bodies
 
 
 def test_message_encoding_none_passes_text_through() -> None:

@@ -17,15 +17,20 @@ import datetime as dt
 import ipaddress
 import json
 import secrets
+import sys
 import threading
 import time
 import uuid
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from types import SimpleNamespace
 from urllib.parse import parse_qs, urlsplit
 
+from devhost import azurite as azurite_mod
+
 TENANT_ID = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+CLIENT_ID = "6f1c2a3b-0d4e-4f5a-9b8c-7d6e5f4a3b2c"  # the app's user-assigned identity
 
 
 def make_certificate(folder: Path) -> tuple[Path, Path]:
@@ -153,3 +158,51 @@ class IdentityEndpoint:
         if self.server is not None:
             self.server.shutdown()
             self.server.server_close()
+
+
+def keyless_env(
+    azurite: azurite_mod.Azurite, endpoint: IdentityEndpoint, cert: Path
+) -> dict[str, str]:
+    """What an Azure deployment with shared-key access off sets (plus the test CA)."""
+    return {
+        "AzureWebJobsStorage__blobServiceUri": azurite.blob_uri,
+        "AzureWebJobsStorage__queueServiceUri": azurite.queue_uri,
+        "AzureWebJobsStorage__credential": "managedidentity",
+        "AzureWebJobsStorage__clientId": CLIENT_ID,
+        "REQUESTS_CA_BUNDLE": str(cert),
+        **endpoint.env(),
+    }
+
+
+def clear_service_caches() -> None:
+    """Forget every service a module of `shared` built and cached (and the settings)."""
+    for name, module in list(sys.modules.items()):
+        if name == "shared" or name.startswith("shared."):
+            for value in list(vars(module).values()):
+                if callable(getattr(value, "cache_clear", None)):
+                    value.cache_clear()
+
+
+class AppServices(SimpleNamespace):
+    """The app's services as the routes reach them, for tests that call them directly."""
+
+
+def app_services() -> AppServices:
+    from shared.db.app import database
+    from shared.registry.service import model_registry
+    from shared.settings import get_settings
+    from shared.storage.clients import (
+        blob_service,
+        container,
+        queue_service,
+        storage_account,
+    )
+
+    return AppServices(
+        database=database,
+        storage_account=storage_account,
+        blob_service=blob_service,
+        queue_service=queue_service,
+        model_store=lambda: container(get_settings().models_container),
+        model_registry=model_registry,
+    )

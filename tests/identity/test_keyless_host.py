@@ -13,11 +13,9 @@ from azure.storage.queue import QueueServiceClient
 
 from devhost.azurite import DEV_ACCOUNT, DEV_KEY
 from shared.storage.accounts import blob_service_client, resolve_account
-from tests.e2e.conftest import AppHost, start_host, stop_host
-from tests.e2e.test_app_jobs import wait_for_job
-from tests.e2e.test_app_models import wait_for_model
-from tests.identity.conftest import CLIENT_ID, keyless_env
-from tests.models.fixtures import write_classifier
+from tests.identity.support import CLIENT_ID, keyless_env
+from tests.support.host import Host, start_app, stop_host, wait_for_job, wait_for_model
+from tests.support.models import write_classifier
 
 pytestmark = pytest.mark.e2e
 
@@ -25,7 +23,7 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture(scope="module")
 def keyless_host(
     oauth_azurite, identity_endpoint, tls, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[AppHost]:
+) -> Iterator[Host]:
     env = keyless_env(oauth_azurite, identity_endpoint, tls[0])
     # The test reads the poison queues with the emulator's key (Azurite takes both); the
     # host itself has no key.
@@ -34,7 +32,7 @@ def keyless_host(
         credential={"account_name": DEV_ACCOUNT, "account_key": DEV_KEY},
         connection_verify=str(tls[0]),
     )
-    app = start_host(tmp_path_factory.mktemp("keyless-app"), None, env, watch_queues=queues)
+    app = start_app(tmp_path_factory.mktemp("keyless-app"), None, env, watch_queues=queues)
     try:
         yield app
     finally:
@@ -43,8 +41,8 @@ def keyless_host(
             print(app.log())
 
 
-def test_host_runs_with_no_connection_string(keyless_host: AppHost, identity_endpoint) -> None:
-    environ = Path(f"/proc/{keyless_host.host.process.pid}/environ").read_bytes().split(b"\0")
+def test_host_runs_with_no_connection_string(keyless_host: Host, identity_endpoint) -> None:
+    environ = Path(f"/proc/{keyless_host.process.pid}/environ").read_bytes().split(b"\0")
     names = {item.split(b"=", 1)[0].decode() for item in environ if item}
     assert "AzureWebJobsStorage" not in names
     assert "AzureWebJobsStorage__clientId" in names
@@ -54,7 +52,7 @@ def test_host_runs_with_no_connection_string(keyless_host: AppHost, identity_end
     assert any(q["client_id"] == CLIENT_ID for q in identity_endpoint.requests)
 
 
-def test_model_upload_is_ingested_through_the_queue_trigger(keyless_host: AppHost, tmp_path):
+def test_model_upload_is_ingested_through_the_queue_trigger(keyless_host: Host, tmp_path):
     data = write_classifier(tmp_path, "iris-keyless.onnx").read_bytes()
     reply = keyless_host.call("POST", "/models?name=iris-keyless", raw=data)
     assert reply.status == 202, reply.body
@@ -65,7 +63,7 @@ def test_model_upload_is_ingested_through_the_queue_trigger(keyless_host: AppHos
 
 
 def test_blob_trigger_registers_a_model_written_keylessly(
-    keyless_host: AppHost, tmp_path, monkeypatch
+    keyless_host: Host, tmp_path, monkeypatch
 ) -> None:
     for key, value in keyless_host.env.items():
         if key.startswith(("AzureWebJobsStorage__", "IDENTITY_", "REQUESTS_CA")):
@@ -78,7 +76,7 @@ def test_blob_trigger_registers_a_model_written_keylessly(
     assert model["status"] == "ready" and model["size_bytes"] == len(data)
 
 
-def test_upload_url_from_the_host_is_a_user_delegation_sas(keyless_host: AppHost) -> None:
+def test_upload_url_from_the_host_is_a_user_delegation_sas(keyless_host: Host) -> None:
     reply = keyless_host.call("POST", "/models/upload-url?name=iris-big&expires_in=600")
     assert reply.status == 200, reply.body
     assert "skoid=" in reply.json()["url"] and "sp=cw" in reply.json()["url"]

@@ -15,8 +15,8 @@ import pytest
 from azure.core.exceptions import ClientAuthenticationError, HttpResponseError
 
 from shared.storage.accounts import blob_service_client, resolve_account
-from tests.identity.conftest import CLIENT_ID, keyless_env
-from tests.models.fixtures import write_classifier
+from tests.identity.support import CLIENT_ID, keyless_env
+from tests.support.models import write_classifier
 
 
 def test_services_upload_download_and_queue_without_a_key(keyless_services, tmp_path) -> None:

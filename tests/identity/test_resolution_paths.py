@@ -9,10 +9,10 @@ import sys
 
 import pytest
 
-from devhost.storage import StorageNotConfigured, resolve_connection
+from devhost.storage_clients import StorageNotConfigured, resolve_connection
 from shared.settings import ROOT, ConfigError
 from shared.storage.accounts import blob_service_client, resolve_account
-from tests.identity.conftest import CLIENT_ID, keyless_env
+from tests.identity.support import CLIENT_ID, keyless_env
 
 
 def test_local_host_resolves_binding_connections_through_the_shared_rules() -> None:
@@ -66,7 +66,7 @@ def test_resolving_settings_does_not_load_azure_identity() -> None:
 def test_readiness_in_azure_with_no_storage_setting_names_it(monkeypatch) -> None:
     from shared.health.readiness import readiness
     from shared.storage import clients
-    from tests.identity.conftest import clear_service_caches
+    from tests.identity.support import clear_service_caches
 
     for key in [k for k in os.environ if k.startswith("AzureWebJobsStorage")]:
         monkeypatch.delenv(key)

@@ -30,7 +30,7 @@ from shared.db.entra import (
     token_struct,
 )
 from shared.settings import ROOT, ConfigError
-from tests.identity.conftest import CLIENT_ID
+from tests.identity.support import CLIENT_ID
 
 ODBC = "Driver={ODBC Driver 18 for SQL Server};Server=tcp:x.database.windows.net,1433;Database=h"
 AZURE = {"WEBSITE_INSTANCE_ID": "abc"}

@@ -26,9 +26,30 @@ SQL = INFRA / "app" / "sql.bicep"
 RBAC = INFRA / "app" / "rbac.bicep"
 
 
+#: Bicep's top-level declarations and the section of pycep's result each lands in.
+SECTIONS = {
+    "param": "parameters",
+    "var": "variables",
+    "resource": "resources",
+    "module": "modules",
+    "output": "outputs",
+}
+
+
 @pytest.mark.parametrize("path", bicep_files(), ids=lambda p: str(p.relative_to(INFRA)))
 def test_every_bicep_file_parses(path) -> None:
-    assert parsed(path)["globals"] is not None
+    """The parse holds every declaration the file makes, and nothing else: a parser that
+    stopped early or misread one would leave a name out (and the tests below, which read
+    the parse, would miss what they check)."""
+    text = path.read_text()
+    keywords = "|".join(SECTIONS)
+    declared = {
+        (SECTIONS[kind], name) for kind, name in re.findall(rf"(?m)^({keywords})\s+(\w+)", text)
+    }
+    tree = parsed(path)
+    found = {(section, name) for section in SECTIONS.values() for name in tree.get(section, {})}
+    assert declared, f"{path.name} declares nothing"
+    assert found == declared
 
 
 def test_registry_modules_are_public_avm_and_pinned() -> None:
@@ -61,7 +82,7 @@ def test_storage_holds_every_container_and_queue_the_app_reads() -> None:
     for name in (
         defaults.models_container,
         defaults.model_versions_container,
-        defaults.model_uploads_container,
+        defaults.upload_staging_container,
         defaults.ingest_container,
         defaults.search_snapshots_container,
         defaults.ingestion_queue,

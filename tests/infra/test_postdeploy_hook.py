@@ -12,7 +12,7 @@ import subprocess
 from pathlib import Path
 
 from shared.settings import ROOT
-from tests.e2e.conftest import MASTER_KEY, start_host, stop_host
+from tests.support.host import MASTER_KEY, start_app, stop_host
 
 BLOBS_KEY = "blobs-extension-key-value"
 
@@ -27,7 +27,7 @@ def test_postdeploy_subscribes_the_trigger_and_migrates(
     tmp_path: Path, storage_connection: str
 ) -> None:
     (tmp_path / "host").mkdir()
-    host = start_host(tmp_path / "host", storage_connection)
+    host = start_app(tmp_path / "host", storage_connection)
     calls = tmp_path / "az-calls.txt"
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()

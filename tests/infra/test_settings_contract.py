@@ -20,12 +20,14 @@ pytestmark = pytest.mark.xdist_group(BICEP_GROUP)
 IDENTITY_SUFFIXES = ("accountName", "blobServiceUri", "queueServiceUri", "credential", "clientId")
 APP_READS = (
     {s.key for s in SETTINGS}
+    | {DEFAULT_PREFIX}  # shared/storage/accounts.py, as the host reads it
     | {f"{DEFAULT_PREFIX}__{suffix}" for suffix in IDENTITY_SUFFIXES}
     | {"SQL_CREDENTIAL", "SQL_CLIENT_ID", "INSTANCE_MEMORY_MB"}
 )
 # Read by the platform, not by app code: the Python worker configures Azure Monitor
 # (docs: DESIGN.md "Telemetry"), and the SDK reads its own variables.
 PLATFORM_READS = {
+    "APPLICATIONINSIGHTS_CONNECTION_STRING",
     "PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY",
     "APPLICATIONINSIGHTS_AUTHENTICATION_STRING",
     "OTEL_TRACES_SAMPLER",

@@ -4,8 +4,10 @@ import json
 
 import pytest
 
+from shared.embeddings.shapes import EmbeddingUpsertRequest, TextEmbedStore
 from shared.jobs.messages import (
     EmbeddingsPayload,
+    EmbedTextPayload,
     JobMessage,
     MalformedMessageError,
     parse_message,
@@ -26,10 +28,25 @@ def test_a_valid_message_parses_with_its_typed_payload() -> None:
     assert payload.embedding_type == "default" and payload.items[0].vector == [1.0, 2.0]
 
 
+def test_every_way_in_stores_vectors_under_one_default_embedding_type() -> None:
+    body = json.dumps(
+        {
+            "job_id": "t-1",
+            "kind": "embed_text",
+            "payload": {"model": "minilm", "texts": ["x"], "entity_ids": ["a"]},
+        }
+    )
+    _, payload = parse_message(body)
+    assert isinstance(payload, EmbedTextPayload) and payload.embedding_type == "default"
+    # PUT /api/embeddings and POST /api/embeddings/text write the same sets.
+    for shape in (EmbeddingsPayload, EmbedTextPayload, EmbeddingUpsertRequest, TextEmbedStore):
+        assert shape.model_fields["embedding_type"].default == "default", shape.__name__
+
+
 def test_round_trip_of_a_message() -> None:
-    msg = JobMessage(job_id="x", kind="model", payload={"model_id": "m1"})
+    msg = JobMessage(job_id="x", kind="model", payload={"version_id": "m1"})
     again, payload = parse_message(msg.to_json())
-    assert again == msg and payload.model_id == "m1"
+    assert again == msg and payload.version_id == "m1"
 
 
 @pytest.mark.parametrize(
@@ -39,9 +56,9 @@ def test_round_trip_of_a_message() -> None:
         ("[1, 2]", "must be a JSON object", None),
         ('{"job_id": "a", "kind": "bake", "payload": {}}', "unknown job kind 'bake'", "a"),
         ('{"job_id": "a", "kind": "model"}', "payload: required field is missing", "a"),
-        ('{"job_id": "a", "kind": "model", "payload": {}}', "payload.model_id: required", "a"),
+        ('{"job_id": "a", "kind": "model", "payload": {}}', "payload.version_id: required", "a"),
         (
-            '{"job_id": "a", "kind": "model", "payload": {"model_id": "m"}, "schema_version": 9}',
+            '{"job_id": "a", "kind": "model", "payload": {"version_id": "m"}, "schema_version": 9}',
             "schema_version: 9 is not supported",
             "a",
         ),
@@ -57,7 +74,7 @@ def test_round_trip_of_a_message() -> None:
             "a",
         ),
         (  # an invalid id names no row (GET jobs/{id} could not reach "../x")
-            '{"job_id": "../x", "kind": "model", "payload": {"model_id": "m"}}',
+            '{"job_id": "../x", "kind": "model", "payload": {"version_id": "m"}}',
             "job_id",
             None,
         ),
@@ -72,8 +89,8 @@ def test_malformed_messages_say_why(body: str, reason: str, job_id: str | None) 
 
 @pytest.mark.parametrize("token", ["NaN", "Infinity", "-Infinity", "1e39"])
 def test_a_vector_that_is_not_finite_float32_is_malformed_naming_the_element(token: str) -> None:
-    """Python's json reads NaN/Infinity tokens and 1e39 overflows float32: all used to
-    pass as floats, fail later in the job, and make replies that echo them invalid JSON."""
+    """Python's json reads NaN/Infinity tokens and 1e39 overflows float32: unchecked, each
+    passes as a float, fails later in the job, and makes replies that echo it invalid JSON."""
     body = (
         '{"job_id": "nan-1", "kind": "embeddings", "payload": {"model_id": "m", '
         f'"items": [{{"entity_id": "a", "vector": [1, {token}]}}]}}}}'

@@ -16,7 +16,7 @@ from shared.jobs.payloads import MAX_INLINE_BYTES, REF, PayloadStore, message_by
 from shared.jobs.runner import JobRunner
 from shared.jobs.submit import JobNotQueuedError, JobQueue, JobSubmitter, JobUnconfirmedError
 from shared.storage.accounts import REQUEST_CLIENT_OPTIONS
-from tests.reliability.proxy import CuttableProxy
+from tests.support.proxy import CuttableProxy
 
 
 def _items(rows: int, dim: int) -> list[dict]:
@@ -98,8 +98,8 @@ def test_a_message_the_queue_refuses_leaves_the_job_failed_not_queued(repos, con
 @pytest.mark.parametrize("rows", [2, 200], ids=["inline", "blob"])
 def test_a_job_id_reused_with_other_data_is_a_conflict(repos, container, queue, rows) -> None:
     """The same job_id again with the same kind and payload is the same job; with another
-    payload or kind it is a ConflictError naming job_id (it used to return the old job
-    and drop the new data), inline or as a blob reference, also after the blob is gone."""
+    payload or kind it is a ConflictError naming job_id (answering with the old job would
+    silently drop the new data), inline or as a blob reference, also after the blob is gone."""
     submitter = JobSubmitter(repos[0], queue, PayloadStore(container))
     payload = {"model_id": "r", "items": _items(rows, 384)}
     first, created = submitter.submit("embeddings", payload, job_id="reuse-1")
@@ -114,7 +114,7 @@ def test_a_job_id_reused_with_other_data_is_a_conflict(repos, container, queue, 
         submitter.submit("embeddings", other, job_id="reuse-1")
     assert exc.value.field == "job_id"
     with pytest.raises(ConflictError, match="different kind"):
-        submitter.submit("model", {"model_id": "r"}, job_id="reuse-1")
+        submitter.submit("model", {"version_id": "r"}, job_id="reuse-1")
     assert submitter.submit("embeddings", payload, job_id="reuse-1")[0] == first
 
 

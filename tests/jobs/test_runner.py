@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import io
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from shared.embeddings.ingestion import EmbeddingsIngestion
-from shared.jobs.messages import JobMessage
+from shared.embeddings.ingestion import EmbeddingsIngestion, TextEmbeddingJob
+from shared.inference.embedder import TextEmbedder
+from shared.jobs.messages import EmbedTextPayload, JobMessage
 from shared.jobs.runner import JobRunner, PermanentJobError
 from shared.search.repository import SetRepository
+from tests.support.text_exports import write_export, write_tokenizer
 
 
 def _msg(job_id: str, kind: str, payload: dict) -> str:
@@ -113,7 +116,7 @@ def test_transient_errors_are_retried_then_fail_on_the_last_attempt(repos) -> No
         raise ConnectionError("storage unreachable")
 
     runner = JobRunner(repos[0], {"model": flaky})
-    body = _msg("t-1", "model", {"model_id": "m"})
+    body = _msg("t-1", "model", {"version_id": "m"})
     for attempt in range(1, 5):
         with pytest.raises(ConnectionError):
             runner.run(body, dequeue_count=attempt, max_dequeue_count=5)
@@ -132,7 +135,7 @@ def test_permanent_error_fails_at_once(repos) -> None:
         raise PermanentJobError("not an ONNX file")
 
     runner = JobRunner(repos[0], {"model": bad})
-    out = runner.run(_msg("p-1", "model", {"model_id": "m"}))
+    out = runner.run(_msg("p-1", "model", {"version_id": "m"}))
     assert out.status == "failed"
     assert repos[0].get("p-1").error == "not an ONNX file"
 
@@ -149,7 +152,7 @@ def test_the_last_failed_attempt_lets_the_handler_give_up(repos) -> None:
         raise OSError("disk full")
 
     runner = JobRunner(jobs, {"model": ModelIngestion(models, broken_fetch)})
-    body = _msg("g-1", "model", {"model_id": model.id})
+    body = _msg("g-1", "model", {"version_id": model.id})
     with pytest.raises(OSError):
         runner.run(body, dequeue_count=1, max_dequeue_count=2)
     assert models.get(model.id).status == "ingesting"  # a retry is still coming
@@ -181,7 +184,7 @@ def test_a_model_over_the_upload_limit_fails_before_any_download(repos) -> None:
     )
     fetched = []
     runner = JobRunner(jobs, {"model": ModelIngestion(models, fetched.append, max_bytes=4096)})
-    out = runner.run(_msg("big-1", "model", {"model_id": model.id}))
+    out = runner.run(_msg("big-1", "model", {"version_id": model.id}))
     assert out.status == "failed" and fetched == []
     error = jobs.get("big-1").error
     assert "5000 bytes" in error and "MAX_UPLOAD_BYTES" in error
@@ -204,6 +207,34 @@ def test_a_truncated_npy_batch_fails_with_how_far_it_got(repos, store, container
     assert stored == [f"c{i}" for i in range(10_000)]
 
 
+def test_a_dimension_conflict_or_a_line_not_utf8_fails_the_job_at_once(
+    repos, store, container
+) -> None:
+    """The handler catches the set's dimension conflict by its kind, and bytes that are not
+    UTF-8 as the codec's error: both end the job on the first attempt, with the reason."""
+    runner = _runner(repos, store, container)
+    first = {"model_id": "d", "items": [{"entity_id": "a", "vector": [1, 0]}]}
+    assert runner.run(_msg("dim-1", "embeddings", first)).status == "succeeded"
+    wider = {"model_id": "d", "items": [{"entity_id": "b", "vector": [1, 0, 0]}]}
+    assert runner.run(_msg("dim-2", "embeddings", wider)).status == "failed"
+    job = repos[0].get("dim-2")
+    assert job.attempts == 1 and "stores 2-dimensional vectors; got 3" in job.error
+    container.upload("latin1.jsonl", io.BytesIO(b'{"entity_id": "caf\xe9", "vector": [1, 0]}\n'))
+    out = runner.run(_msg("enc-1", "embeddings", {"model_id": "d", "blob": "latin1.jsonl"}))
+    assert out.status == "failed" and repos[0].get("enc-1").error.startswith("latin1.jsonl: ")
+
+
+def test_a_text_the_model_cannot_encode_fails_the_text_job_naming_it(tmp_path: Path, store) -> None:
+    model = write_export(tmp_path / "m.onnx", ["sentence_embedding"])
+    embedder = TextEmbedder(model, write_tokenizer(tmp_path / "tokenizer.json"))
+    job = TextEmbeddingJob(store, lambda name: embedder)
+    payload = EmbedTextPayload(model="m", texts=["a cat", "bad \ud800"], entity_ids=["x", "y"])
+    with pytest.raises(PermanentJobError, match=r"^texts\[1\]: not valid Unicode"):
+        job("text-1", payload)
+    ok = EmbedTextPayload(model="m", texts=["a cat"], entity_ids=["x"])
+    assert job("text-2", ok) == {"rows": 1, "inserted": 1, "updated": 0}
+
+
 def test_a_duplicate_message_skips_a_running_job_and_its_owner_takes_it_over(repos) -> None:
     """Message b (a copy of a) arrives while a runs the job: b is skipped without
     raising. If a's run died (the row stays `running`), only a's redelivery runs it."""
@@ -217,13 +248,13 @@ def test_a_duplicate_message_skips_a_running_job_and_its_owner_takes_it_over(rep
         return {"ok": True}
 
     runner = JobRunner(repos[0], {"model": handler})
-    body = _msg("d-1", "model", {"model_id": "m"})
+    body = _msg("d-1", "model", {"version_id": "m"})
     assert runner.run(body, message_id="a").status == "succeeded"
     assert duplicate == ["already running"] and runs == ["d-1"]
     assert repos[0].get("d-1").attempts == 1
 
-    body = _msg("d-2", "model", {"model_id": "m"})
-    repos[0].create("d-2", "model", {"model_id": "m"})
+    body = _msg("d-2", "model", {"version_id": "m"})
+    repos[0].create("d-2", "model", {"version_id": "m"})
     assert repos[0].claim("d-2", "a")  # a's invocation claimed it, then its host died
     assert runner.run(body, message_id="b").status == "skipped"
     assert runner.run(body, message_id="a", dequeue_count=2).status == "succeeded"

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from reliability import hostlog, ingestion, report
+from reliability import hostlog, queue_accounting, report
+from reliability.host_memory import CacheBounds, MemoryFigures, rss
 from reliability.load import run_locust
-from reliability.memory import CacheBounds, MemoryFigures, rss
 from reliability.seed import register_model, seed_search
 from reliability.stack import Stack, db_path, running_stack
 from reliability.suites import run_suites
-from tests.e2e.conftest import HOST_LOGS
+from tests.support.host import HOST_LOGS
 
 DIM = 384
 
@@ -62,8 +62,8 @@ def test_locust_reports_every_route_with_no_errors(stack: Stack) -> None:
 def test_queue_messages_are_all_accounted_for_and_a_loss_or_a_double_is_seen(
     stack: Stack,
 ) -> None:
-    plan = ingestion.Plan.new(50, 3)
-    counted = ingestion.run(
+    plan = queue_accounting.Plan.new(50, 3)
+    counted = queue_accounting.run(
         stack.connection_string, stack.db_path, plan, read_log=stack.host.log, timeout=120
     )
     assert counted.succeeded == 50 and counted.missing == 0 and counted.unfinished == 0
@@ -78,7 +78,7 @@ def test_queue_messages_are_all_accounted_for_and_a_loss_or_a_double_is_seen(
         conn.execute("UPDATE jobs SET attempts = 2 WHERE id = ?", (plan.job_id(3),))
         conn.execute("UPDATE jobs SET status = 'running' WHERE id = ?", (plan.job_id(4),))
         conn.execute("DELETE FROM jobs WHERE id = ?", (plan.job_id(5),))
-    doctored = ingestion.account(
+    doctored = queue_accounting.account(
         stack.db_path, plan, host_log=stack.host.log(), poison=1, left_in_queue=0
     )
     assert doctored.missing == 1 and doctored.unfinished == 1

@@ -54,9 +54,20 @@ def test_upload_registers_version_one_and_queues_one_ingestion_job(registry, que
             "job_id": reg.job.id,
             "kind": "model",
             "schema_version": 1,
-            "payload": {"model_id": reg.model.id},
+            "payload": {"version_id": reg.model.id},
         }
     ]
+
+
+def test_a_version_is_read_by_its_version_id(registry) -> None:
+    from shared.registry.errors import ModelNotFoundError
+
+    reg = registry.upload("iris", io.BytesIO(b"onnx bytes"), max_bytes=10_000)
+    record, tensors = registry.get(reg.model.id)
+    assert (record.name, record.version, tensors) == ("iris", 1, [])  # not ingested yet
+    with pytest.raises(ModelNotFoundError) as exc:
+        registry.get("iris")  # a model's name is no version's id
+    assert exc.value.field == "version_id"
 
 
 def test_same_bytes_again_change_nothing_new_bytes_make_a_new_version(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.e2e.conftest import start_host, stop_host
+from tests.support.host import start_app, stop_host
 
 
 def test_a_locked_database_is_a_503_with_retry_after_never_a_500(
@@ -13,7 +13,7 @@ def test_a_locked_database_is_a_503_with_retry_after_never_a_500(
 ) -> None:
     import sqlite3
 
-    host = start_host(tmp_path, storage_connection, {"SQL_BUSY_TIMEOUT_MS": "300"})
+    host = start_app(tmp_path, storage_connection, {"SQL_BUSY_TIMEOUT_MS": "300"})
     try:
         item = {"model_id": "busy", "items": [{"entity_id": "a", "vector": [1.0, 0.0]}]}
         assert host.call("PUT", "/embeddings", item).status == 200  # the file exists now

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from azure.storage.queue import QueueServiceClient
 
-from tests.e2e.conftest import start_host, stop_host
+from tests.support.host import start_app, stop_host
 
 JOBS = 300
 ROWS = 400  # per job: long enough that a kill lands mid-job
@@ -50,13 +50,13 @@ def test_a_killed_host_loses_no_message_and_doubles_no_row(
     }
     queue = QueueServiceClient.from_connection_string(storage_connection).get_queue_client(run)
     (tmp_path / "a").mkdir()
-    first = start_host(tmp_path / "a", storage_connection, env)
+    first = start_app(tmp_path / "a", storage_connection, env)
     for i in range(JOBS):
         queue.send_message(_job(i, run))
     # Freeze the host, then look: a job seen running while the host cannot move is still
     # running when the kill lands (jobs are short; on a busy machine a job seen running
     # a moment before the kill may have finished by then).
-    process = first.host.process
+    process = first.process
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         states = _states(db, run)
@@ -75,7 +75,7 @@ def test_a_killed_host_loses_no_message_and_doubles_no_row(
     assert running, "the kill should land while jobs run"
 
     (tmp_path / "b").mkdir()
-    second = start_host(tmp_path / "b", storage_connection, env)
+    second = start_app(tmp_path / "b", storage_connection, env)
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:

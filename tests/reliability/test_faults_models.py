@@ -8,9 +8,8 @@ from pathlib import Path
 
 from azure.storage.blob import BlobServiceClient
 
-from tests.e2e.conftest import start_host, stop_host
-from tests.e2e.test_app_models import wait_for_model
-from tests.models.fixtures import iris, write_classifier
+from tests.support.host import start_app, stop_host, wait_for_model
+from tests.support.models import iris, write_classifier
 
 REQUEST = {"inputs": [{"name": "X", "shape": [1, 4], "datatype": "FP32", "data": []}]}
 
@@ -26,7 +25,7 @@ def test_a_corrupted_cache_file_is_fetched_again(
     data_dir = tmp_path / "shared-data"
     env = {"DATA_DIR": str(data_dir), "SQL_CONNECTION_STRING": f"sqlite:///{tmp_path / 'db'}"}
     (tmp_path / "a").mkdir()
-    first = start_host(tmp_path / "a", storage_connection, env)
+    first = start_app(tmp_path / "a", storage_connection, env)
     try:
         data = write_classifier(tmp_path, "iris-cache.onnx").read_bytes()
         assert first.call("POST", "/models?name=iris-cache", raw=data).status == 202
@@ -37,7 +36,7 @@ def test_a_corrupted_cache_file_is_fetched_again(
     (cached,) = list((data_dir / "model-cache").glob("*/model.onnx"))
     cached.write_bytes(b"\0" * cached.stat().st_size)  # the disk lost it
     (tmp_path / "b").mkdir()
-    second = start_host(tmp_path / "b", storage_connection, env)
+    second = start_app(tmp_path / "b", storage_connection, env)
     try:
         reply = _infer(second, "iris-cache")
         assert reply.status == 200, reply.body
@@ -55,7 +54,7 @@ def test_a_corrupted_cache_file_is_fetched_again(
 def test_a_deleted_model_blob_marks_the_model_unavailable(
     tmp_path: Path, storage_connection: str, record_property
 ) -> None:
-    host = start_host(tmp_path, storage_connection)
+    host = start_app(tmp_path, storage_connection)
     try:
         data = write_classifier(tmp_path, "iris-gone.onnx").read_bytes()
         assert host.call("POST", "/models?name=iris-gone", raw=data).status == 202
@@ -68,7 +67,7 @@ def test_a_deleted_model_blob_marks_the_model_unavailable(
         for entry in (tmp_path / "data" / "model-cache").glob("*/model.onnx"):
             entry.unlink()  # nothing cached either (a new instance)
         stop_host(host)
-        host = start_host(tmp_path, storage_connection)
+        host = start_app(tmp_path, storage_connection)
         reply = _infer(host, "iris-gone")
         assert reply.status == 409, reply.body
         assert "was deleted from Blob Storage" in reply.json()["error"]

@@ -20,18 +20,16 @@ from azure.storage.queue import QueueServiceClient
 
 from devhost.azurite import Azurite, connection_string
 from devhost.queue_listener import DEFAULT_LEASE_SECONDS
-from tests.devhost.support import ReplyDroppingProxy
-from tests.e2e.conftest import start_host, stop_host
-from tests.e2e.test_app_models import upload_blob, wait_for_model
-from tests.models.fixtures import write_classifier
-from tests.reliability.proxy import proxied_storage
+from tests.support.host import start_app, stop_host, upload_blob, wait_for_model
+from tests.support.models import write_classifier
+from tests.support.proxy import ReplyDroppingProxy, proxied_storage
 
 OUTAGE_SECONDS = 20
 JOBS = 40
 # After the cut, every job has run once both of these are over (then a few polls at
 # maxPollingInterval 1 s and the jobs themselves, SETTLE_SECONDS):
 # - the lease of the messages in the lost reply (the host's default lease);
-# - the SDK's retries of the receive that was cut (devhost.storage: retry_total 2;
+# - the SDK's retries of the receive that was cut (devhost.storage_clients: retry_total 2;
 #   Storage's exponential backoff, 15 + 3 s then 15 + 9 s, each +-3 s).
 RECEIVE_RETRY_SECONDS = (15 + 3 + 3) + (15 + 9 + 3)
 SETTLE_SECONDS = 15
@@ -65,7 +63,7 @@ def test_storage_outage_is_ridden_out_and_nothing_is_lost(
     run = uuid.uuid4().hex[:8]
     queue_name = f"outage-{run}"
     direct = QueueServiceClient.from_connection_string(azurite.connection_string)
-    host = start_host(
+    host = start_app(
         tmp_path,
         proxied,
         {

@@ -3,8 +3,8 @@ Azurite or an overloaded account looks), through the real host: requests that ne
 storage answer 503 with Retry-After well within Azure's 230 s front-end cut, search
 answers from SQL, and a job whose send went unanswered says so and can be retried.
 
-Before the fix, each of these calls took 5-5.5 minutes (the storage SDK's 60 s read
-timeout, three retries and 15 s+ back-offs): every call here would miss the deadline.
+With the storage SDK's defaults (a 60 s read timeout, three retries and 15 s+ back-offs)
+each of these calls takes 5-5.5 minutes: every call here would miss the deadline.
 The calls that wait on storage go at once (each timed on its own), so the test takes about
 as long as the slowest of them, not their sum."""
 
@@ -18,17 +18,17 @@ from pathlib import Path
 from azure.storage.queue import QueueServiceClient
 
 from devhost.azurite import Azurite
-from tests.e2e.conftest import AppHost, start_host, stop_host
-from tests.e2e.test_app_jobs import wait_for_job
-from tests.models.fixtures import write_classifier
-from tests.reliability.proxy import proxied_storage
+from tests.support.host import Host, start_app, stop_host, wait_for_job
+from tests.support.models import write_classifier
+from tests.support.proxy import proxied_storage
 
-#: Half of Azure's 230 s front-end cut, far below the 320 s these calls took before.
+#: Half of Azure's 230 s front-end cut, far below the 320 s these calls take with the SDK's
+#: defaults.
 DEADLINE = 115
 COMPRESS_FROM = 50
 
 
-def _timed(host: AppHost, method: str, path: str, body=None, raw: bytes | None = None):
+def _timed(host: Host, method: str, path: str, body=None, raw: bytes | None = None):
     started = time.monotonic()
     reply = host.call(method, path, body, raw=raw, timeout=DEADLINE + 60)
     return reply, time.monotonic() - started
@@ -43,7 +43,7 @@ def test_storage_that_does_not_answer_gives_503s_and_sql_searches_in_bounded_tim
 ) -> None:
     blob_proxy, queue_proxy, proxied = proxied_storage(azurite)
     run = uuid.uuid4().hex[:8]
-    host = start_host(
+    host = start_app(
         tmp_path,
         proxied,
         {

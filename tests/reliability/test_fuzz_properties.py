@@ -5,7 +5,7 @@
   whose message starts with the field; encode -> decode is the identity.
 - queue messages (`shared.jobs.messages.parse_message`): any body parses or raises
   `MalformedMessageError` with a reason, never another exception.
-- route matcher (`devhost.routing`): any path never raises, a match fills its template
+- route matcher (`devhost.route_templates`): any path never raises, a match fills its template
   back to the path, and parameters put into a template come back out.
 
 Bounded and derandomized in `make test`; `make fuzz` sets FUZZ_EXAMPLES and lets
@@ -25,7 +25,7 @@ import pytest
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
-from devhost.routing import Router, RouteTemplate, compile_route
+from devhost.route_templates import Router, RouteTemplate, compile_route
 from shared.jobs.kinds import KINDS
 from shared.jobs.messages import JobMessage, MalformedMessageError, parse_message
 from shared.vectors import codec
@@ -184,6 +184,7 @@ message_fields = st.fixed_dictionaries(
                 {},
                 optional={
                     "model_id": st.one_of(st.text(max_size=8), json_values),
+                    "version_id": st.one_of(st.text(max_size=8), json_values),
                     "model": st.text(max_size=8),
                     "items": json_values,
                     "blob": st.text(max_size=12),
@@ -206,7 +207,7 @@ message_bodies = st.one_of(
 )
 
 
-GOOD = {"job_id": "a", "kind": "model", "payload": {"model_id": "m"}}
+GOOD = {"job_id": "a", "kind": "model", "payload": {"version_id": "m"}}
 
 
 def _missing_blob(reference: dict) -> object:
@@ -237,12 +238,12 @@ def test_any_queue_message_parses_or_is_malformed_with_a_reason(
 @FUZZ
 @given(
     job_id=st.from_regex(r"[A-Za-z0-9._:-]{1,64}", fullmatch=True),
-    model_id=st.text(min_size=1, max_size=256),
+    version_id=st.text(min_size=1, max_size=256),
 )
-def test_a_valid_message_round_trips(job_id: str, model_id: str) -> None:
-    msg = JobMessage(job_id=job_id, kind="model", payload={"model_id": model_id})
+def test_a_valid_message_round_trips(job_id: str, version_id: str) -> None:
+    msg = JobMessage(job_id=job_id, kind="model", payload={"version_id": version_id})
     again, payload = parse_message(msg.to_json().encode())
-    assert again == msg and payload.model_id == model_id
+    assert again == msg and payload.version_id == version_id
 
 
 # -- route matcher ----------------------------------------------------------------------
@@ -253,7 +254,7 @@ APP_TEMPLATES = [
     "jobs",
     "jobs/{job_id}",
     "jobs/{job_id}/retry",
-    "models/{model_id}",
+    "models/{version_id}",
     "embeddings/{entity_id}",
     "v2/models/{name}/versions/{version}/infer",
     "analytics/models/{name}",

@@ -1,7 +1,7 @@
-"""Hostile inputs that once broke a parser in-process: each test failed before its fix.
+"""Hostile inputs, each aimed in-process at the one parser that must refuse it.
 
-The matrix through the real host is `test_hostile_input.py`; these pin the exact bug
-where it lived, so a regression points at the function, not at a 500 on some route.
+The matrix through the real host is `test_hostile_input.py`; these name the function
+that must hold, so a failure points at it, not at a 500 on some route.
 """
 
 from __future__ import annotations
@@ -12,13 +12,13 @@ from pathlib import Path
 import azure.functions as func
 import pytest
 
-from devhost.routing import compile_route
+from devhost.route_templates import compile_route
 from shared.http.errors import RequestError
 from shared.http.requests import read_json
 from shared.jobs.messages import MalformedMessageError, parse_message
 from shared.jobs.runner import JobRunner
 from shared.vectors.shapes import VectorOpRequest
-from tests.models.test_inference import Harness
+from tests.support.inference import Harness
 
 DEEP = "[" * 100_000 + "]" * 100_000
 
@@ -27,7 +27,8 @@ DEEP = "[" * 100_000 + "]" * 100_000
     "template", ["j/{id:int}", "j/{id:long}", "j/{id:min(1)}", "j/{id:range(1,9)}"]
 )
 def test_an_integer_constraint_refuses_a_huge_number_instead_of_raising(template: str) -> None:
-    """int() refuses strings over 4300 digits (ValueError): a long path segment was a 500."""
+    """int() refuses strings over 4300 digits (ValueError): uncaught, a long path segment is
+    a 500."""
     route = compile_route(template)
     assert route.match("j/" + "9" * 5000) is None
     assert route.match("j/" + "-" + "1" * 4301) is None
@@ -79,14 +80,19 @@ def test_a_payload_reference_names_only_a_blob_the_app_wrote(name: str) -> None:
 @pytest.mark.parametrize("version", [True, 1.0, "1"])
 def test_schema_version_must_be_the_integer_1(version: object) -> None:
     """`True == 1` and `1.0 == 1` in Python: neither is a schema version this app reads."""
-    body = {"job_id": "v", "kind": "model", "schema_version": version, "payload": {"model_id": "m"}}
+    body = {
+        "job_id": "v",
+        "kind": "model",
+        "schema_version": version,
+        "payload": {"version_id": "m"},
+    }
     with pytest.raises(MalformedMessageError, match="schema_version"):
         parse_message(json.dumps(body))
 
 
 def test_an_invalid_job_id_is_not_carried_into_the_error() -> None:
     """Only an id that is valid can name the failed row: a lone surrogate cannot be stored."""
-    body = '{"job_id": "\\ud800", "kind": "model", "payload": {"model_id": "m"}}'
+    body = '{"job_id": "\\ud800", "kind": "model", "payload": {"version_id": "m"}}'
     with pytest.raises(MalformedMessageError) as err:
         parse_message(body)
     assert err.value.job_id is None
@@ -96,7 +102,7 @@ def test_a_malformed_message_never_overwrites_a_job_that_exists(repos) -> None:
     """A bad message that names a real job's id becomes its own failed row."""
     jobs = repos[0]
     runner = JobRunner(jobs, {"model": lambda job_id, payload: {"ok": True}})
-    good = {"job_id": "real-1", "kind": "model", "payload": {"model_id": "m"}}
+    good = {"job_id": "real-1", "kind": "model", "payload": {"version_id": "m"}}
     assert runner.run(json.dumps(good)).status == "succeeded"
     bad = {"job_id": "real-1", "kind": "bake", "payload": {}}
     out = runner.run(json.dumps(bad), message_id="q-9")
@@ -148,9 +154,9 @@ def test_a_model_version_beyond_a_sql_int_is_a_400(version: str) -> None:
 
 
 def test_queue_binding_data_survives_a_deeply_nested_message() -> None:
-    """The host reads a message's JSON keys for binding data: a RecursionError there failed
-    the invocation before the app could record the message as malformed."""
-    from devhost.messages import HostQueueMessage, queue_binding_data
+    """The host reads a message's JSON keys for binding data: a RecursionError there would
+    fail the invocation before the app could record the message as malformed."""
+    from devhost.queue_messages import HostQueueMessage, queue_binding_data
 
     msg = HostQueueMessage(id="m1", body=DEEP.encode(), dequeue_count=1, pop_receipt="r")
     assert queue_binding_data(msg)["queueTrigger"] == DEEP
@@ -173,13 +179,13 @@ def test_the_function_key_in_the_query_is_no_unknown_field() -> None:
 def test_a_refused_huge_shape_leaves_a_log_row_analytics_can_read(
     harness: Harness, tmp_path: Path
 ) -> None:
-    """A request claiming 10**12 rows was refused, but its log row kept 10**12: past
-    int32, so every analytics route answered 500 from then on. A refused request now
-    counts no rows at all (none were inferred)."""
+    """A log row that kept a refused request's claimed 10**12 rows would be past int32,
+    and every analytics route would answer 500 from then on. A refused request counts no
+    rows at all (none were inferred)."""
     from shared.analytics.reader import read_inference
     from shared.inference.protocol.types import InferRequest
     from shared.registry.errors import InferenceInputError
-    from tests.models.fixtures import write_classifier
+    from tests.support.models import write_classifier
 
     harness.register("iris", write_classifier(tmp_path))
     huge = {"name": "X", "shape": [10**12, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}
@@ -195,7 +201,7 @@ def test_an_empty_integer_tensor_is_no_server_error(harness: Harness, tmp_path: 
     """`shape [0, 3]` with `data []` for an INT64 input: the range check took the min of
     an empty array (ValueError, a 500). An empty batch runs and answers empty."""
     from shared.inference.protocol.types import InferRequest
-    from tests.models.fixtures import write_mixed
+    from tests.support.models import write_mixed
 
     harness.register("mixed", write_mixed(tmp_path))
     request = InferRequest(

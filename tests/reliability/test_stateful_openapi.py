@@ -21,8 +21,7 @@ from schemathesis.specs.openapi.checks import ensure_resource_availability, use_
 
 import function_app  # noqa: F401 - registers every route declaration
 from shared.http import openapi
-from tests.e2e.conftest import AppHost
-from tests.e2e.test_app_jobs import wait_for_job
+from tests.support.host import Host, wait_for_job
 
 FUZZING = "FUZZ_EXAMPLES" in os.environ
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "12"))
@@ -72,7 +71,7 @@ LINKS: list[tuple[str, str, str, str, str, dict[str, str]]] = [
         "200",
         "ReadListedModel",
         "get_model",
-        {"path.model_id": "$response.body#/models/0/id"},
+        {"path.version_id": "$response.body#/models/0/id"},
     ),
 ]
 
@@ -100,10 +99,10 @@ def test_every_declared_link_joins_two_operations() -> None:
 
 
 def test_stateful_sequences_make_no_server_error_and_keep_resources_consistent(
-    app_host: AppHost,
+    app_host: Host,
 ) -> None:
     # A failed job for the list -> read -> retry chains to start from.
-    seed = {"kind": "model", "job_id": "stateful-seed", "payload": {"model_id": "none"}}
+    seed = {"kind": "model", "job_id": "stateful-seed", "payload": {"version_id": "none"}}
     assert app_host.call("POST", "/jobs", seed).status == 202
     assert wait_for_job(app_host, "stateful-seed")["status"] == "failed"
     schema = schemathesis.openapi.from_dict(with_links(openapi.build()))

@@ -15,17 +15,17 @@ from azure.storage.blob import BlobServiceClient
 
 from devhost.azurite import connection_string, free_port
 from shared.db.connection import open_database
-from shared.db.migrate import apply_migrations
 from shared.embeddings.repository import EmbeddingRepository
 from shared.embeddings.service import EmbeddingStore, Limits
+from shared.errors import NotFoundError
 from shared.search import snapshots as snap
 from shared.search.cache import IndexCache
 from shared.search.repository import SetRepository
 from shared.search.service import SearchService
 from shared.vectors.pool import BufferPool
-from tests.reliability.proxy import CuttableProxy
-
-from .test_search_service import _reference
+from tests.search.reference import reference
+from tests.support.db import migrated
+from tests.support.proxy import CuttableProxy
 
 MODEL, ETYPE = "m-compressed", "t"
 #: Far above the fail-fast snapshot read (about 10 s), far below the SDK's defaults.
@@ -65,8 +65,7 @@ def rng() -> np.random.Generator:
 @pytest.fixture
 def stack(tmp_path: Path, storage_connection: str):
     db_path = tmp_path / "db.sqlite"
-    db = open_database(f"sqlite:///{db_path}")
-    apply_migrations(db)
+    db = migrated(db_path)
     store = EmbeddingStore(EmbeddingRepository(db), Limits(max_dim=64, max_rows=10_000))
     service = BlobServiceClient.from_connection_string(storage_connection)
     container = f"snap-{uuid.uuid4().hex[:20]}"
@@ -84,7 +83,7 @@ def _check(search: SearchService, vectors: np.ndarray, rng: np.random.Generator)
     for metric in ("cosine", "euclidean", "dot"):
         batch = search.search(queries, top_k=7, metric=metric, model_id=MODEL)
         for q, hits in zip(queries, batch, strict=True):
-            want = [f"e{i}" for i in _reference(vectors, q, metric, 7)]
+            want = [f"e{i}" for i in reference(vectors, q, 7, metric)]
             single = search.search(q[None], top_k=7, metric=metric, model_id=MODEL)[0]
             assert [h.entity_id for h in single] == want
             assert [h.entity_id for h in hits] == want
@@ -231,7 +230,8 @@ def test_deleting_rows_removes_the_snapshot_that_holds_them(stack, tmp_path, rng
     assert _snapshot_names(service, container) == [snap.blob_name(MODEL, ETYPE)]
     assert store.delete("e5", MODEL, ETYPE) == 1
     assert _snapshot_names(service, container) == []
-    assert store.delete("e5", MODEL, ETYPE) == 0  # nothing deleted: nothing to forget
+    with pytest.raises(NotFoundError):  # nothing deleted: nothing to forget
+        store.delete("e5", MODEL, ETYPE)
     repo, cache, search = _process(db_path, tmp_path / "p2", service, container)
     hits = search.search(vectors[5:6], top_k=3, metric="euclidean", model_id=MODEL)[0]
     assert "e5" not in [h.entity_id for h in hits]
@@ -248,7 +248,8 @@ def test_a_snapshot_that_cannot_be_removed_does_not_fail_the_delete(stack, rng) 
     nowhere = BlobServiceClient("http://127.0.0.1:9/devstoreaccount1", credential=None)
     store.forget_snapshot = snap.SnapshotStore(nowhere, "snapshots").forget
     assert store.delete("e1", MODEL, ETYPE) == 1
-    assert store.get("e1", MODEL, ETYPE) == []
+    with pytest.raises(NotFoundError):
+        store.get("e1", MODEL, ETYPE)
 
 
 def test_a_stale_snapshot_is_deleted_when_found(stack, tmp_path, rng) -> None:

@@ -8,8 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from shared.db.connection import open_database
-from shared.db.migrate import apply_migrations
 from shared.embeddings.repository import EmbeddingRepository
 from shared.embeddings.service import EmbeddingStore, Limits
 from shared.search.cache import IndexCache
@@ -17,11 +15,12 @@ from shared.search.repository import SetRepository
 from shared.search.service import SearchService
 from shared.vectors.errors import DimensionMismatchError
 from shared.vectors.pool import BufferPool
+from tests.search.reference import reference
+from tests.support.db import migrated
 
 
 def _stack(path: Path, pool: BufferPool | None = None):
-    db = open_database(f"sqlite:///{path}")
-    apply_migrations(db)
+    db = migrated(path)
     repo = EmbeddingRepository(db)
     store = EmbeddingStore(repo, Limits(max_dim=4096, max_rows=100_000))
     service = SearchService(
@@ -36,17 +35,6 @@ def _fill(store: EmbeddingStore, model: str, vectors: np.ndarray, etype: str = "
     return ids
 
 
-def _reference(vectors: np.ndarray, q: np.ndarray, metric: str, k: int) -> list[int]:
-    x, qq = vectors.astype(np.float64), q.astype(np.float64)
-    if metric == "cosine":
-        key = -(x @ qq) / (np.linalg.norm(x, axis=1) * np.linalg.norm(qq))
-    elif metric == "dot":
-        key = -(x @ qq)
-    else:
-        key = np.linalg.norm(x - qq, axis=1)
-    return list(np.lexsort((np.arange(len(x)), key))[:k])
-
-
 @pytest.mark.parametrize("metric", ["cosine", "euclidean", "dot"])
 def test_top_k_matches_a_float64_reference(tmp_path: Path, metric: str) -> None:
     rng = np.random.default_rng(3)
@@ -55,7 +43,7 @@ def test_top_k_matches_a_float64_reference(tmp_path: Path, metric: str) -> None:
     ids = _fill(store, "m", vectors)
     q = rng.standard_normal(32).astype(np.float32)
     hits = service.search(q[None, :], top_k=10, metric=metric)[0]
-    assert [h.entity_id for h in hits] == [ids[i] for i in _reference(vectors, q, metric, 10)]
+    assert [h.entity_id for h in hits] == [ids[i] for i in reference(vectors, q, 10, metric)]
     best = hits[0]
     if metric == "cosine":
         assert best.similarity == pytest.approx(1 - best.distance)
@@ -121,7 +109,7 @@ def test_a_batch_gets_one_list_per_query(tmp_path: Path) -> None:
     assert len(batch) == 7
     for q, hits in zip(queries, batch, strict=True):
         assert [h.entity_id for h in hits] == [
-            ids[i] for i in _reference(vectors, q, "euclidean", 5)
+            ids[i] for i in reference(vectors, q, 5, "euclidean")
         ]
 
 

@@ -7,39 +7,17 @@ each test reads what it made (its own span names, unique model names, deltas).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any
 
 import pytest
 from opentelemetry import metrics, trace
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from devhost import azurite as azurite_mod
-
-
-@dataclass
-class Otel:
-    spans: InMemorySpanExporter
-    reader: InMemoryMetricReader
-
-    def finished(self, name: str | None = None) -> list[ReadableSpan]:
-        return [s for s in self.spans.get_finished_spans() if name is None or s.name == name]
-
-    def points(self, metric: str) -> list[tuple[dict[str, Any], Any, str]]:
-        """(attributes, data point, unit) of every point of `metric` collected now."""
-        data = self.reader.get_metrics_data()
-        found = []
-        for rm in data.resource_metrics if data else ():
-            for sm in rm.scope_metrics:
-                for m in sm.metrics:
-                    if m.name == metric:
-                        found += [(dict(p.attributes), p, m.unit) for p in m.data.data_points]
-        return found
-
+from tests.telemetry.otel import Otel
 
 _OTEL: Otel | None = None
 

@@ -4,7 +4,6 @@ names, units, attributes, parent/child links, the queue hop through Azurite."""
 from __future__ import annotations
 
 import json
-import shutil
 import uuid
 from pathlib import Path
 
@@ -16,29 +15,24 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind, StatusCode
 
 from shared import telemetry
-from shared.db.connection import open_database
-from shared.db.migrate import apply_migrations
+from shared.db.connection import Database, open_database
 from shared.embeddings.repository import EmbeddingRepository
 from shared.embeddings.service import EmbeddingStore, Limits
-from shared.inference.file_cache import ModelFileCache
-from shared.inference.inspect import inspect_model
 from shared.inference.protocol.types import InferRequest
-from shared.inference.repository import InferenceLogRepository
 from shared.inference.service import InferenceService
-from shared.inference.sessions import SessionCache
 from shared.jobs.messages import parse_message
 from shared.jobs.payloads import PayloadStore
 from shared.jobs.repository import JobRepository
 from shared.jobs.runner import JobRunner
 from shared.jobs.submit import JobQueue, JobSubmitter
 from shared.registry.errors import InferenceInputError
-from shared.registry.repository import ModelRecord, ModelRepository
 from shared.search.cache import IndexCache
 from shared.search.repository import SetRepository
 from shared.search.service import SearchService
 from shared.storage.blob_store import BlobModelStore
-from tests.models.fixtures import iris, sha256_of, write_classifier
-from tests.telemetry.conftest import Otel
+from tests.support.inference import Harness
+from tests.support.models import iris, write_classifier
+from tests.telemetry.otel import Otel
 
 
 def _sum(otel: Otel, name: str, **attributes) -> float:
@@ -92,37 +86,11 @@ def test_rows_is_a_power_of_ten_bucket(rows: int, bucket: int) -> None:
 
 
 @pytest.fixture
-def inference(tmp_path: Path):
-    db = open_database(f"sqlite:///{tmp_path / 'infer.db'}")
-    apply_migrations(db)
-    blobs: dict[str, Path] = {}
-
-    def download(record: ModelRecord, dest: Path) -> None:
-        shutil.copyfile(blobs[record.blob_name or ""], dest)
-
-    models = ModelRepository(db)
-    service = InferenceService(
-        models,
-        InferenceLogRepository(db),
-        ModelFileCache(tmp_path / "cache", 64 * 1024 * 1024),
-        SessionCache(2),
-        download,
-    )
+def inference(harness: Harness, tmp_path: Path) -> tuple[InferenceService, str]:
+    """A ready classifier under a name of its own: the session's meters are shared."""
     name = f"iris-{uuid.uuid4().hex[:8]}"
-    path = write_classifier(tmp_path)
-    blob_name = f"{name}/{sha256_of(path)}.onnx"
-    blobs[blob_name] = path
-    record, _ = models.register(
-        name,
-        sha256=sha256_of(path),
-        size_bytes=path.stat().st_size,
-        blob_uri=f"local://{blob_name}",
-        blob_name=blob_name,
-    )
-    info = inspect_model(path)
-    models.set_status(record.id, "ready", metadata=info.to_metadata())
-    yield service, name
-    db.close()
+    harness.register(name, write_classifier(tmp_path))
+    return harness.service, name
 
 
 def _request(x: np.ndarray) -> InferRequest:
@@ -224,9 +192,7 @@ def test_vector_requests_record_their_duration_by_op(otel: Otel) -> None:
     assert _sum(otel, "hartonomous.vector.duration", op="cosine") == before + 1
 
 
-def test_search_records_its_duration_by_metric_and_row_bucket(otel: Otel, tmp_path: Path) -> None:
-    db = open_database(f"sqlite:///{tmp_path / 's.db'}")
-    apply_migrations(db)
+def test_search_records_its_duration_by_metric_and_row_bucket(otel: Otel, db: Database) -> None:
     repo = EmbeddingRepository(db)
     store = EmbeddingStore(repo, Limits(max_dim=64, max_rows=1000))
     vectors = np.random.default_rng(0).random((23, 8), dtype=np.float32)
@@ -234,23 +200,14 @@ def test_search_records_its_duration_by_metric_and_row_bucket(otel: Otel, tmp_pa
     service = SearchService(IndexCache(SetRepository(repo.db)), max_dim=64, max_queries=4)
     before = _sum(otel, "hartonomous.search.duration", metric="dot", rows=100)
     service.search(vectors[:1], top_k=3, metric="dot")
-    db.close()
     assert _sum(otel, "hartonomous.search.duration", metric="dot", rows=100) == before + 1
 
 
 # -- the queue hop ------------------------------------------------------------------------
 
 
-@pytest.fixture
-def jobs_db(tmp_path: Path):
-    db = open_database(f"sqlite:///{tmp_path / 'jobs.db'}")
-    apply_migrations(db)
-    yield db
-    db.close()
-
-
 def test_traceparent_crosses_a_real_queue_into_the_runner(
-    otel: Otel, jobs_db, storage_connection: str
+    otel: Otel, db, storage_connection: str
 ) -> None:
     service = QueueServiceClient.from_connection_string(storage_connection)
     queue = JobQueue(service, f"tele-{uuid.uuid4().hex[:10]}")
@@ -260,10 +217,10 @@ def test_traceparent_crosses_a_real_queue_into_the_runner(
     payloads = PayloadStore(
         BlobModelStore(BlobServiceClient.from_connection_string(storage_connection), "payloads")
     )
-    submitter = JobSubmitter(JobRepository(jobs_db), queue, payloads)
+    submitter = JobSubmitter(JobRepository(db), queue, payloads)
     tracer = trace.get_tracer("test")
     with tracer.start_as_current_span("upload") as upload:
-        submitter.submit("model", {"model_id": "m-1"}, job_id="tele-job-1")
+        submitter.submit("model", {"version_id": "m-1"}, job_id="tele-job-1")
 
     (message,) = queue.client.receive_messages(max_messages=1)
     body = json.loads(message.content)
@@ -276,7 +233,7 @@ def test_traceparent_crosses_a_real_queue_into_the_runner(
         seen.append(trace.get_current_span().get_span_context().trace_id)
         return {"ok": True}
 
-    runner = JobRunner(JobRepository(jobs_db), {"model": handler}, queue_name="q")
+    runner = JobRunner(JobRepository(db), {"model": handler}, queue_name="q")
     with tracer.start_as_current_span("invocation", kind=SpanKind.CONSUMER) as invocation:
         outcome = runner.run(message.content, message_id=message.id)
     assert outcome.status == "succeeded"
@@ -295,25 +252,25 @@ def test_traceparent_crosses_a_real_queue_into_the_runner(
     assert any(s.context.trace_id == trace_id and s.name == "UPDATE jobs" for s in sql)
 
 
-def test_a_message_without_or_with_a_bad_traceparent_still_runs(otel: Otel, jobs_db) -> None:
-    base = {"job_id": "no-trace", "kind": "model", "payload": {"model_id": "m"}}
+def test_a_message_without_or_with_a_bad_traceparent_still_runs(otel: Otel, db) -> None:
+    base = {"job_id": "no-trace", "kind": "model", "payload": {"version_id": "m"}}
     message, _ = parse_message(json.dumps(base))
     assert message.traceparent is None and "traceparent" not in message.to_json()
     for bad in (42, "garbage", "00-zz-yy-01"):
         message, _ = parse_message(json.dumps({**base, "traceparent": bad}))
-    runner = JobRunner(JobRepository(jobs_db), {"model": lambda job_id, payload: {}})
+    runner = JobRunner(JobRepository(db), {"model": lambda job_id, payload: {}})
     outcome = runner.run(json.dumps({**base, "job_id": "bad-trace", "traceparent": "garbage"}))
     assert outcome.status == "succeeded"
     (job,) = otel.finished("job model")
     assert job.context.is_valid  # a trace of its own
 
 
-def test_the_last_failed_attempt_counts_a_poisoned_message(otel: Otel, jobs_db) -> None:
+def test_the_last_failed_attempt_counts_a_poisoned_message(otel: Otel, db) -> None:
     def broken(job_id: str, payload) -> dict:
         raise ConnectionError("storage down")
 
-    kind_runner = JobRunner(JobRepository(jobs_db), {"model": broken}, queue_name="q-poison-test")
-    body = json.dumps({"job_id": "poisoned", "kind": "model", "payload": {"model_id": "m"}})
+    kind_runner = JobRunner(JobRepository(db), {"model": broken}, queue_name="q-poison-test")
+    body = json.dumps({"job_id": "poisoned", "kind": "model", "payload": {"version_id": "m"}})
     for attempt in (1, 2):
         with pytest.raises(ConnectionError):
             kind_runner.run(body, dequeue_count=attempt, max_dequeue_count=2)

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from devhost.azurite import free_port
-from devhost.telemetry import configure
-from tests.e2e.conftest import start_host, stop_host
+from devhost.otel_sdk import configure
+from tests.support.host import start_app, stop_host
 
 pytestmark = pytest.mark.e2e
 
@@ -56,7 +56,7 @@ def test_telemetry_that_cannot_be_sent_costs_one_warning_never_a_request(
         "PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY": "true",
         "APPLICATIONINSIGHTS_CONNECTION_STRING": connection.format(port=free_port()),
     }
-    app = start_host(tmp_path, azurite.connection_string, env)
+    app = start_app(tmp_path, azurite.connection_string, env)
     try:
         statuses = [
             app.call("POST", "/vectors/dot", {"a": [1, 2], "b": [3, 4]}).status for _ in range(6)
@@ -65,7 +65,7 @@ def test_telemetry_that_cannot_be_sent_costs_one_warning_never_a_request(
     finally:
         stop_host(app)
     assert statuses == [200] * 6
-    assert app.host.process.returncode == 0
+    assert app.process.returncode == 0
     assert app.log().count(warning) == 1, app.log()[-2000:]
 
 
@@ -107,7 +107,7 @@ def test_otlp_endpoint_receives_server_spans_and_the_app_metrics(azurite, tmp_pa
 
     with otlp_collector() as (endpoint, received):
         env = {**QUIET, "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_TRACES_SAMPLER": ""}
-        app = start_host(tmp_path, azurite.connection_string, env)
+        app = start_app(tmp_path, azurite.connection_string, env)
         try:
             reply = app.call(
                 "POST",

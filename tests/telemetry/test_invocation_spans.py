@@ -13,8 +13,8 @@ from opentelemetry.trace import SpanKind, StatusCode
 from devhost.bindings import OutputWriter
 from devhost.invocation import Invoker
 from devhost.loader import FunctionSpec
-from devhost.telemetry import http_span, queue_span
-from tests.telemetry.conftest import Otel
+from devhost.otel_sdk import http_span, queue_span
+from tests.telemetry.otel import Otel
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT = "00f067aa0ba902b7"

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from shared.settings import ROOT
 from shared.telemetry import INSTRUMENTS, SPAN_JOB, SPAN_ONNX_RUN
-from tests.conftest import ROOT
 
 
 def test_every_instrument_is_listed_with_its_kind_unit_and_attributes() -> None:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 
+from shared.errors import InvalidInputError
 from shared.vectors.errors import (
     DimensionMismatchError,
     LimitExceededError,
@@ -14,12 +15,12 @@ from shared.vectors.errors import (
 @pytest.mark.parametrize(
     "cls", [VectorFormatError, DimensionMismatchError, NonFiniteError, LimitExceededError]
 )
-def test_every_error_is_a_value_error_with_code_field_message(cls: type[VectorError]) -> None:
+def test_every_error_is_invalid_input_with_code_field_message(cls: type[VectorError]) -> None:
     err = cls("vectors[3]", "something is off")
-    assert isinstance(err, VectorError) and isinstance(err, ValueError)
-    assert err.field == "vectors[3]"
+    assert isinstance(err, VectorError) and isinstance(err, InvalidInputError)
+    assert not isinstance(err, ValueError)  # caught by its kind, never as a builtin
+    assert (err.code, err.field) == (cls.code, "vectors[3]")
     assert err.message == "vectors[3]: something is off" == str(err)
-    assert err.to_dict() == {"code": cls.code, "field": "vectors[3]", "message": err.message}
 
 
 def test_codes_are_distinct() -> None:

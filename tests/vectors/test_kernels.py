@@ -12,8 +12,7 @@ import pytest
 
 from shared.vectors import kernels, scalar
 from shared.vectors.errors import DimensionMismatchError
-
-from .conftest import blob, unblob
+from tests.support.vectors import blob, unblob
 
 DIMS = [1, 7, 384]
 

@@ -9,8 +9,7 @@ import pytest
 
 from shared.vectors import scalar
 from shared.vectors.errors import DimensionMismatchError, VectorFormatError
-
-from .conftest import blob, unblob
+from tests.support.vectors import blob, unblob
 
 
 def test_bytes_round_trip_is_float32_little_endian(rng: np.random.Generator) -> None:

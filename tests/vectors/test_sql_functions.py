@@ -13,8 +13,7 @@ import pytest
 
 from shared.db.connection import Database, open_database
 from shared.vectors import scalar, sql_functions
-
-from .conftest import blob
+from tests.support.vectors import blob
 
 
 @pytest.fixture

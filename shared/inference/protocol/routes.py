@@ -12,7 +12,6 @@ import time
 
 import azure.functions as func
 
-from shared import json_input
 from shared.http.errors import oip_errors
 from shared.http.responses import dumps
 from shared.http.routing import http_route
@@ -241,22 +240,12 @@ def oip_infer_version(req: func.HttpRequest) -> func.HttpResponse:
 )
 @oip_errors
 def oip_repository_index(req: func.HttpRequest) -> func.HttpResponse:
-    from shared.http.errors import RequestError
+    from shared.http.requests import parse_json
+    from shared.inference.protocol.types import RepositoryIndexRequest
     from shared.inference.service import inference_service
 
-    body = (req.get_body() or b"").strip()
-    ready_only = False
-    if body:
-        try:
-            parsed = json_input.loads(body)
-        except json_input.JsonInputError as exc:
-            raise RequestError(
-                400, "invalid_json", f"request body is not valid JSON: {exc}"
-            ) from None
-        flag = parsed.get("ready", False) if isinstance(parsed, dict) else None
-        if not isinstance(flag, bool):
-            raise RequestError(400, "invalid_request", "ready: must be true or false", "ready")
-        ready_only = flag
+    body = req.get_body() or b""
+    ready_only = parse_json(body, RepositoryIndexRequest).ready if body.strip() else False
     return _reply(inference_service().repository_index(ready_only=ready_only))
 
 

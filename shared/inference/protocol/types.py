@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, StrictBool
 
 from shared.registry.errors import InferenceInputError
 from shared.vectors.pool import BufferPool
@@ -125,6 +125,13 @@ class RequestInput(_Wire):
 class RequestOutput(_Wire):
     name: str
     parameters: dict[str, Any] | None = None
+
+
+class RepositoryIndexRequest(BaseModel):
+    """The body of the repository index request; keys other than ``ready`` are ignored,
+    as Triton does."""
+
+    ready: StrictBool = False
 
 
 class InferRequest(_Wire):

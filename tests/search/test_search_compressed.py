@@ -1,0 +1,136 @@
+"""The compressed (int8) engine: its per-row intervals hold the float64 score, it stays
+exact where quantisation error decides the order, and its resident part is small."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from shared.search import quantized
+from tests.search.reference import METRICS, reference, reference_keys
+
+
+def _varied_norms(
+    rng: np.random.Generator, scale: float
+) -> tuple[np.ndarray, quantized.QuantizedRows, np.ndarray]:
+    """Rows of very different norms (cosine divides by them), a zero row, and queries
+    of which one equals a row."""
+    m = rng.standard_normal((3000, 40)) * rng.uniform(0.01, 10, (3000, 1))
+    m[7] = 0
+    m = (m * scale).astype(np.float32)
+    queries = (rng.standard_normal((5, 40)) * scale).astype(np.float32)
+    queries[1] = m[3]
+    return m, quantized.quantize(m), queries
+
+
+@pytest.mark.parametrize("metric", METRICS)
+@pytest.mark.parametrize("scale", [1.0, 1e-20, 1e15])
+def test_every_interval_holds_the_float64_score(
+    rng: np.random.Generator, metric: str, scale: float
+) -> None:
+    """The bound itself, checked row by row: lo <= float64 score <= hi, with rows of
+    very different norms (cosine divides by them) and a zero row."""
+    m, qr, queries = _varied_norms(rng, scale)
+    p = quantized._prepare_queries(qr, queries, metric)
+    for qi, q in enumerate(queries):
+        rows = np.arange(len(m))
+        cu = (qr.codes.astype(np.int64) - quantized.LEVELS) @ p.u[qi].astype(np.int64)
+        lo, hi = quantized._intervals(qr, p, np.full(len(m), qi), rows, cu.astype(np.float64))
+        score = -reference_keys(m, q, metric)
+        assert np.all(lo <= score) and np.all(score <= hi)
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_hundreds_of_rows_inside_the_bound_of_the_kth_score_are_ordered_exactly(
+    rng: np.random.Generator, metric: str
+) -> None:
+    """Rows a fraction of a quantisation step apart: their int8 codes cannot order them
+    (the int8 ranking disagrees with float64), so only the float64 re-score of every row
+    whose interval reaches the k-th best gives the right answer."""
+    d = 64
+    base = rng.standard_normal(d)
+    spread = rng.standard_normal((5000, d)) * 3  # sets each dimension's range (the step)
+    near = base + rng.standard_normal((400, d)) * 1e-3  # << step (~0.1)
+    m = np.concatenate([spread, near]).astype(np.float32)
+    m = m[rng.permutation(len(m))]
+    qr = quantized.quantize(m)
+    queries = (base + rng.standard_normal((4, d)) * 1e-2).astype(np.float32)
+    decoded = qr.offset + qr.scale * (qr.codes.astype(np.float64) - quantized.LEVELS)
+    disagree = 0
+    batch = quantized.search_batch(qr, queries, 25, metric, block_rows=700)
+    for q, got_batch in zip(queries, batch, strict=True):
+        want = reference(m, q, 25, metric)
+        disagree += not np.array_equal(reference(decoded, q, 25, metric), want)
+        assert quantized.search(qr, q, 25, metric).indices.tolist() == want.tolist()
+        assert got_batch.indices.tolist() == want.tolist()
+    assert disagree  # the case is adversarial: quantised scores alone get it wrong
+
+
+def test_the_resident_part_is_a_quarter_of_float32_and_rows_can_live_in_a_file(
+    rng: np.random.Generator, tmp_path: Path
+) -> None:
+    m = rng.standard_normal((2000, 384)).astype(np.float32)
+    path = tmp_path / "rows.f32"
+    m.tofile(path)
+    mapped = np.memmap(path, dtype=np.float32, mode="r", shape=m.shape)
+    qr = quantized.quantize(mapped, keep=mapped)
+    assert qr.rows is mapped
+    assert qr.nbytes <= 0.3 * m.nbytes  # codes (1 byte per value) + 36 bytes per row
+    q = rng.standard_normal(384).astype(np.float32)
+    for metric in METRICS:
+        want = reference(m, q, 10, metric).tolist()
+        assert quantized.search(qr, q, 10, metric).indices.tolist() == want
+
+
+def test_many_single_queries_in_a_row_do_not_wear_out_the_interpreter(
+    rng: np.random.Generator,
+) -> None:
+    """simsimd's ``out=`` took a reference to None per call that it never gave (a crash
+    after ~10^4 calls, when None's count runs out); the scan must not use it. None's
+    reference count stays where it was, and every call answers the same top 3. (From
+    Python 3.12, None is immortal and its count fixed: the first check then holds anyway.)"""
+    m = rng.standard_normal((50, 8)).astype(np.float32)
+    qr = quantized.quantize(m)
+    q = rng.standard_normal(8).astype(np.float32)
+    want = reference(m, q, 3, "dot").tolist()
+    answers = set()
+    before = sys.getrefcount(None)
+    for _ in range(20_000):
+        answers.add(tuple(quantized.search(qr, q, 3, "dot").indices.tolist()))
+    assert abs(sys.getrefcount(None) - before) < 1_000  # a reference per call: 20,000
+    assert answers == {tuple(want)}
+
+
+@pytest.mark.parametrize("metric", METRICS)
+@pytest.mark.parametrize("scale", [1.0, 1e-20, 1e15])
+@pytest.mark.parametrize("k", [1, 7, 40])
+@pytest.mark.parametrize("groups", [128, 3000])
+def test_a_block_floor_never_passes_the_kth_float64_score(
+    rng: np.random.Generator,
+    metric: str,
+    scale: float,
+    k: int,
+    groups: int,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The batch's floor comes from each block's group bests with the set's largest
+    error terms (no row named): it must stay at or under every query's k-th best float64
+    score, and the block's entries must hold every row of the float64 top k. With a
+    group per row the floor is as tight as it gets, so a missing error term shows."""
+    monkeypatch.setattr(quantized, "GROUPS", groups)
+    m, qr, queries = _varied_norms(rng, scale)
+    p = quantized._prepare_queries(qr, queries, metric)
+    dots = (qr.codes.astype(np.int64) - quantized.LEVELS) @ p.u.T.astype(np.int64)
+    values = dots.astype(np.int32)
+    if metric == "euclidean":
+        values = dots * (-2 * p.alpha)[None, :] + qr.recon_sq[:, None]
+    band = quantized._Band(len(queries), k, 10**6)
+    ri, qi = quantized._block_entries(qr, p, band, values)
+    assert np.all(np.isfinite(band.floor))
+    for i, q in enumerate(queries):
+        score = -reference_keys(m, q, metric)
+        assert band.floor[i] <= np.sort(score)[::-1][k - 1]
+        assert set(reference(m, q, k, metric).tolist()) <= set(ri[qi == i].tolist())
