@@ -41,8 +41,7 @@ from tests.support.host import (
     MASTER_KEY,
     Host,
     failure_report,
-    start_app,
-    stop_host,
+    running_app,
 )
 from tests.support.inference import Harness, build_harness
 
@@ -153,13 +152,8 @@ def app_storage(app_azurite: azurite_mod.Azurite) -> str:
 def app_host(app_azurite, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Host]:
     """The app on the local host with the embedded defaults, shared by a module's tests
     (so they stay on one xdist worker), stopped and checked for failures at its end."""
-    app = start_app(tmp_path_factory.mktemp("app"), app_azurite.connection_string)
-    try:
+    with running_app(tmp_path_factory.mktemp("app"), app_azurite.connection_string) as app:
         yield app
-    finally:
-        stop_host(app)
-        if os.environ.get("SHOW_HOST_LOG"):
-            print(app.log())
 
 
 @pytest.fixture(autouse=True)

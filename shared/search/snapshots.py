@@ -1,13 +1,10 @@
 """Snapshots of compressed search sets in Blob Storage, for fast cold loads.
 
 A new instance would otherwise rebuild a set from SQL row by row and quantise it again.
-A snapshot holds everything the set needs: the int8 codes and per-row bounds, the row
-ids and the float32 rows, as one blob in a raw layout numpy maps without copying:
+A snapshot holds everything the set needs (the int8 codes and per-row bounds, the row
+ids and the float32 rows) as one blob in the layout ``snapshot_format`` describes.
 
-    b"HSNAP001" | uint32 header length | JSON header | members, each 64-byte aligned
-
-The header names the set and its SQL version, and each member's dtype, shape, offset
-and CRC-32. A cold process reads the header with one small ranged read, then the members
+A cold process reads the header with one small ranged read, then the members
 with parallel ranged reads (``max_concurrency``): the resident ones into one buffer
 (arrays are views of it), the float32 rows straight into the memory-mapped rows file.
 It is used only if its version is the one SQL reports and every CRC matches; anything
@@ -21,7 +18,6 @@ import hashlib
 import io
 import json
 import logging
-import struct
 import threading
 import zlib
 from concurrent.futures import ThreadPoolExecutor
@@ -31,14 +27,12 @@ from typing import Any
 import numpy as np
 
 from shared.search import quantized
+from shared.search import snapshot_format as fmt
 from shared.search.loaded import LoadedSet, SnapshotRowsError
 from shared.search.rowfile import map_rows
 
 log = logging.getLogger(__name__)
 
-MAGIC = b"HSNAP001"
-ALIGN = 64
-FORMAT = 1
 HEAD_READ = 64 * 1024  # one ranged read that usually holds the whole header
 CONCURRENCY = 8
 RANGE_BYTES = 32 * 1024 * 1024
@@ -87,7 +81,9 @@ class RemoteRows:
         self._array: np.ndarray | None = None
         self.failed: Exception | None = None
         self.check: Any = None  # set by the loader: (idx, rows) -> None, raises if wrong
-        thread = threading.Thread(target=self._fetch_all, args=(rows_dir,), daemon=True)
+        thread = threading.Thread(
+            target=self._fetch_all, args=(rows_dir,), name="search-snapshot-rows", daemon=True
+        )
         thread.start()
 
     def _fetch_all(self, rows_dir: Path) -> None:
@@ -144,27 +140,6 @@ class RemoteRows:
         if self.check is not None:
             self.check(idx, out)
         return out
-
-
-def _row_check(qr: quantized.QuantizedRows) -> Any:
-    """A check that rows agree with the codes and bounds they were quantised into."""
-
-    def check(idx: np.ndarray, rows: np.ndarray) -> None:
-        x = rows.astype(np.float64)
-        c = qr.codes[idx].astype(np.float64) - quantized.LEVELS
-        r = x - (qr.offset + qr.scale * c)
-        res = np.sqrt(np.einsum("ij,ij->i", r, r))
-        norms = np.sqrt(np.einsum("ij,ij->i", x, x))
-        ok = res <= qr.residual[idx].astype(np.float64) * (1 + 1e-9)
-        ok &= np.abs(norms - qr.norms[idx]) <= 1e-9 * qr.norms[idx]
-        if not ok.all():
-            raise SnapshotRowsError(f"snapshot row {int(idx[~ok][0])} disagrees with its codes")
-
-    return check
-
-
-#: Resident members, in blob order; ``rows`` follows them.
-_MEMBERS = ("codes", "offset", "scale", "residual", "code_norm", "code_sum", "norms", "recon_sq")
 
 
 def blob_name(model_id: str, embedding_type: str) -> str:
@@ -229,22 +204,6 @@ class _Into(io.RawIOBase):
         return len(chunk)
 
 
-def _layout(arrays: dict[str, np.ndarray], start: int) -> tuple[dict[str, Any], int]:
-    """Offsets (from ``start``, aligned) of each member; returns (members, end)."""
-    members: dict[str, Any] = {}
-    pos = start
-    for name, arr in arrays.items():
-        pos = -(-pos // ALIGN) * ALIGN
-        members[name] = {
-            "offset": pos,
-            "nbytes": int(arr.nbytes),
-            "dtype": arr.dtype.str,
-            "shape": list(arr.shape),
-        }
-        pos += arr.nbytes
-    return members, pos
-
-
 class SnapshotStore:
     """Writes and reads set snapshots in one container (created on first write)."""
 
@@ -285,33 +244,18 @@ class SnapshotStore:
         if qr is None:
             raise ValueError("only compressed sets are snapshotted")
         ids = json.dumps(loaded.ids, ensure_ascii=False).encode()
-        arrays = {name: np.ascontiguousarray(getattr(qr, name)) for name in _MEMBERS}
+        arrays = {name: np.ascontiguousarray(getattr(qr, name)) for name in fmt.MEMBERS}
         arrays["ids"] = np.frombuffer(ids, np.uint8)
         arrays["rows"] = np.asarray(qr.rows)
         header = {
-            "format": FORMAT,
+            "format": fmt.FORMAT,
             "model_id": loaded.model_id,
             "embedding_type": loaded.embedding_type,
             "version": loaded.version,
             "count": qr.count,
             "dim": qr.dim,
         }
-        # The header's length depends on the offsets it lists: lay out with room to spare.
-        for _ in range(3):
-            members, end = _layout(arrays, _head_size(header))
-            header["members"] = members
-        for name, arr in arrays.items():
-            header["members"][name]["crc32"] = zlib.crc32(memoryview(arr).cast("B"))
-        head = _encode_head(header)
-        parts = [memoryview(head)]
-        pos = len(head)
-        for name, arr in arrays.items():
-            gap = header["members"][name]["offset"] - pos
-            if gap < 0:
-                raise ValueError("snapshot header outgrew its room")
-            parts.append(memoryview(bytes(gap)))
-            parts.append(memoryview(arr).cast("B"))
-            pos += gap + arr.nbytes
+        parts, pos = fmt.encode(header, arrays)
         self._ensure_container()
         self._client(loaded.model_id, loaded.embedding_type).upload_blob(
             _Concat(parts),
@@ -358,7 +302,10 @@ class SnapshotStore:
         try:
             head = client.download_blob(offset=0, length=HEAD_READ, retry_total=LOAD_RETRIES)
             first = head.readall()
-            header = _decode_head(first, client)
+            needed = fmt.head_length(first)
+            if needed is not None and needed > len(first):
+                first = client.download_blob(offset=0, length=needed).readall()
+            header = fmt.decode_head(first)
             if header is None:
                 log.warning("search snapshot %s: unreadable header", client.blob_name)
                 return None
@@ -377,21 +324,14 @@ class SnapshotStore:
     def _read(self, client: Any, header: dict[str, Any], rows_dir: Path) -> LoadedSet:
 
         members = header["members"]
-        first = members[_MEMBERS[0]]["offset"]
+        first = members[fmt.MEMBERS[0]]["offset"]
         last = members["ids"]
         length = last["offset"] + last["nbytes"] - first
         buf = bytearray(length)
         stream = client.download_blob(offset=first, length=length, max_concurrency=CONCURRENCY)
         if stream.readinto(_Into(buf)) != length:
             raise ValueError("snapshot shorter than its header says")
-        arrays = {}
-        for name in (*_MEMBERS, "ids"):
-            m = members[name]
-            dtype = np.dtype(m["dtype"])
-            arr = np.frombuffer(buf, dtype, m["nbytes"] // dtype.itemsize, m["offset"] - first)
-            if zlib.crc32(memoryview(arr).cast("B")) != m["crc32"]:
-                raise ValueError(f"member {name}: CRC mismatch")
-            arrays[name] = arr.reshape(m["shape"])
+        arrays = fmt.decode_members(buf, first, members, (*fmt.MEMBERS, "ids"))
         rows_m = members["rows"]
         count, dim = int(header["count"]), int(header["dim"])
         if rows_m["shape"] != [count, dim] or arrays["codes"].shape != (count, dim):
@@ -404,29 +344,7 @@ class SnapshotStore:
         lazy = rows_m["nbytes"] >= self.lazy_rows_from
         rows: Any = remote if lazy else remote.array(wait=True)
         qr = quantized.QuantizedRows(**arrays, rows=rows)
-        remote.check = _row_check(qr)
+        remote.check = fmt.row_check(qr)
         return LoadedSet(
             header["model_id"], header["embedding_type"], int(header["version"]), ids, None, qr
         )
-
-
-def _head_size(header: dict[str, Any]) -> int:
-    """Bytes the encoded header takes, rounded up with slack for the CRCs and offsets
-    still to be filled in."""
-    size = len(_encode_head(header)) + 64 * (len(_MEMBERS) + 2) + 256
-    return -(-size // ALIGN) * ALIGN
-
-
-def _encode_head(header: dict[str, Any]) -> bytes:
-    body = json.dumps(header, separators=(",", ":")).encode()
-    return MAGIC + struct.pack("<I", len(body)) + body
-
-
-def _decode_head(first: bytes, client: Any) -> dict[str, Any] | None:
-    if len(first) < 12 or first[:8] != MAGIC:
-        return None
-    (size,) = struct.unpack("<I", first[8:12])
-    if 12 + size > len(first):
-        first = client.download_blob(offset=0, length=12 + size).readall()
-    header = json.loads(first[12 : 12 + size].decode())
-    return header if header.get("format") == FORMAT else None

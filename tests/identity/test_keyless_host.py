@@ -4,7 +4,6 @@ storage settings (no AzureWebJobsStorage), against Azurite over HTTPS with OAuth
 from __future__ import annotations
 
 import io
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +13,7 @@ from azure.storage.queue import QueueServiceClient
 from devhost.azurite import DEV_ACCOUNT, DEV_KEY
 from shared.storage.accounts import blob_service_client, resolve_account
 from tests.identity.support import CLIENT_ID, keyless_env
-from tests.support.host import Host, start_app, stop_host, wait_for_job, wait_for_model
+from tests.support.host import Host, running_app, wait_for_job, wait_for_model
 from tests.support.models import write_classifier
 
 pytestmark = pytest.mark.e2e
@@ -32,13 +31,9 @@ def keyless_host(
         credential={"account_name": DEV_ACCOUNT, "account_key": DEV_KEY},
         connection_verify=str(tls[0]),
     )
-    app = start_app(tmp_path_factory.mktemp("keyless-app"), None, env, watch_queues=queues)
-    try:
+    folder = tmp_path_factory.mktemp("keyless-app")
+    with running_app(folder, None, env, watch_queues=queues) as app:
         yield app
-    finally:
-        stop_host(app)
-        if os.environ.get("SHOW_HOST_LOG"):
-            print(app.log())
 
 
 def test_host_runs_with_no_connection_string(keyless_host: Host, identity_endpoint) -> None:

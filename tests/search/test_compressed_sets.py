@@ -18,6 +18,7 @@ from shared.db.connection import open_database
 from shared.embeddings.repository import EmbeddingRepository
 from shared.embeddings.service import EmbeddingStore, Limits
 from shared.errors import NotFoundError
+from shared.search import snapshot_format
 from shared.search import snapshots as snap
 from shared.search.cache import IndexCache
 from shared.search.repository import SetRepository
@@ -142,7 +143,7 @@ def test_a_corrupt_snapshot_falls_back_to_sql(stack, tmp_path, rng, damage: str)
     db_path, _, service, container = stack
     blob = service.get_blob_client(container, snap.blob_name(MODEL, ETYPE))
     data = bytearray(blob.download_blob().readall())
-    header = snap._decode_head(bytes(data), blob)
+    header = snapshot_format.decode_head(bytes(data))
     assert header is not None
     if damage == "truncated":
         data = data[: len(data) - 100]
@@ -199,7 +200,7 @@ def test_a_damaged_row_read_by_range_falls_back_to_sql(stack, tmp_path, rng, mon
     db_path, _, service, container = stack
     blob = service.get_blob_client(container, snap.blob_name(MODEL, ETYPE))
     data = bytearray(blob.download_blob().readall())
-    header = snap._decode_head(bytes(data), blob)
+    header = snapshot_format.decode_head(bytes(data))
     at = header["members"]["rows"]["offset"] + 42 * 24 * 4 + 8  # row 42, third value
     data[at : at + 4] = np.float32(vectors[42, 2] + 0.5).tobytes()
     blob.upload_blob(bytes(data), overwrite=True)

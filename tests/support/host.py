@@ -13,7 +13,8 @@ import os
 import subprocess
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -182,6 +183,21 @@ def stop_host(host: Host, *, check: bool = True) -> int:
         problems = host.watch.unexpected() + host.watch.missing()
         assert not problems, failure_report(host, problems)
     return code
+
+
+@contextmanager
+def running_app(
+    tmp: Path, storage_connection: str | None, extra_env: dict[str, str] | None = None, **kw: Any
+) -> Iterator[Host]:
+    """`start_app` for a `with` block: stopped (and checked) at its end; SHOW_HOST_LOG=1
+    prints the host's log."""
+    app = start_app(tmp, storage_connection, extra_env, **kw)
+    try:
+        yield app
+    finally:
+        stop_host(app)
+        if os.environ.get("SHOW_HOST_LOG"):
+            print(app.log())
 
 
 def failure_report(host: Host, problems: list[str]) -> str:
