@@ -12,6 +12,7 @@ from shared.analytics import routes as analytics
 from shared.db import app as app_database
 from shared.db import routes as database
 from shared.embeddings import routes as embeddings
+from shared.embeddings.shapes import EmbeddingsPayload, EmbedTextPayload
 from shared.health import routes as health
 from shared.http import openapi
 from shared.inference.protocol import routes as inference
@@ -21,6 +22,7 @@ from shared.jobs.kinds import JobKind
 from shared.monitoring import routes as monitoring
 from shared.monitoring.gauges import register_once as register_resource_gauges
 from shared.registry import routes as models
+from shared.registry.shapes import ModelPayload
 from shared.search import routes as search
 from shared.vectors import routes as vectors
 
@@ -62,9 +64,9 @@ def _text_embedding_job():
 
 # Registration submits model jobs; inference makes the model servable. Embedding jobs
 # store vectors. The job machinery runs whichever handler a kind has here.
-job_handlers.register(JobKind.MODEL, _model_ingestion)
-job_handlers.register(JobKind.EMBEDDINGS, _embeddings_ingestion)
-job_handlers.register(JobKind.EMBED_TEXT, _text_embedding_job)
+job_handlers.register(JobKind.MODEL, ModelPayload, _model_ingestion)
+job_handlers.register(JobKind.EMBEDDINGS, EmbeddingsPayload, _embeddings_ingestion)
+job_handlers.register(JobKind.EMBED_TEXT, EmbedTextPayload, _text_embedding_job)
 
 
 def _vector_sql_functions(connection: object) -> None:

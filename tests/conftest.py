@@ -26,6 +26,7 @@ import pytest
 from azure.storage.blob import BlobServiceClient
 from azure.storage.queue import QueueServiceClient
 
+import function_app  # noqa: F401 - the composition root: registers the job kinds' payloads and handlers
 from devhost import azurite as azurite_mod
 from shared.db.connection import Database
 from shared.embeddings.repository import EmbeddingRepository

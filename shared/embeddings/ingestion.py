@@ -15,7 +15,7 @@ from shared import json_input
 from shared.embeddings.npy_reader import NpyFormatError, NpyRows
 from shared.embeddings.repository import EmbeddingDimensionError
 from shared.embeddings.service import EmbeddingStore
-from shared.jobs.messages import EmbeddingsPayload, EmbedTextPayload
+from shared.embeddings.shapes import EmbeddingsPayload, EmbedTextPayload
 from shared.jobs.runner import PermanentJobError
 from shared.storage.blob_store import BlobModelStore
 from shared.storage.prefetch import prefetch

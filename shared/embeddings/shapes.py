@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from shared.http.shapes import EntityId, Name, OutputFormat, Strict, VectorJson, distinct
 
@@ -88,3 +96,70 @@ class TextEmbedResponse(BaseModel):
     dimension: int
     vectors: Any
     stored: dict[str, int] | None = None
+
+
+# -- the embedding jobs' payloads (POST /api/jobs, or a message on the queue) ---------
+
+JobName = Annotated[str, Field(min_length=1, max_length=256)]
+BlobName = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][\w.-]*$")]
+
+
+NON_FINITE = "NaN, infinite or outside the float32 range: vectors take finite numbers only"
+
+
+def _finite32(vector: list[float]) -> list[float]:
+    """Refuse NaN, +/-Infinity (Python's json reads the tokens) and values float32 cannot
+    hold, at submit rather than in the job; the error names the element's index."""
+    import numpy as np
+
+    with np.errstate(over="ignore"):
+        bad = np.flatnonzero(~np.isfinite(np.asarray(vector, dtype=np.float32)))
+    if bad.size:
+        i = int(bad[0])
+        error = PydanticCustomError("non_finite", NON_FINITE)
+        detail = InitErrorDetails(type=error, loc=(i,), input=vector[i])
+        raise ValidationError.from_exception_data("vector", [detail])
+    return vector
+
+
+class JobEmbeddingItem(Strict):
+    """One vector of an embeddings job (JSON numbers, checked finite at submit)."""
+
+    entity_id: JobName
+    vector: Annotated[list[float], Field(min_length=1), AfterValidator(_finite32)]
+
+
+class EmbeddingsPayload(Strict):
+    """A batch of vectors: inline `items`, or a blob in the ingest container
+    (`.npy` float32 matrix with a `.json` list of ids beside it, or `.jsonl`)."""
+
+    model_id: JobName
+    embedding_type: JobName = "default"
+    items: list[JobEmbeddingItem] | None = None
+    blob: BlobName | None = None
+    ids_blob: BlobName | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> EmbeddingsPayload:
+        if (self.items is None) == (self.blob is None):
+            raise ValueError("give exactly one of 'items' or 'blob'")
+        if self.blob is not None and not self.blob.endswith((".npy", ".jsonl")):
+            raise ValueError("blob must be a .npy matrix or a .jsonl file")
+        return self
+
+
+class EmbedTextPayload(Strict):
+    """Texts through a registered embedding model, stored as embeddings."""
+
+    model: JobName
+    texts: list[str] = Field(min_length=1)
+    entity_ids: list[JobName] = Field(min_length=1)
+    embedding_type: JobName = "default"
+
+    @model_validator(mode="after")
+    def _aligned(self) -> EmbedTextPayload:
+        if len(self.texts) != len(self.entity_ids):
+            raise ValueError(
+                f"texts has {len(self.texts)} items but entity_ids has {len(self.entity_ids)}"
+            )
+        return self

@@ -14,9 +14,9 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from shared.jobs.messages import ModelPayload
 from shared.jobs.runner import PermanentJobError
 from shared.registry.repository import ModelRecord, ModelRepository
+from shared.registry.shapes import ModelPayload
 from shared.registry.status import ModelStatus
 
 log = logging.getLogger(__name__)

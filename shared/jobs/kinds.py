@@ -2,8 +2,8 @@
 
 The queue message schema, the HTTP schemas (and so the OpenAPI document), the job
 repository and the runner all derive their names from these two enums, so a new kind
-or status is one line here (plus, for a kind, its payload class in
-``shared.jobs.messages.PAYLOADS``, which is checked complete at import).
+or status is one line here (plus, for a kind, its payload shape and handler, registered
+in ``function_app.py`` through ``shared.jobs.handlers``).
 """
 
 from __future__ import annotations

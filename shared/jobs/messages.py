@@ -16,104 +16,24 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 from pydantic import (
-    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
     ValidationError,
-    model_validator,
 )
-from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from shared import json_input
 from shared.errors import InvalidInputError
-from shared.jobs.kinds import KINDS, JobKind, KindName
+from shared.jobs.handlers import payload_shape
+from shared.jobs.kinds import KINDS, KindName
 
 SCHEMA_VERSION = 1
 JOB_ID_PATTERN = r"^[A-Za-z0-9._:-]+$"
 _JOB_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
-Name = Annotated[str, Field(min_length=1, max_length=256)]
-BlobName = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][\w.-]*$")]
-
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-class ModelPayload(_Strict):
-    """Inspect and record one registered model version (its ``id`` in /api/models)."""
-
-    version_id: Name
-
-
-NON_FINITE = "NaN, infinite or outside the float32 range: vectors take finite numbers only"
-
-
-def _finite32(vector: list[float]) -> list[float]:
-    """Refuse NaN, +/-Infinity (Python's json reads the tokens) and values float32 cannot
-    hold, at submit rather than in the job; the error names the element's index."""
-    import numpy as np
-
-    with np.errstate(over="ignore"):
-        bad = np.flatnonzero(~np.isfinite(np.asarray(vector, dtype=np.float32)))
-    if bad.size:
-        i = int(bad[0])
-        error = PydanticCustomError("non_finite", NON_FINITE)
-        detail = InitErrorDetails(type=error, loc=(i,), input=vector[i])
-        raise ValidationError.from_exception_data("vector", [detail])
-    return vector
-
-
-class EmbeddingItem(_Strict):
-    entity_id: Name
-    vector: Annotated[list[float], Field(min_length=1), AfterValidator(_finite32)]
-
-
-class EmbeddingsPayload(_Strict):
-    """A batch of vectors: inline `items`, or a blob in the ingest container
-    (`.npy` float32 matrix with a `.json` list of ids beside it, or `.jsonl`)."""
-
-    model_id: Name
-    embedding_type: Name = "default"
-    items: list[EmbeddingItem] | None = None
-    blob: BlobName | None = None
-    ids_blob: BlobName | None = None
-
-    @model_validator(mode="after")
-    def _one_source(self) -> EmbeddingsPayload:
-        if (self.items is None) == (self.blob is None):
-            raise ValueError("give exactly one of 'items' or 'blob'")
-        if self.blob is not None and not self.blob.endswith((".npy", ".jsonl")):
-            raise ValueError("blob must be a .npy matrix or a .jsonl file")
-        return self
-
-
-class EmbedTextPayload(_Strict):
-    """Texts through a registered embedding model, stored as embeddings."""
-
-    model: Name
-    texts: list[str] = Field(min_length=1)
-    entity_ids: list[Name] = Field(min_length=1)
-    embedding_type: Name = "default"
-
-    @model_validator(mode="after")
-    def _aligned(self) -> EmbedTextPayload:
-        if len(self.texts) != len(self.entity_ids):
-            raise ValueError(
-                f"texts has {len(self.texts)} items but entity_ids has {len(self.entity_ids)}"
-            )
-        return self
-
-
-#: The payload class of each job kind.
-PAYLOADS: dict[JobKind, type[BaseModel]] = {
-    JobKind.MODEL: ModelPayload,
-    JobKind.EMBEDDINGS: EmbeddingsPayload,
-    JobKind.EMBED_TEXT: EmbedTextPayload,
-}
-if set(PAYLOADS) != set(JobKind):  # a kind without a payload class could never run
-    raise ImportError(f"PAYLOADS must cover every JobKind; missing {set(JobKind) - set(PAYLOADS)}")
 
 
 class JobMessage(_Strict):
@@ -190,7 +110,7 @@ def parse_message(
         except LookupError as exc:
             raise MalformedMessageError(f"payload: {exc}", job_id, kind) from None
     try:
-        payload = PAYLOADS[JobKind(message.kind)].model_validate(raw_payload)
+        payload = payload_shape(message.kind).model_validate(raw_payload)
     except ValidationError as exc:
         raise MalformedMessageError(_first_error(exc, "payload."), job_id, kind) from None
     return message, payload

@@ -7,8 +7,9 @@ import uuid
 from typing import Any
 
 from shared.errors import ConflictError, NotFoundError, UnavailableError
-from shared.jobs.kinds import KINDS, JobKind
-from shared.jobs.messages import PAYLOADS, JobMessage
+from shared.jobs.handlers import payload_shape
+from shared.jobs.kinds import KINDS
+from shared.jobs.messages import JobMessage
 from shared.jobs.payloads import MAX_INLINE_BYTES, PayloadStore, message_bytes, same_payload
 from shared.jobs.repository import JobRecord, JobRepository
 from shared.telemetry import inject_traceparent
@@ -58,7 +59,7 @@ class JobSubmitter:
         The payload is validated here so a bad HTTP request is a 400, not a failed job.
         One too big for a queue message travels as a blob (see payloads.py).
         """
-        PAYLOADS[JobKind(kind)].model_validate(payload)
+        payload_shape(kind).model_validate(payload)
         job_id = job_id or uuid.uuid4().hex
         trace = inject_traceparent()
         message = JobMessage(job_id=job_id, kind=kind, payload=payload, traceparent=trace)  # type: ignore[arg-type]

@@ -88,3 +88,9 @@ class UploadUrlOut(BaseModel):
     blob: str
     expires_at: str
     max_bytes: int = Field(description="Larger models fail ingestion (MAX_UPLOAD_BYTES).")
+
+
+class ModelPayload(Strict):
+    """Inspect and record one registered model version (its ``id`` in /api/models)."""
+
+    version_id: str = Field(min_length=1, max_length=256)

@@ -4,14 +4,13 @@ import json
 
 import pytest
 
-from shared.embeddings.shapes import EmbeddingUpsertRequest, TextEmbedStore
-from shared.jobs.messages import (
+from shared.embeddings.shapes import (
     EmbeddingsPayload,
+    EmbeddingUpsertRequest,
     EmbedTextPayload,
-    JobMessage,
-    MalformedMessageError,
-    parse_message,
+    TextEmbedStore,
 )
+from shared.jobs.messages import JobMessage, MalformedMessageError, parse_message
 
 
 def test_a_valid_message_parses_with_its_typed_payload() -> None:

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from shared.embeddings.ingestion import EmbeddingsIngestion, TextEmbeddingJob
+from shared.embeddings.shapes import EmbedTextPayload
 from shared.inference.embedder import TextEmbedder
-from shared.jobs.messages import EmbedTextPayload, JobMessage
+from shared.jobs.messages import JobMessage
 from shared.jobs.runner import JobRunner, PermanentJobError
 from shared.search.repository import SetRepository
 from tests.support.text_exports import write_export, write_tokenizer
