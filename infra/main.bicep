@@ -34,7 +34,19 @@ param maximumInstanceCount int = 40
 @description('Share of traces kept (microsoft.fixed_percentage sampler): 1.0 keeps all.')
 param tracesSamplingRatio string = '1.0'
 
-@description('Azure SQL database SKU: serverless General Purpose by default (pauses when idle).')
+// Listed rather than free text, so that a name sql.bicep cannot turn into a SKU stops
+// the deployment before anything is created: the vCore counts Azure offers for each
+// edition on standard-series (Gen5) hardware.
+@allowed([
+  'GP_S_Gen5_1', 'GP_S_Gen5_2', 'GP_S_Gen5_4', 'GP_S_Gen5_6', 'GP_S_Gen5_8'
+  'GP_S_Gen5_10', 'GP_S_Gen5_12', 'GP_S_Gen5_14', 'GP_S_Gen5_16', 'GP_S_Gen5_18'
+  'GP_S_Gen5_20', 'GP_S_Gen5_24', 'GP_S_Gen5_32', 'GP_S_Gen5_40', 'GP_S_Gen5_80'
+  'GP_Gen5_2', 'GP_Gen5_4', 'GP_Gen5_6', 'GP_Gen5_8', 'GP_Gen5_10', 'GP_Gen5_12', 'GP_Gen5_14'
+  'GP_Gen5_16', 'GP_Gen5_18', 'GP_Gen5_20', 'GP_Gen5_24', 'GP_Gen5_32', 'GP_Gen5_40', 'GP_Gen5_80'
+  'BC_Gen5_2', 'BC_Gen5_4', 'BC_Gen5_6', 'BC_Gen5_8', 'BC_Gen5_10', 'BC_Gen5_12', 'BC_Gen5_14'
+  'BC_Gen5_16', 'BC_Gen5_18', 'BC_Gen5_20', 'BC_Gen5_24', 'BC_Gen5_32', 'BC_Gen5_40', 'BC_Gen5_80'
+])
+@description('Azure SQL database SKU, `<edition>_Gen5_<vCores>`: GP_S (General Purpose serverless, pauses when idle; the default), GP (General Purpose) or BC (Business Critical).')
 param sqlSkuName string = 'GP_S_Gen5_1'
 
 param resourceGroupName string = ''

@@ -92,6 +92,16 @@ class UnavailableError(HartonomousError):
     retry_after: int | None = None
 
 
+class TooBusyError(HartonomousError):
+    """This instance has as much work queued as it accepts; try again shortly (HTTP 429).
+
+    ``retry_after`` (seconds) becomes the reply's ``Retry-After`` header.
+    """
+
+    code = "too_busy"
+    retry_after: int | None = 1
+
+
 class ConfigurationError(HartonomousError):
     """A setting has a value the app cannot use (HTTP 500: the operator must fix it)."""
 
@@ -107,6 +117,7 @@ __all__ = [
     "NotReadyError",
     "NotSupportedError",
     "PayloadTooLargeError",
+    "TooBusyError",
     "UnavailableError",
     "UnprocessableError",
 ]

@@ -251,6 +251,30 @@ class Settings(BaseSettings):
         le=86400,
         description="A set loaded from SQL is snapshotted once its version has held this long.",
     )
+    batch_max_size: int = Field(
+        16,
+        alias="BATCH_MAX_SIZE",
+        ge=1,
+        le=1024,
+        description="Most concurrent calls run together as one dynamic batch (single-query "
+        "searches of one set and metric); 1 turns dynamic batching off.",
+    )
+    batch_max_delay_ms: float = Field(
+        0.0,
+        alias="BATCH_MAX_DELAY_MS",
+        ge=0,
+        le=1000,
+        description="How long a call that finds no batch of its key running waits for "
+        "others to join it (calls arriving while a batch runs always gather into the next).",
+    )
+    batch_max_queue: int = Field(
+        256,
+        alias="BATCH_MAX_QUEUE",
+        ge=1,
+        le=100000,
+        description="Calls queued or running per batch key (one set and metric) on one "
+        "instance; past it a call gets 429 with Retry-After.",
+    )
     sql_busy_timeout_ms: int = Field(
         10000,
         alias="SQL_BUSY_TIMEOUT_MS",

@@ -77,6 +77,20 @@ INSTRUMENTS: tuple[Instrument, ...] = (
         ("metric", "rows"),
     ),
     Instrument(
+        "hartonomous.batch.size",
+        "histogram",
+        "{call}",
+        "Calls run together in one dynamic batch.",
+        ("batcher",),
+    ),
+    Instrument(
+        "hartonomous.batch.queue_delay",
+        "histogram",
+        "ms",
+        "Time the first call of a dynamic batch waited for others to join it.",
+        ("batcher",),
+    ),
+    Instrument(
         "hartonomous.job.duration",
         "histogram",
         "ms",

@@ -15,6 +15,7 @@ SHARED = ROOT / "shared"
 
 #: Infrastructure: what every feature may use; none of it imports a feature.
 INFRASTRUCTURE = (
+    "batching",
     "db",
     "errors",
     "http",

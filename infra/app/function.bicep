@@ -26,10 +26,12 @@ resource applicationInsights 'Microsoft.Insights/components@2020-02-02' existing
 }
 
 // AzureWebJobsStorage as identity: the host's triggers and the app's own clients
-// (shared/storage/accounts.py) read exactly these names.
+// (shared/storage/accounts.py) read the blob and queue endpoints, credential and client
+// id; the table endpoint is the host's alone, where it keeps its diagnostic events.
 var identitySettings = {
   AzureWebJobsStorage__blobServiceUri: stg.properties.primaryEndpoints.blob
   AzureWebJobsStorage__queueServiceUri: stg.properties.primaryEndpoints.queue
+  AzureWebJobsStorage__tableServiceUri: stg.properties.primaryEndpoints.table
   AzureWebJobsStorage__credential: 'managedidentity'
   AzureWebJobsStorage__clientId: identityClientId
   APPLICATIONINSIGHTS_CONNECTION_STRING: applicationInsights.properties.ConnectionString

@@ -1,6 +1,7 @@
 // Least privilege for the app's identity: read/write blobs (Owner: it also sets blob
 // metadata and gets user delegation keys for upload URLs), read/write queue messages,
-// publish telemetry to Application Insights. The same, optionally, for the deploying user.
+// read/write table entities (the Functions host's diagnostic events), publish telemetry
+// to Application Insights. The same storage roles, optionally, for the deploying user.
 param storageAccountName string
 param appInsightsName string
 param appPrincipalId string
@@ -11,6 +12,7 @@ param userPrincipalType string = 'User'
 var roles = {
   storageBlobDataOwner: 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
   storageQueueDataContributor: '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
+  storageTableDataContributor: '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
   monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb'
 }
 
@@ -22,7 +24,11 @@ resource appInsights 'Microsoft.Insights/components@2020-02-02' existing = {
   name: appInsightsName
 }
 
-var storageRoles = [roles.storageBlobDataOwner, roles.storageQueueDataContributor]
+var storageRoles = [
+  roles.storageBlobDataOwner
+  roles.storageQueueDataContributor
+  roles.storageTableDataContributor
+]
 
 resource appStorageRoles 'Microsoft.Authorization/roleAssignments@2022-04-01' = [
   for role in storageRoles: {

@@ -4,6 +4,7 @@
 // needs (read, write, and DDL for its versioned migrations).
 param serverName string
 param databaseName string
+@description('`<edition>_Gen5_<vCores>`: one of the names that sqlSkuName in main.bicep allows.')
 param skuName string = 'GP_S_Gen5_1'
 param location string
 param tags object = {}
@@ -12,6 +13,28 @@ param adminIdentityPrincipalId string
 param adminIdentityResourceId string
 param appIdentityName string
 param appIdentityClientId string
+
+// The database takes its SKU as four fields (edition and hardware as the name, tier,
+// family, vCores as capacity: the form Azure reports back, so a redeployment changes
+// nothing); all four come from skuName, so they cannot disagree with it.
+var skuParts = split(skuName, '_')
+var skuVCores = int(last(skuParts))
+var skuTiers = {
+  GP: 'GeneralPurpose'
+  BC: 'BusinessCritical'
+}
+// GP_S_ names serverless compute: it pauses after an idle hour and, while running, keeps
+// a minimum of vCores, here the lowest Azure accepts for its size: an eighth of the
+// maximum, 0.5 at the least. Counted in thousandths of a vCore: Bicep has no decimals.
+var serverless = skuParts[1] == 'S'
+var minMilliVCores = max(500, skuVCores * 125)
+var serverlessMinCapacity = '${minMilliVCores / 1000}.${padLeft(string(minMilliVCores % 1000), 3, '0')}'
+var sku = {
+  name: join(take(skuParts, length(skuParts) - 1), '_')
+  tier: skuTiers[first(skuParts)]
+  family: skuParts[length(skuParts) - 2]
+  capacity: skuVCores
+}
 
 module server 'br/public:avm/res/sql/server:0.21.1' = {
   name: 'sql-server'
@@ -41,14 +64,10 @@ module server 'br/public:avm/res/sql/server:0.21.1' = {
         name: databaseName
         availabilityZone: -1
         zoneRedundant: false
-        sku: {
-          name: skuName
-          tier: 'GeneralPurpose'
-          family: 'Gen5'
-          capacity: 1
-        }
-        autoPauseDelay: 60
-        minCapacity: '0.5'
+        sku: sku
+        // Provisioned compute neither pauses nor has a minimum: the module's defaults.
+        autoPauseDelay: serverless ? 60 : -1
+        minCapacity: serverless ? serverlessMinCapacity : '0'
         maxSizeBytes: 34359738368
       }
     ]

@@ -25,12 +25,23 @@ done <"$values"
 : "${RESOURCE_GROUP:?}" "${AZURE_FUNCTION_APP_NAME:?}" "${SERVICE_API_BASE_URL:?}"
 : "${EVENT_GRID_SYSTEM_TOPIC_NAME:?}" "${MODELS_CONTAINER:?}" "${BLOB_TRIGGER_FUNCTION:?}"
 
-blobs_key=$(az functionapp keys list -g "$RESOURCE_GROUP" -n "$AZURE_FUNCTION_APP_NAME" \
-  --query "systemKeys.blobs_extension" -o tsv)
+# The blobs_extension system key exists only once the host has started and set up the
+# blob trigger's Event Grid extension, a little after the deployment: ask again until it
+# appears, for at most 30 tries 10 s apart (postdeploy.ps1 waits the same).
+tries=0
+until blobs_key=$(az functionapp keys list -g "$RESOURCE_GROUP" -n "$AZURE_FUNCTION_APP_NAME" \
+    --query "systemKeys.blobs_extension" -o tsv) && [ -n "$blobs_key" ]; do
+  tries=$((tries + 1))
+  if [ "$tries" -ge 30 ]; then
+    echo "postdeploy: the app has no blobs_extension key after 30 tries in 5 minutes: its host has not started the blob trigger; see the app's logs, then run 'azd deploy' again" >&2
+    exit 1
+  fi
+  sleep 10
+done
 master_key=$(az functionapp keys list -g "$RESOURCE_GROUP" -n "$AZURE_FUNCTION_APP_NAME" \
   --query "masterKey" -o tsv)
-if [ -z "$blobs_key" ] || [ -z "$master_key" ]; then
-  echo "postdeploy: the app has no blobs_extension or master key yet; run 'azd deploy' again" >&2
+if [ -z "$master_key" ]; then
+  echo "postdeploy: the app has no master key yet; run 'azd deploy' again" >&2
   exit 1
 fi
 

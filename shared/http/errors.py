@@ -26,6 +26,7 @@ from shared.errors import (
     NotReadyError,
     NotSupportedError,
     PayloadTooLargeError,
+    TooBusyError,
     UnavailableError,
     UnprocessableError,
 )
@@ -41,6 +42,7 @@ STATUS: dict[type[HartonomousError], int] = {
     NotReadyError: 409,
     PayloadTooLargeError: 413,
     UnprocessableError: 422,
+    TooBusyError: 429,
     NotSupportedError: 501,
     UnavailableError: 503,
 }

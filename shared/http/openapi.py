@@ -23,6 +23,7 @@ _STATUS_TEXT = {
     409: "Conflicts with what is stored.",
     413: "Request body too large.",
     422: "The input is well-formed but cannot be used (e.g. a broken model file).",
+    429: "This instance has as much work queued as it accepts: retry after Retry-After seconds.",
     501: "This deployment cannot do it (e.g. its storage connection has no key).",
     503: "A dependency does not answer.",
 }

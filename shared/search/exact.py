@@ -183,6 +183,20 @@ def _to_scores(matrix: SearchMatrix, scores: np.ndarray, start: int, stop: int) 
         scores -= matrix.sq_norms[start:stop]
 
 
+def pair_dots(x: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """``x[i] . q[i]`` in float64 for each row pair, summed in an order that depends only on
+    the dimension: a query scored alone and the same query in a batch get the same digits.
+    (BLAS's gemv and gemm order their sums differently and would differ in the last one.)
+    """
+    return np.einsum("ij,ij->i", x, np.ascontiguousarray(q, dtype=np.float64))
+
+
+def squared_norm(q: np.ndarray) -> float:
+    """``q . q`` in float64, summed as ``pair_dots`` and the batch path sum it."""
+    row = np.ascontiguousarray(q, dtype=np.float64).reshape(1, -1)
+    return float(np.einsum("ij,ij->i", row, row)[0])
+
+
 def _rescore(
     matrix: SearchMatrix,
     queries: np.ndarray,
@@ -218,7 +232,9 @@ def _rescore(
                 diff -= q[0] if len(q) == 1 else q[qi]
                 dist = np.sqrt(np.einsum("ij,ij->i", diff, diff))
             return dist, dist, 1.0 / (1.0 + dist)
-        dots = (x @ q.T)[inverse, qi]
+        with pool.rent((qi.size, d), np.float64) as xs:
+            np.take(x, inverse, axis=0, out=xs, mode="clip")
+            dots = pair_dots(xs, q[qi])
         if matrix.metric == "dot":
             return -dots, -dots, dots
         row_sq = np.einsum("ij,ij->i", x, x)[inverse]
@@ -281,10 +297,10 @@ def _rescore_span(
         x -= q
         dist = np.sqrt(np.einsum("ij,ij->i", x, x))
         return dist, dist, 1.0 / (1.0 + dist)
-    dots = x @ q
+    dots = pair_dots(x, np.broadcast_to(q, x.shape))
     if matrix.metric == "dot":
         return -dots, -dots, dots
-    denom = np.sqrt(np.einsum("ij,ij->i", x, x) * float(q @ q))
+    denom = np.sqrt(np.einsum("ij,ij->i", x, x) * squared_norm(q))
     sim = np.divide(dots, denom, out=np.zeros_like(dots), where=denom > 0)
     return -sim, 1.0 - sim, sim
 

@@ -606,9 +606,9 @@ def _rescore(
         x -= q
         d = np.sqrt(np.einsum("ij,ij->i", x, x))
         return d, d, 1.0 / (1.0 + d)
-    dots = x @ q
+    dots = core.pair_dots(x, np.broadcast_to(q, x.shape))
     if metric == "dot":
         return -dots, -dots, dots
-    denom = np.sqrt(np.einsum("ij,ij->i", x, x) * float(q @ q))
+    denom = np.sqrt(np.einsum("ij,ij->i", x, x) * core.squared_norm(q))
     cos = np.divide(dots, denom, out=np.zeros_like(dots), where=denom > 0)
     return -cos, 1.0 - cos, cos

@@ -21,6 +21,7 @@ bp = func.Blueprint()
     tags=("search",),
     request=SearchRequest,
     response=SearchResponse,
+    errors=(400, 429),
 )
 @handle_errors
 def search(req: func.HttpRequest) -> func.HttpResponse:
@@ -29,15 +30,14 @@ def search(req: func.HttpRequest) -> func.HttpResponse:
     body = read_json(req, SearchRequest)
     service = search_service()
     queries, single = service.decode_queries(body.vector, body.vectors)
+    where = {"model_id": body.model_id, "embedding_type": body.embedding_type}
     try:
-        hits = service.search(
-            queries,
-            top_k=body.top_k,
-            metric=body.metric,
-            model_id=body.model_id,
-            embedding_type=body.embedding_type,
-            field="vector" if single else "vectors",
-        )
+        if single:  # concurrent single queries of one set run as one batch
+            hits = [service.search_one(queries[0], top_k=body.top_k, metric=body.metric, **where)]
+        else:
+            hits = service.search(
+                queries, top_k=body.top_k, metric=body.metric, field="vectors", **where
+            )
     finally:
         service.release(queries)
     out = SearchResponse.model_construct(metric=body.metric, results=hits[0] if single else hits)

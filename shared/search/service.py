@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import heapq
 import time
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
 import numpy as np
 
 from shared import telemetry
+from shared.batching import Batcher
 from shared.search.cache import IndexCache
 from shared.search.shapes import SearchHit
 from shared.search.snapshots import SnapshotStore
@@ -22,6 +25,19 @@ from shared.settings import get_settings
 from shared.vectors import codec
 from shared.vectors.errors import DimensionMismatchError
 from shared.vectors.pool import BufferPool, default_pool
+
+
+@dataclass(frozen=True)
+class BatchLimits:
+    max_size: int
+    max_delay_ms: float
+    max_queue: int
+
+
+@dataclass(frozen=True)
+class _One:
+    query: np.ndarray
+    top_k: int
 
 
 class SearchService:
@@ -32,11 +48,23 @@ class SearchService:
         max_dim: int,
         max_queries: int,
         pool: BufferPool | None = None,
+        batching: BatchLimits | None = None,
     ) -> None:
+        """`batching`: run concurrent single-query searches of one set and metric as one
+        batch (None or a max size of 1: each runs alone)."""
         self.cache = cache
         self.pool = pool or default_pool()
         self.max_dim = max_dim
         self.max_queries = max_queries
+        self.batcher: Batcher[_One, list[SearchHit]] | None = None
+        if batching is not None and batching.max_size > 1:
+            self.batcher = Batcher(
+                "search",
+                self._run_batch,
+                max_batch=min(batching.max_size, max_queries),
+                max_delay=batching.max_delay_ms / 1000,
+                max_queue=max(batching.max_queue, batching.max_size),
+            )
 
     def decode_queries(self, vector: Any, vectors: Any) -> tuple[np.ndarray, bool]:
         """The queries as an (n, d) matrix rented from the pool: `release` it when done."""
@@ -73,6 +101,44 @@ class SearchService:
                 {"metric": metric, "rows": telemetry.rows_bucket(scanned)},
             )
         return hits
+
+    def search_one(
+        self,
+        query: np.ndarray,
+        *,
+        top_k: int,
+        metric: str,
+        model_id: str | None = None,
+        embedding_type: str | None = None,
+        field: str = "vector",
+    ) -> list[SearchHit]:
+        """Top-k hits of one query, best first: with concurrent single queries of the same
+        set and metric, as one batch (the same rows and scores as alone: each query's
+        hits are the batch's top max(k) cut to its own k, ties broken by entity id)."""
+        if self.batcher is None:
+            return self.search(
+                query.reshape(1, -1),
+                top_k=top_k,
+                metric=metric,
+                model_id=model_id,
+                embedding_type=embedding_type,
+                field=field,
+            )[0]
+        key = (model_id, embedding_type, metric, int(query.shape[-1]), field)
+        return self.batcher.submit(key, _One(np.array(query.reshape(-1)), top_k))
+
+    def _run_batch(self, key: Hashable, items: Sequence[_One]) -> list[list[SearchHit]]:
+        model_id, embedding_type, metric, _dim, field = key  # type: ignore[misc]
+        queries = np.stack([one.query for one in items])
+        hits = self.search(
+            queries,
+            top_k=max(one.top_k for one in items),
+            metric=metric,
+            model_id=model_id,
+            embedding_type=embedding_type,
+            field=field,
+        )
+        return [found[: one.top_k] for found, one in zip(hits, items, strict=True)]
 
     def _search(
         self,
@@ -140,4 +206,5 @@ def search_service() -> SearchService:
         snapshots=snapshot_store(),
         settle_seconds=s.search_snapshot_settle_seconds,
     )
-    return SearchService(cache, max_dim=s.max_vector_dim, max_queries=1024)
+    batching = BatchLimits(s.batch_max_size, s.batch_max_delay_ms, s.batch_max_queue)
+    return SearchService(cache, max_dim=s.max_vector_dim, max_queries=1024, batching=batching)

@@ -283,3 +283,17 @@ def test_a_storage_reply_cut_short_is_a_503_with_retry_after(shape) -> None:
         assert reply.status_code == 503, (cut, reply.get_body())
         assert int(reply.headers["Retry-After"]) > 0
         assert "storage" in reply.get_body().decode()
+
+
+@pytest.mark.parametrize("shape", [handle_errors, oip_errors])
+def test_a_full_batch_queue_is_a_429_with_retry_after_in_each_shape(shape) -> None:
+    from shared.errors import TooBusyError
+
+    reply = shape(_route(TooBusyError("256 search calls are queued on this instance")))(_req())
+    assert reply.status_code == 429
+    assert reply.headers["Retry-After"] == "1"
+    body = json.loads(reply.get_body())
+    message = body["error"] if shape is oip_errors else body["error"]["message"]
+    assert "256 search calls are queued" in message
+    if shape is handle_errors:
+        assert body["error"]["code"] == "too_busy"

@@ -3,6 +3,7 @@ inside registry modules, so what each Azure Verified Module is given is asserted
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -10,6 +11,8 @@ import pytest
 from tests.infra.bicep import (
     BICEP_GROUP,
     INFRA,
+    Evaluator,
+    allowed_values,
     bicep_files,
     dotted,
     modules,
@@ -129,8 +132,28 @@ def test_the_app_identity_gets_exactly_its_roles() -> None:
     assert roles == {
         "b7e6dc6d-f1e8-4753-8033-0f276bb0955b",  # Storage Blob Data Owner
         "974c5e8b-45b9-4653-ba55-5f855dd0fb88",  # Storage Queue Data Contributor
+        TABLE_DATA_CONTRIBUTOR,
         "3913510d-42f4-4e42-8a64-420c390055eb",  # Monitoring Metrics Publisher
     }
+
+
+TABLE_DATA_CONTRIBUTOR = "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3"  # Storage Table Data Contributor
+
+
+def test_the_host_reaches_table_storage_with_the_app_identity() -> None:
+    """The Functions host keeps its diagnostic events in Table storage: identity-based, it
+    needs the account's table endpoint and a table data role for the app's identity."""
+    settings = parsed(FUNCTION)["variables"]["identitySettings"]["value"]
+    for service in ("blob", "queue", "table"):
+        endpoint = settings[f"AzureWebJobsStorage__{service}ServiceUri"]
+        assert dotted(endpoint) == f"stg.properties.primaryEndpoints.{service}", service
+    assert parsed(FUNCTION)["resources"]["stg"]["existing"] is True  # the app's account
+    rbac = parsed(RBAC)
+    assert TABLE_DATA_CONTRIBUTOR in Evaluator(RBAC, {}).name("storageRoles")
+    app_roles = rbac["resources"]["appStorageRoles"]["config"]
+    assert app_roles["loop_type"]["detail"]["array_name"] == "storageRoles"
+    assert app_roles["config"]["scope"] == "storageAccount"
+    assert app_roles["config"]["properties"]["principalId"] == "appPrincipalId"
 
 
 def test_no_secret_appears_in_any_bicep_or_parameter_file() -> None:
@@ -143,3 +166,66 @@ def test_event_grid_topic_watches_the_storage_account() -> None:
     params = registry_module(MAIN, "event-grid/system-topic")
     assert params["topicType"] == "Microsoft.Storage.StorageAccounts"
     assert dotted(params["source"]) == "storage.outputs.resourceId"
+
+
+SQL_SKU = re.compile(r"(?P<edition>GP_S|GP|BC)_(?P<family>Gen5)_(?P<vcores>\d+)")
+TIERS = {"GP_S": "GeneralPurpose", "GP": "GeneralPurpose", "BC": "BusinessCritical"}
+#: Serverless General Purpose: the lowest minimum vCores Azure takes for each maximum
+#: (its single-database vCore resource limits).
+SERVERLESS_MIN_VCORES = {
+    **{n: 0.5 for n in (1, 2, 4)},
+    **{6: 0.75, 8: 1.0, 10: 1.25, 12: 1.5, 14: 1.75, 16: 2.0, 18: 2.25, 20: 2.5},
+    **{24: 3.0, 32: 4.0, 40: 5.0, 80: 10.0},
+}
+
+
+def _sql_database(sku_name: str) -> dict[str, object]:
+    database = registry_module(SQL, "sql/server")["databases"][0]
+    evaluate = Evaluator(SQL, {"skuName": sku_name}).value
+    return {key: evaluate(database[key]) for key in ("sku", "autoPauseDelay", "minCapacity")}
+
+
+def test_the_sql_sku_follows_its_name() -> None:
+    """tier, family and capacity come from sqlSkuName, so a bigger or provisioned SKU is
+    deployed as named, not as a one-vCore serverless database of that name."""
+    assert _sql_database("GP_S_Gen5_2") == {
+        "sku": {"name": "GP_S_Gen5", "tier": "GeneralPurpose", "family": "Gen5", "capacity": 2},
+        "autoPauseDelay": 60,
+        "minCapacity": "0.500",
+    }
+    assert _sql_database("BC_Gen5_4") == {
+        "sku": {"name": "BC_Gen5", "tier": "BusinessCritical", "family": "Gen5", "capacity": 4},
+        "autoPauseDelay": -1,
+        "minCapacity": "0",
+    }
+    allowed = allowed_values(MAIN, "sqlSkuName")
+    assert len(allowed) == len(set(allowed)) > 0
+    for name in allowed:
+        parts = SQL_SKU.fullmatch(name)
+        assert parts, f"{name}: sql.bicep cannot read this form"
+        vcores = int(parts["vcores"])
+        database = _sql_database(name)
+        assert database["sku"] == {
+            "name": f"{parts['edition']}_{parts['family']}",
+            "tier": TIERS[parts["edition"]],
+            "family": parts["family"],
+            "capacity": vcores,
+        }, name
+        if parts["edition"] == "GP_S":
+            assert database["autoPauseDelay"] == 60, name
+            assert float(database["minCapacity"]) == SERVERLESS_MIN_VCORES[vcores], name
+        else:
+            assert (database["autoPauseDelay"], database["minCapacity"]) == (-1, "0"), name
+
+
+def test_a_sql_sku_the_template_cannot_build_is_refused_before_deploying() -> None:
+    """sqlSkuName takes only the listed names (ARM checks @allowed before it creates
+    anything), and the list holds the default and reaches sql.bicep."""
+    allowed = allowed_values(MAIN, "sqlSkuName")
+    default = parsed(MAIN)["parameters"]["sqlSkuName"]["default"]
+    assert default == "GP_S_Gen5_1" and default in allowed
+    for unsupported in ("S0", "Basic", "HS_Gen5_4", "GP_S_Gen5_3", "GP_Gen5_1", "GP_S_Gen5"):
+        assert unsupported not in allowed, unsupported
+    assert modules(MAIN)["sql"]["config"]["params"]["skuName"] == "sqlSkuName"
+    parameters = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
+    assert parameters["sqlSkuName"]["value"] == f"${{SQL_SKU_NAME={default}}}"

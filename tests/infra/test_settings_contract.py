@@ -33,6 +33,9 @@ PLATFORM_READS = {
     "OTEL_TRACES_SAMPLER",
     "OTEL_TRACES_SAMPLER_ARG",
 }
+# Read by the Functions host alone, not by the app's clients: it keeps its diagnostic
+# events in Table storage (the app's identity has Storage Table Data Contributor).
+HOST_READS = {f"{DEFAULT_PREFIX}__tableServiceUri"}
 # Only the local host or Core Tools read these (never set in Azure).
 LOCAL_ONLY = {
     "FUNCTIONS_WORKER_RUNTIME",
@@ -84,8 +87,16 @@ def azure_environment() -> dict[str, str]:
 
 
 def test_every_setting_the_bicep_sets_is_read_by_the_app_or_the_platform() -> None:
-    unknown = set(bicep_app_settings()) - APP_READS - PLATFORM_READS
+    unknown = set(bicep_app_settings()) - APP_READS - PLATFORM_READS - HOST_READS
     assert not unknown, f"set in Bicep, read by nobody: {sorted(unknown)}"
+
+
+def test_the_host_gets_every_storage_endpoint_it_reads_with_an_identity() -> None:
+    """Identity-based AzureWebJobsStorage names each service's endpoint: blob and queue
+    (the host's triggers and the app), table (the host's diagnostic events)."""
+    settings = bicep_app_settings()
+    for service in ("blob", "queue", "table"):
+        assert f"{DEFAULT_PREFIX}__{service}ServiceUri" in settings, service
 
 
 def test_the_names_said_to_be_read_are_read_by_the_code() -> None:

@@ -1,0 +1,149 @@
+"""Dynamic batching: concurrent calls that can run as one batch are run as one.
+
+Calls of the same key (the same search set and metric) form batches of up to
+``max_batch``, as Triton's dynamic batcher does. A call that finds no batch of its key
+running starts at once (after ``max_delay`` seconds, if that is set, for company): a
+lone caller waits for nobody. Calls that arrive while a batch runs gather into the next
+one, which starts when the running one ends or when it is full. The first caller of a
+batch runs it on its own thread, so no thread is added; the others wait for their part
+of the result. Each key's queue is bounded: a caller past it gets
+``TooBusyError`` (HTTP 429 with Retry-After) at once, instead of waiting without end.
+
+A batch that raises is run again one item at a time, so one caller's bad input fails
+that caller only.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from shared import telemetry
+from shared.errors import TooBusyError
+
+#: The longest a batch waits for the one running before it (a safety bound: a batch
+#: that runs longer than this no longer holds the next one back).
+RUNNING_BATCH_WAIT = 30.0
+
+In = TypeVar("In")
+Out = TypeVar("Out")
+
+
+@dataclass
+class _Pending(Generic[In]):
+    item: In
+    done: threading.Event = field(default_factory=threading.Event)
+    result: Any = None
+    error: BaseException | None = None
+
+
+@dataclass
+class _Queue(Generic[In]):
+    items: list[_Pending[In]] = field(default_factory=list)
+    full: threading.Event = field(default_factory=threading.Event)
+
+
+class Batcher(Generic[In, Out]):
+    """Runs ``run_batch(key, items) -> results`` (one result per item, in order) over the
+    items concurrent callers ``submit`` with the same key."""
+
+    def __init__(
+        self,
+        name: str,
+        run_batch: Callable[[Hashable, Sequence[In]], Sequence[Out]],
+        *,
+        max_batch: int,
+        max_delay: float,
+        max_queue: int,
+    ) -> None:
+        if max_batch < 1 or max_queue < max_batch or max_delay < 0:
+            raise ValueError("need max_batch >= 1, max_queue >= max_batch, max_delay >= 0")
+        self.name = name
+        self.run_batch = run_batch
+        self.max_batch = max_batch
+        self.max_delay = max_delay
+        self.max_queue = max_queue
+        self._lock = threading.Lock()
+        self._open: dict[Hashable, _Queue[In]] = {}  # the batch still taking items, per key
+        self._queued: dict[Hashable, int] = {}  # items waiting or running, per key
+        self._running: dict[Hashable, int] = {}  # batches running, per key
+
+    def submit(self, key: Hashable, item: In) -> Out:
+        """The result of `item` (run alone or with others of `key`); re-raises its error."""
+        pending: _Pending[In] = _Pending(item)
+        with self._lock:
+            if self._queued.get(key, 0) >= self.max_queue:
+                raise TooBusyError(
+                    f"{self.max_queue} {self.name} calls are queued on this instance; "
+                    "try again in a moment"
+                )
+            self._queued[key] = self._queued.get(key, 0) + 1
+            queue = self._open.get(key)
+            leader = queue is None
+            if leader:
+                queue = self._open[key] = _Queue()
+            assert queue is not None
+            queue.items.append(pending)
+            if len(queue.items) >= self.max_batch:
+                del self._open[key]  # full: the next caller starts a new batch
+                queue.full.set()
+        if leader:
+            self._lead(key, queue)
+        pending.done.wait()
+        if pending.error is not None:
+            raise pending.error
+        return pending.result
+
+    def _lead(self, key: Hashable, queue: _Queue[In]) -> None:
+        started = time.perf_counter()
+        with self._lock:
+            busy = key in self._running
+        if busy:  # gather until the running batch ends (it wakes this one) or this fills
+            queue.full.wait(RUNNING_BATCH_WAIT)
+        elif self.max_delay > 0:
+            queue.full.wait(self.max_delay)
+        with self._lock:
+            if self._open.get(key) is queue:
+                del self._open[key]
+            batch = list(queue.items)
+            self._running[key] = self._running.get(key, 0) + 1
+        waited_ms = (time.perf_counter() - started) * 1000
+        try:
+            self._run(key, batch)
+        finally:
+            with self._lock:
+                left = self._queued[key] - len(batch)
+                if left:
+                    self._queued[key] = left
+                else:
+                    del self._queued[key]
+                if self._running[key] > 1:
+                    self._running[key] -= 1
+                else:
+                    del self._running[key]
+                following = self._open.get(key)
+                if following is not None:
+                    following.full.set()  # the next batch may start
+            for pending in batch:
+                pending.done.set()
+        telemetry.record("hartonomous.batch.size", len(batch), {"batcher": self.name})
+        telemetry.record("hartonomous.batch.queue_delay", waited_ms, {"batcher": self.name})
+
+    def _run(self, key: Hashable, batch: list[_Pending[In]]) -> None:
+        try:
+            results = self.run_batch(key, [p.item for p in batch])
+        except BaseException as exc:
+            if len(batch) == 1:
+                batch[0].error = exc
+                return
+            for pending in batch:  # find whose input it was: each alone
+                try:
+                    pending.result = self.run_batch(key, [pending.item])[0]
+                except BaseException as one:
+                    pending.error = one
+            return
+        for pending, result in zip(batch, results, strict=True):
+            pending.result = result

@@ -1,0 +1,127 @@
+"""The dynamic batcher: who runs with whom, what each caller gets back, and its bound."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Hashable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from shared.batching import Batcher
+from shared.errors import TooBusyError
+
+
+class Recorder:
+    """A batch function that doubles its items and records each batch it ran."""
+
+    def __init__(self, gate: threading.Event | None = None) -> None:
+        self.batches: list[tuple[Hashable, list[int]]] = []
+        self.gate = gate
+        self.lock = threading.Lock()
+
+    def __call__(self, key: Hashable, items: Sequence[int]) -> list[int]:
+        if self.gate is not None:
+            assert self.gate.wait(30)
+        if any(i < 0 for i in items):
+            raise ValueError(f"negative item in {list(items)}")
+        with self.lock:
+            self.batches.append((key, list(items)))
+        return [2 * i for i in items]
+
+
+def together(n: int, call: Callable[[int], object]) -> list[object]:
+    """`call(i)` for i in range(n), all released at once; results or exceptions, in order."""
+    start = threading.Barrier(n)
+
+    def one(i: int) -> object:
+        start.wait()
+        try:
+            return call(i)
+        except Exception as exc:
+            return exc
+
+    with ThreadPoolExecutor(n) as pool:
+        return list(pool.map(one, range(n)))
+
+
+def test_concurrent_calls_of_one_key_run_as_one_batch_and_each_gets_its_own_result() -> None:
+    run = Recorder()
+    batcher = Batcher("t", run, max_batch=8, max_delay=5.0, max_queue=64)
+    assert together(8, lambda i: batcher.submit("k", i)) == [2 * i for i in range(8)]
+    # A full batch does not wait out its delay: it runs as soon as it has 8.
+    assert len(run.batches) == 1 and sorted(run.batches[0][1]) == list(range(8))
+
+
+def test_keys_are_never_mixed_and_a_batch_holds_at_most_max_batch() -> None:
+    run = Recorder()
+    batcher = Batcher("t", run, max_batch=3, max_delay=0.2, max_queue=64)
+    results = together(12, lambda i: batcher.submit(i % 2, i))
+    assert results == [2 * i for i in range(12)]
+    assert all(len(items) <= 3 for _, items in run.batches)
+    assert all(all(i % 2 == key for i in items) for key, items in run.batches)
+    assert sorted(i for _, items in run.batches for i in items) == list(range(12))
+    assert len(run.batches) < 12  # calls did run together
+
+
+def test_one_callers_bad_input_fails_only_that_caller() -> None:
+    run = Recorder()
+    batcher = Batcher("t", run, max_batch=6, max_delay=5.0, max_queue=64)
+    results = together(6, lambda i: batcher.submit("k", -1 if i == 3 else i))
+    assert isinstance(results[3], ValueError) and "[-1]" in str(results[3])
+    assert [r for i, r in enumerate(results) if i != 3] == [0, 2, 4, 8, 10]
+
+
+def test_past_its_queue_a_call_is_refused_at_once_not_queued() -> None:
+    gate = threading.Event()
+    run = Recorder(gate)
+    batcher = Batcher("search", run, max_batch=2, max_delay=0.0, max_queue=2)
+    with ThreadPoolExecutor(2) as pool:
+        held = [pool.submit(batcher.submit, "k", i) for i in range(2)]
+        deadline = time.monotonic() + 10
+        while batcher._queued.get("k", 0) < 2:  # both taken in and held by the gate
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        started = time.perf_counter()
+        with pytest.raises(TooBusyError) as refused:
+            batcher.submit("k", 9)
+        assert time.perf_counter() - started < 1  # refused, not made to wait
+        assert refused.value.retry_after == 1 and "2 search calls are queued" in str(refused.value)
+        gate.set()
+        assert sorted(f.result(timeout=30) for f in held) == [0, 2]
+    assert batcher._queued == {}  # everything accounted for: the next call is taken in
+    assert batcher.submit("k", 4) == 8
+
+
+def test_a_batch_of_one_runs_without_waiting_for_company() -> None:
+    run = Recorder()
+    batcher = Batcher("t", run, max_batch=1, max_delay=5.0, max_queue=4)
+    started = time.perf_counter()
+    assert batcher.submit("k", 21) == 42
+    assert time.perf_counter() - started < 1 and run.batches == [("k", [21])]
+
+
+def test_limits_that_cannot_work_are_refused() -> None:
+    with pytest.raises(ValueError):
+        Batcher("t", Recorder(), max_batch=4, max_delay=0.001, max_queue=2)
+
+
+def test_a_lone_call_starts_at_once_and_calls_during_a_batch_gather_into_the_next() -> None:
+    gate = threading.Event()
+    run = Recorder(gate)
+    batcher = Batcher("t", run, max_batch=8, max_delay=0.0, max_queue=64)
+    with ThreadPoolExecutor(6) as pool:
+        first = pool.submit(batcher.submit, "k", 0)
+        deadline = time.monotonic() + 10
+        while batcher._running.get("k") != 1:  # running alone, held by the gate
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        later = [pool.submit(batcher.submit, "k", i) for i in range(1, 6)]
+        while batcher._queued.get("k", 0) < 6:  # all five wait for the running batch
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        gate.set()
+        assert first.result(timeout=30) == 0
+        assert [f.result(timeout=30) for f in later] == [2, 4, 6, 8, 10]
+    assert [sorted(items) for _, items in run.batches] == [[0], [1, 2, 3, 4, 5]]
