@@ -14,6 +14,9 @@ param applicationInsightsName string
 @allowed([512, 2048, 4096])
 param instanceMemoryMB int = 2048
 param maximumInstanceCount int = 40
+@minValue(1)
+@maxValue(1000)
+param httpPerInstanceConcurrency int = 16
 @description('The app\'s own settings (SQL, container and queue names, telemetry switches).')
 param appSettings object
 
@@ -65,6 +68,11 @@ module site 'br/public:avm/res/web/site:0.15.1' = {
       scaleAndConcurrency: {
         instanceMemoryMB: instanceMemoryMB
         maximumInstanceCount: maximumInstanceCount
+        triggers: {
+          http: {
+            perInstanceConcurrency: httpPerInstanceConcurrency
+          }
+        }
       }
       runtime: {
         name: 'python'

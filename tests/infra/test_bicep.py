@@ -112,7 +112,25 @@ def test_function_app_is_flex_consumption_https_only_no_ftp_with_its_identity() 
     config = site["functionAppConfig"]
     assert config["runtime"] == {"name": "python", "version": "3.11"}
     assert config["deployment"]["storage"]["authentication"]["type"] == "UserAssignedIdentity"
-    assert set(config["scaleAndConcurrency"]) == {"instanceMemoryMB", "maximumInstanceCount"}
+    scale = config["scaleAndConcurrency"]
+    assert set(scale) == {"instanceMemoryMB", "maximumInstanceCount", "triggers"}
+    # Without it Flex runs a Python app one HTTP request per instance.
+    assert scale["triggers"] == {"http": {"perInstanceConcurrency": "httpPerInstanceConcurrency"}}
+
+
+def test_the_worker_has_a_thread_per_concurrent_request() -> None:
+    """One parameter sets both what the platform sends an instance at once and the
+    Python worker's threads, so no request waits for a thread the platform counted."""
+    main = parsed(MAIN)
+    params = main["modules"]["function"]["config"]["params"]
+    assert params["httpPerInstanceConcurrency"] == "httpPerInstanceConcurrency"
+    assert params["appSettings"]["PYTHON_THREADPOOL_THREAD_COUNT"] == {
+        "function": {
+            "type": "string",
+            "parameters": {"value_to_convert": "httpPerInstanceConcurrency"},
+        }
+    }
+    assert main["parameters"]["httpPerInstanceConcurrency"]["default"] == 16
 
 
 def test_sql_is_entra_only_with_no_password() -> None:

@@ -32,6 +32,7 @@ PLATFORM_READS = {
     "APPLICATIONINSIGHTS_AUTHENTICATION_STRING",
     "OTEL_TRACES_SAMPLER",
     "OTEL_TRACES_SAMPLER_ARG",
+    "PYTHON_THREADPOOL_THREAD_COUNT",  # the worker's threads; the local host reads it too
 }
 # Read by the Functions host alone, not by the app's clients: it keeps its diagnostic
 # events in Table storage (the app's identity has Storage Table Data Contributor).
