@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from shared.batching import Batcher
 from shared.errors import TooBusyError
+from tests.support.concurrent import together
 
 
 class Recorder:
@@ -29,21 +30,6 @@ class Recorder:
         with self.lock:
             self.batches.append((key, list(items)))
         return [2 * i for i in items]
-
-
-def together(n: int, call: Callable[[int], object]) -> list[object]:
-    """`call(i)` for i in range(n), all released at once; results or exceptions, in order."""
-    start = threading.Barrier(n)
-
-    def one(i: int) -> object:
-        start.wait()
-        try:
-            return call(i)
-        except Exception as exc:
-            return exc
-
-    with ThreadPoolExecutor(n) as pool:
-        return list(pool.map(one, range(n)))
 
 
 def test_concurrent_calls_of_one_key_run_as_one_batch_and_each_gets_its_own_result() -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +13,7 @@ from shared.search.cache import IndexCache
 from shared.search.repository import SetRepository
 from shared.search.service import BatchLimits, SearchService
 from shared.vectors.errors import DimensionMismatchError
+from tests.support.concurrent import together
 from tests.support.db import migrated
 
 N, D = 3000, 24
@@ -39,20 +38,6 @@ def _stacks(path: Path, compress_from: int):
     return store, batched, alone
 
 
-def _together(n: int, call) -> list:
-    start = threading.Barrier(n)
-
-    def one(i: int):
-        start.wait()
-        try:
-            return call(i)
-        except Exception as exc:
-            return exc
-
-    with ThreadPoolExecutor(n) as pool:
-        return list(pool.map(one, range(n)))
-
-
 @pytest.mark.parametrize("compressed", [False, True], ids=["float32", "compressed"])
 @pytest.mark.parametrize("metric", ["cosine", "euclidean", "dot"])
 def test_a_batch_gives_each_query_the_rows_and_scores_it_gets_alone(
@@ -67,7 +52,7 @@ def test_a_batch_gives_each_query_the_rows_and_scores_it_gets_alone(
     queries[0] = vectors[7]
     top_ks = [1, 3, 10, 50, 2, 7, 25, 5]  # each caller its own k
 
-    got = _together(
+    got = together(
         8, lambda i: batched.search_one(queries[i], top_k=top_ks[i], metric=metric, model_id="m")
     )
     for i, hits in enumerate(got):
@@ -82,7 +67,7 @@ def test_a_query_of_the_wrong_dimension_fails_only_its_caller(tmp_path: Path) ->
     vectors = rng.standard_normal((200, D)).astype(np.float32)
     store.upsert("m", "t", [(f"e{i}", v.tolist()) for i, v in enumerate(vectors)])
     queries = [rng.standard_normal(D + (3 if i == 2 else 0)).astype(np.float32) for i in range(4)]
-    got = _together(4, lambda i: batched.search_one(queries[i], top_k=3, metric="dot"))
+    got = together(4, lambda i: batched.search_one(queries[i], top_k=3, metric="dot"))
     assert isinstance(got[2], DimensionMismatchError) and "dimension 27" in str(got[2])
     for i in (0, 1, 3):
         assert got[i] == alone.search(queries[i].reshape(1, -1), top_k=3, metric="dot")[0]
