@@ -7,8 +7,8 @@ two variants interleaved round by round:
   which is what the app runs when the host configures no telemetry;
 * SDK: real ``TracerProvider`` (always-on sampling, ``BatchSpanProcessor`` into an
   ``InMemorySpanExporter``, emptied between samples) and ``MeterProvider`` (an
-  ``InMemoryMetricReader``): every span (request, SQL lookups, the ONNX run, the log
-  row's INSERT) and every metric is really made, only the network is left out.
+  ``InMemoryMetricReader``): every span (request, the model's SQL lookup when it is not
+  cached, the ONNX run) and every metric is really made, only the network is left out.
 
 Global providers can be set once per process, so both variants go through one switch
 installed as the global provider; it costs one attribute read per call, as the API's

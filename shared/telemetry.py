@@ -14,6 +14,7 @@ import math
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -188,6 +189,23 @@ def tracer() -> trace.Tracer:
     return _tracer
 
 
+# True in a context whose CLIENT spans are not wanted: a background thread's work on
+# behalf of many requests at once (the inference log's batched inserts), which would
+# otherwise show as operations of their own, with no request, in Application Insights.
+_untraced: ContextVar[bool] = ContextVar("hartonomous_untraced", default=False)
+
+
+@contextmanager
+def untraced() -> Iterator[None]:
+    """Within the block, ClientSpan starts no span (a thread's own context: set it in
+    the thread that does the work)."""
+    token = _untraced.set(True)
+    try:
+        yield
+    finally:
+        _untraced.reset(token)
+
+
 class ClientSpan:
     """A CLIENT span around a call that makes no spans of its own (an ONNX run, one SQL
     statement): started and ended without becoming the current span, which saves the
@@ -200,6 +218,9 @@ class ClientSpan:
         self._attributes = attributes
 
     def __enter__(self) -> trace.Span:
+        if _untraced.get():
+            self.span = trace.INVALID_SPAN
+            return self.span
         self.span = tracer().start_span(
             self._name, kind=trace.SpanKind.CLIENT, attributes=self._attributes
         )

@@ -24,6 +24,7 @@ from shared.analytics.records import (
     frozen,
 )
 from shared.db.connection import Database
+from shared.inference.repository import flush_inference_log
 
 DEFAULT_CHUNK_ROWS = 16_384  # driver rows alive at once: a few MB
 
@@ -119,6 +120,7 @@ def read_inference(
 ) -> InferenceEvents:
     """Inference events of `names` (default: every model in the log) created at or
     after `since` (stored timestamp text, e.g. ``2026-01-01T00:00:00.000``)."""
+    flush_inference_log()  # this process's calls so far, whose rows a thread writes
     outcome, outcome_params = _codes("outcome", OUTCOMES)
     window, window_params = _since_clause(since)
     head = f"SELECT {db.dialect.epoch_ms('created_at')}, latency_ms, confidence, rows"

@@ -1,16 +1,31 @@
 """Inference over registered models, speaking the Open Inference Protocol.
 
-Per request: resolve the model version (one indexed query), take the verified local file
-and the warmed session from their caches, decode and check the inputs against the
-session's specs, run, encode, and log one row. The model itself was validated at
-ingestion; nothing here re-reads or re-checks it.
+Per request: find the model version and its warmed session (in memory, see below), decode
+and check the inputs against the session's specs (indexed once per session), run, encode,
+and queue one inference log row (written by a background thread: repository.py). The model
+itself was validated at ingestion; nothing here re-reads or re-checks it.
+
+Which version serves: ``resolve`` reads the models table (one indexed query) and what it
+finds ready is remembered per (name, version asked) for ``refresh_seconds`` (1 s by
+default). Within that time a call whose session is still loaded asks the table nothing;
+the first call after it reads the table again. So, per process:
+
+- a version that stays ready keeps serving, from the same warmed session, throughout;
+- a newer version marked ready is served by calls without a version within
+  ``refresh_seconds`` (at once after a metadata or readiness request for the name, which
+  resolve too);
+- a version marked failed, or gone, stops serving within ``refresh_seconds``;
+- refusals (not registered, not ready) are never remembered: a model that becomes ready
+  is served by the next call;
+- a session evicted from the session cache, or one that failed to load, sends the call
+  through ``resolve`` again.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from functools import cache
 from pathlib import Path
@@ -24,12 +39,13 @@ from shared.inference.protocol.types import (
     InferRequest,
     InferResponse,
     TensorSpec,
+    built,
     decode_inputs,
     encode_outputs,
     first_confidence,
     model_metadata,
 )
-from shared.inference.repository import InferenceLogRepository, InferenceRecord
+from shared.inference.repository import FLUSH_SECONDS, InferenceLogRepository
 from shared.inference.sessions import LoadedSession, SessionCache
 from shared.registry.errors import (
     InferenceInputError,
@@ -44,6 +60,7 @@ from shared.vectors.pool import BufferPool
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_ELEMENTS = 16 * 1024 * 1024  # tensor elements per request, all inputs together
+DEFAULT_REFRESH_SECONDS = 1.0  # a resolved version serves this long before the table is asked
 
 
 def _specs(items: Any) -> tuple[TensorSpec, ...] | None:
@@ -77,7 +94,11 @@ class InferenceService:
         pool: BufferPool | None = None,
         *,
         max_elements: int = DEFAULT_MAX_ELEMENTS,
+        refresh_seconds: float = DEFAULT_REFRESH_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``refresh_seconds``: how long a resolved version serves before the models table
+        is read again (module docstring); ``clock`` gives monotonic seconds for it."""
         self.models = models
         self.log = log
         self.files = files
@@ -85,6 +106,10 @@ class InferenceService:
         self.download = download
         self.pool = pool
         self.max_elements = max_elements
+        self.refresh_seconds = refresh_seconds
+        self.clock = clock
+        # (name, version asked or None) -> (the ready record, clock time it serves until)
+        self._resolved: dict[tuple[str, int | None], tuple[ModelRecord, float]] = {}
 
     # -- the server and its extensions ----------------------------------------------
     def server_ready(self) -> None:
@@ -101,9 +126,25 @@ class InferenceService:
 
         return model_stats(self.models, self.log, name, version)
 
+    def flush(self, timeout: float = FLUSH_SECONDS) -> bool:
+        """Wait until the inference log rows of calls so far are written (False if
+        ``timeout`` ran out); the log's own reads do this already."""
+        return self.log.flush(timeout)
+
     # -- resolution ------------------------------------------------------------------
     def resolve(self, name: str, version: int | None = None) -> ModelRecord:
-        """The newest ready version of ``name``, or the given version if it is ready."""
+        """The newest ready version of ``name``, or the given version if it is ready,
+        from the models table; it serves calls for ``refresh_seconds`` from then on."""
+        key = (name, version)
+        try:
+            record = self._read(name, version)
+        except ModelError:
+            self._resolved.pop(key, None)
+            raise
+        self._resolved[key] = (record, self.clock() + self.refresh_seconds)
+        return record
+
+    def _read(self, name: str, version: int | None) -> ModelRecord:
         if version is None:
             record = self.models.latest(name, ready_only=True)
             if record is not None:
@@ -121,6 +162,17 @@ class InferenceService:
             which = f"model {name!r}" if version is None else f"model {name!r} version {version}"
             raise ModelNotReadyError(f"{which} is {record.status}{detail}")
         return record
+
+    def _serving(self, name: str, version: int | None) -> tuple[ModelRecord, LoadedSession]:
+        """The record and warmed session that serve a call: from memory while the version
+        was resolved within ``refresh_seconds`` and its session is loaded, else resolved."""
+        hit = self._resolved.get((name, version))
+        if hit is not None and hit[1] > self.clock():
+            loaded = self.sessions.lookup(hit[0].id)  # keeps the LRU order of use
+            if loaded is not None:
+                return hit[0], loaded
+        record = self.resolve(name, version)
+        return record, self._session(record)
 
     def _session(self, record: ModelRecord) -> LoadedSession:
         loaded = self.sessions.lookup(record.id)
@@ -174,10 +226,9 @@ class InferenceService:
         # request's claimed shape (a 400 for [10**8, 4] would add 10**8 to the figures).
         rows = 0
         try:
-            record = self.resolve(name, version)
-            loaded = self._session(record)
+            record, loaded = self._serving(name, version)
             names = self._output_names(request, loaded)
-            feeds = decode_inputs(request, loaded.inputs, self.max_elements, self.pool)
+            feeds = decode_inputs(request, loaded.input_specs, self.max_elements, self.pool)
             rows = _batch_rows(feeds, request.inputs[0].name)
             try:
                 with telemetry.onnx_run(name, record.version):
@@ -194,12 +245,15 @@ class InferenceService:
         confidence = first_confidence(outputs)
         mean = sum(confidence) / len(confidence) if confidence else None
         self._log(name, version, record, start, rows, mean, None, confidence)
-        return InferResponse.model_construct(
-            model_name=name,
-            model_version=str(record.version),
-            id=request.id or uuid.uuid4().hex,
-            parameters=None if confidence is None else {"confidence": confidence},
-            outputs=outputs,
+        return built(
+            InferResponse,
+            {
+                "model_name": name,
+                "model_version": str(record.version),
+                "id": request.id or _request_id(),
+                "parameters": None if confidence is None else {"confidence": confidence},
+                "outputs": outputs,
+            },
         )
 
     @staticmethod
@@ -233,18 +287,19 @@ class InferenceService:
         latency_ms = (time.perf_counter() - start) * 1000.0
         model_version = record.version if record else version
         record_inference(name, model_version, latency_ms, error is None, scores)
-        entry = InferenceRecord(
-            model_name=name,
-            model_version=model_version,
-            latency_ms=latency_ms,
-            rows=rows,
-            outcome="failed" if error else "succeeded",
-            confidence=confidence,
-            version_id=record.id if record else None,
-            error=error[:1000] if error else None,
+        row = (  # an InferenceRecord's fields, as a tuple: no object per call
+            record.id if record else None,
+            name,
+            model_version,
+            latency_ms,
+            rows,
+            confidence,
+            "failed" if error else "succeeded",
+            error[:1000] if error else None,
+            time.time_ns(),
         )
         try:
-            self.log.add(entry)
+            self.log.add_row(row)
         except Exception:  # the log is analytics: never turn a served request into an error
             log.warning("inference log write failed for model %s", name, exc_info=True)
 
@@ -270,6 +325,15 @@ def record_inference(
         per_row = {"model": name} if version is None else {"model": name, "version": version}
         for score in scores:
             telemetry.record("hartonomous.inference.confidence", score, per_row)
+
+
+def _request_id() -> str:
+    """A random UUID (version 4) as 32 hex digits, as ``uuid.uuid4().hex`` gives it,
+    without building a UUID object."""
+    b = bytearray(os.urandom(16))
+    b[6] = b[6] & 0x0F | 0x40  # version 4
+    b[8] = b[8] & 0x3F | 0x80  # RFC 4122 variant
+    return b.hex()
 
 
 def _batch_rows(feeds: Mapping[str, np.ndarray], first: str) -> int:

@@ -15,12 +15,19 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from shared.inference.protocol.types import DATATYPES, TensorSpec, datatype_from_ort, normalize_dim
+from shared.inference.protocol.types import (
+    DATATYPES,
+    InputSpecs,
+    TensorSpec,
+    datatype_from_ort,
+    normalize_dim,
+)
 from shared.public_text import without_paths
 from shared.registry.errors import InferenceInputError, ModelValidationError
 
@@ -40,10 +47,16 @@ class LoadedSession:
     warmup_seconds: float
     run_errors: tuple[type[BaseException], ...] = field(default=(), repr=False)
 
-    @property
+    @cached_property
     def output_names(self) -> list[str]:
-        """Outputs the protocol can return (tensors; sequences and maps are left out)."""
+        """Outputs the protocol can return (tensors; sequences and maps are left out).
+        Made once per session and shared by every request: read it, never change it."""
         return [s.name for s in self.outputs if s.is_tensor]
+
+    @cached_property
+    def input_specs(self) -> InputSpecs:
+        """The inputs indexed for decoding, once per session rather than per request."""
+        return InputSpecs(self.inputs)
 
     def run(self, output_names: Sequence[str] | None, feeds: Mapping[str, np.ndarray]) -> list:
         """``session.run``; a runtime failure on validated inputs is the caller's input."""

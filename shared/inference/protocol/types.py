@@ -12,7 +12,8 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any
+from functools import lru_cache
+from typing import Annotated, Any, TypeVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, StrictBool
@@ -157,6 +158,23 @@ class InferResponse(_Wire):
     outputs: list[ResponseOutput]
 
 
+W = TypeVar("W", bound=BaseModel)
+
+
+def built(cls: type[W], values: dict[str, Any]) -> W:
+    """``cls.model_construct(**values)`` when ``values`` gives every field, in declaration
+    order, of a model with no aliases, extras, private attributes or post-init (the wire
+    shapes here): the same instance without model_construct's per-field loop, which is a
+    third of encoding a small model's outputs. tests/inference/protocol/test_oip.py holds
+    the two equal, so a pydantic that stores instances differently fails there."""
+    m = cls.__new__(cls)
+    object.__setattr__(m, "__dict__", values)
+    object.__setattr__(m, "__pydantic_fields_set__", set(values))
+    object.__setattr__(m, "__pydantic_extra__", None)
+    object.__setattr__(m, "__pydantic_private__", None)
+    return m
+
+
 class MetadataTensor(_Wire):
     name: str
     datatype: str
@@ -190,26 +208,65 @@ def model_metadata(
 
 # -- decoding ----------------------------------------------------------------------------
 
+# Below this many elements an FP32 input is a fresh array: renting from the pool (locks,
+# bookkeeping) costs more than allocating a few bytes; above it the pool saves the
+# allocation and page faults of a large buffer on every request.
+POOL_MIN_ELEMENTS = 4096
+# Up to this many elements the range check reads Python floats: two numpy reductions
+# cost more than the list for a handful of values.
+SMALL_INPUT = 64
+
+_FP32 = np.dtype(np.float32)
+_FLOAT_MAX = {dt: float(np.finfo(dt).max) for dt in map(np.dtype, (np.float16, np.float32))}
+
+
+class InputSpecs:
+    """A model's inputs as decoding looks them up: made once per loaded session, not
+    per request (``LoadedSession.input_specs``)."""
+
+    __slots__ = ("by_name", "fixed", "listed", "targets")
+
+    def __init__(self, specs: Iterable[TensorSpec]) -> None:
+        self.by_name: dict[str, TensorSpec] = {s.name: s for s in specs}
+        # rank and the (index, size) of each fixed dimension; None when the rank is unknown
+        self.fixed: dict[str, tuple[int, tuple[tuple[int, int], ...]] | None] = {
+            n: None
+            if s.shape is None
+            else (
+                len(s.shape),
+                tuple((i, d) for i, d in enumerate(s.shape) if isinstance(d, int) and d >= 0),
+            )
+            for n, s in self.by_name.items()
+        }
+        # numpy dtype per input; None for a datatype the protocol cannot carry
+        self.targets: dict[str, np.dtype | None] = {
+            n: DATATYPES[s.datatype][0] if s.datatype in DATATYPES else None
+            for n, s in self.by_name.items()
+        }
+        self.listed = ", ".join(repr(n) for n in self.by_name)  # for messages
+
 
 class Feeds(dict[str, np.ndarray]):
     """Decoded inputs; buffers rented from a pool go back with ``release()``."""
 
     def __init__(self, pool: BufferPool | None = None) -> None:
-        super().__init__()
+        # dict.__new__ made the (empty) mapping; most requests rent nothing
         self._pool = pool
-        self._rented: list[np.ndarray] = []
+        self._rented: list[np.ndarray] | None = None
 
     def rent(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
         if self._pool is None:
             return np.empty(shape, dtype)
         arr = self._pool.rent_array(shape, dtype)
+        if self._rented is None:
+            self._rented = []
         self._rented.append(arr)
         return arr
 
     def release(self) -> None:
         """Give pooled buffers back; the arrays must not be used afterwards."""
-        pool, rented, self._rented = self._pool, self._rented, []
-        if pool is not None:
+        pool, rented, self._rented = self._pool, self._rented, None
+        if pool is not None and rented:
             for arr in rented:
                 pool.give_back(arr)
 
@@ -304,10 +361,17 @@ def _check_range(name: str, datatype: str, arr: np.ndarray, target: np.dtype) ->
                 name,
             )
     elif target.kind == "f" and (
-        (arr.dtype.kind == "f" and target.itemsize < 8)
+        (arr.dtype.kind == "f" and arr.dtype.itemsize > target.itemsize)  # narrower: may not fit
         or (arr.dtype.kind in "iu" and target.itemsize < 4)
     ):
-        fmax = float(np.finfo(target).max)
+        fmax = _FLOAT_MAX.get(target) or float(np.finfo(target).max)
+        if arr.size:
+            # Python's min/max skip a NaN after the first value and give NaN for a first
+            # one; NaN or inf compare False here and get the exact look below.
+            vals = arr.tolist() if arr.size <= SMALL_INPUT else None
+            lo, hi = (min(vals), max(vals)) if vals else (arr.min(), arr.max())
+            if -fmax <= lo and hi <= fmax:  # every value fits
+                return
         big = np.abs(arr) > fmax
         if big.any() and np.isfinite(arr[big]).any():
             bad = arr[big][np.isfinite(arr[big])][0]
@@ -318,15 +382,17 @@ def _check_range(name: str, datatype: str, arr: np.ndarray, target: np.dtype) ->
 
 def decode_inputs(
     request: InferRequest,
-    specs: Sequence[TensorSpec],
+    specs: Sequence[TensorSpec] | InputSpecs,
     max_elements: int,
     pool: BufferPool | None = None,
 ) -> Feeds:
     """Request tensors as numpy arrays shaped for the model, or InferenceInputError.
 
-    With a pool, FP32 arrays are rented from it: call ``release()`` after the run.
+    With a pool, FP32 inputs of at least POOL_MIN_ELEMENTS are rented from it: call
+    ``release()`` after the run.
     """
-    by_name = {s.name: s for s in specs}
+    plan = specs if isinstance(specs, InputSpecs) else InputSpecs(specs)
+    by_name = plan.by_name
     feeds = Feeds(pool)
     total = 0
     try:
@@ -334,8 +400,7 @@ def decode_inputs(
             spec = by_name.get(inp.name)
             if spec is None:
                 raise InferenceInputError(
-                    f"input {inp.name!r} is not an input of this model; it takes "
-                    f"{', '.join(repr(n) for n in by_name)}",
+                    f"input {inp.name!r} is not an input of this model; it takes {plan.listed}",
                     inp.name,
                 )
             if inp.name in feeds:
@@ -346,7 +411,14 @@ def decode_inputs(
                     f"{spec.datatype}",
                     inp.name,
                 )
-            _check_shape(inp, spec)
+            fixed = plan.fixed[inp.name]
+            if fixed is not None:
+                rank, dims = fixed
+                if len(inp.shape) != rank:
+                    _check_shape(inp, spec)  # raises, saying what differs
+                for i, d in dims:
+                    if inp.shape[i] != d:
+                        _check_shape(inp, spec)
             count = math.prod(inp.shape)
             total += count
             if total > max_elements:
@@ -355,7 +427,7 @@ def decode_inputs(
                     "the limit per request; send fewer rows per call",
                     inp.name,
                 )
-            target = DATATYPES[spec.datatype][0] if spec.datatype in DATATYPES else None
+            target = plan.targets[inp.name]
             if target is None:
                 raise InferenceInputError(
                     f"input {inp.name!r}: the model's datatype {spec.datatype} cannot be sent "
@@ -365,17 +437,16 @@ def decode_inputs(
             arr = _values(inp, spec.datatype, count)
             _check_range(inp.name, spec.datatype, arr, target)
             shape = tuple(inp.shape)
-            if target == np.float32:
+            if target is _FP32 and count >= POOL_MIN_ELEMENTS:
                 out = feeds.rent(shape, target)
                 np.copyto(out, arr.reshape(shape), casting="unsafe")
             else:
                 out = arr.astype(target, copy=False).reshape(shape)
             feeds[inp.name] = out
-        missing = [n for n in by_name if n not in feeds]
-        if missing:
+        if len(feeds) != len(by_name):  # every key of feeds is one of by_name's
+            missing = [n for n in by_name if n not in feeds]
             raise InferenceInputError(
-                f"input {missing[0]!r} is missing; the model takes "
-                f"{', '.join(repr(n) for n in by_name)}",
+                f"input {missing[0]!r} is missing; the model takes {plan.listed}",
                 missing[0],
             )
     except BaseException:
@@ -389,6 +460,9 @@ def decode_inputs(
 PROB_TOLERANCE = 1e-3  # a row of probabilities sums to 1 within this
 VALUE_TOLERANCE = 1e-6  # and each value lies in [0, 1] within this
 _LOGIT_HINTS = ("logit", "score")
+# Up to this many elements, the probability check runs on Python floats: each numpy call
+# costs about a microsecond whatever the size, and the check takes eight of them.
+SMALL_OUTPUT = 64
 
 
 def _is_label(arr: np.ndarray, rows: int) -> bool:
@@ -422,6 +496,30 @@ def row_confidence(arr: np.ndarray, classifier_like: bool) -> np.ndarray | None:
     return 1.0 / shifted.sum(axis=1)
 
 
+def _small_probabilities(arr: np.ndarray) -> list[float] | None:
+    """row_confidence's probability case for a small float output, in Python: the row
+    maxima when every value is finite, in [0, 1] and each row sums to 1 (within the
+    tolerances); None otherwise (the caller then asks row_confidence). A row sum may
+    differ from numpy's in the last bit, which only matters within 1e-16 of the
+    tolerance; the maxima are exact either way."""
+    rows = arr.tolist()  # float16/32 to Python float is exact, as to float64 in numpy
+    flat = [v for row in rows for v in row]
+    if not all(map(math.isfinite, flat)):
+        return None
+    if min(flat) < -VALUE_TOLERANCE or max(flat) > 1 + VALUE_TOLERANCE:
+        return None
+    for row in rows:
+        if abs(sum(row) - 1) > PROB_TOLERANCE:
+            return None
+    return [max(row) for row in rows]
+
+
+@lru_cache(maxsize=4096)
+def _logit_named(name: str) -> bool:
+    lowered = name.lower()
+    return any(h in lowered for h in _LOGIT_HINTS)
+
+
 def encode_outputs(names: Sequence[str], values: Sequence[np.ndarray]) -> list[ResponseOutput]:
     """Run results as OIP outputs: flat row-major data, shape, datatype, and confidence.
 
@@ -429,24 +527,37 @@ def encode_outputs(names: Sequence[str], values: Sequence[np.ndarray]) -> list[R
     Classifier-like outputs get ``parameters.confidence`` (one value per row).
     """
     arrays = [np.asarray(v) for v in values]
-    has_label = any(
-        _is_label(a, b.shape[0]) for a in arrays for b in arrays if b is not a and b.ndim == 2
-    )
+    has_label: bool | None = None  # looked for only when an output is not probabilities
     outputs = []
     for name, arr in zip(names, arrays, strict=True):
-        hint = any(h in name.lower() for h in _LOGIT_HINTS)
-        conf = row_confidence(arr, has_label or hint)
+        conf = None
+        if arr.ndim == 2 and arr.shape[0] >= 1 and arr.shape[1] >= 2 and arr.dtype.kind == "f":
+            # row_confidence, with small probability outputs read without numpy
+            conf = _small_probabilities(arr) if arr.size <= SMALL_OUTPUT else None
+            if conf is None:
+                if has_label is None:
+                    has_label = any(
+                        _is_label(a, b.shape[0])
+                        for a in arrays
+                        for b in arrays
+                        if b is not a and b.ndim == 2
+                    )
+                found = row_confidence(arr, has_label or _logit_named(name))
+                conf = None if found is None else found.tolist()
         datatype = datatype_of(arr)
         data = arr.reshape(-1)
         if datatype == "BYTES" and data.dtype.kind == "S":
             data = np.array([b.decode("utf-8", "replace") for b in data], dtype=object)
         outputs.append(
-            ResponseOutput.model_construct(
-                name=name,
-                shape=list(arr.shape),
-                datatype=datatype,
-                data=data,
-                parameters=None if conf is None else {"confidence": conf.tolist()},
+            built(
+                ResponseOutput,
+                {
+                    "name": name,
+                    "shape": list(arr.shape),
+                    "datatype": datatype,
+                    "data": data,
+                    "parameters": None if conf is None else {"confidence": conf},
+                },
             )
         )
     return outputs

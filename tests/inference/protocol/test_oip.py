@@ -11,9 +11,13 @@ import pytest
 from pydantic import ValidationError
 
 from shared.inference.protocol.types import (
+    POOL_MIN_ELEMENTS,
     InferRequest,
     InferResponse,
+    InputSpecs,
+    ResponseOutput,
     TensorSpec,
+    built,
     decode_inputs,
     encode_outputs,
     first_confidence,
@@ -196,24 +200,45 @@ def test_request_shape_is_validated_by_the_wire_model() -> None:
         InferRequest(inputs=[])
 
 
-def test_fp32_inputs_come_from_the_pool_and_go_back() -> None:
+def large_inputs() -> list[dict[str, Any]]:
+    """good_inputs with an FP32 input big enough to come from the pool."""
+    rows = POOL_MIN_ELEMENTS // 4
+    inputs = good_inputs()
+    inputs[0] = tensor("X", [rows, 4], "FP32", list(range(rows * 4)))
+    inputs[1] = tensor("ids", [rows, 3], "INT64", [1, 2, 3] * rows)
+    inputs[2] = tensor("flag", [rows], "BOOL", [True] * rows)
+    return inputs
+
+
+def test_large_fp32_inputs_come_from_the_pool_and_go_back() -> None:
     pool = BufferPool()
-    feeds = decode(good_inputs(), pool=pool)
+    feeds = decode(large_inputs(), pool=pool, max_elements=10 * POOL_MIN_ELEMENTS)
     assert pool.stats().rents == 1  # only the FP32 input is pooled
-    np.testing.assert_array_equal(feeds["X"], np.arange(1, 9, dtype=np.float32).reshape(2, 4))
+    expected = np.arange(POOL_MIN_ELEMENTS, dtype=np.float32).reshape(-1, 4)
+    np.testing.assert_array_equal(feeds["X"], expected)
     feeds.release()
     assert pool.stats().returns == 1
-    again = decode(good_inputs(), pool=pool)
+    again = decode(large_inputs(), pool=pool, max_elements=10 * POOL_MIN_ELEMENTS)
     assert pool.stats().hits == 1
     again.release()
 
 
+def test_small_inputs_skip_the_pool() -> None:
+    """A few bytes are cheaper to allocate than to rent: the pool is not asked."""
+    pool = BufferPool()
+    feeds = decode(good_inputs(), pool=pool)
+    np.testing.assert_array_equal(feeds["X"], np.arange(1, 9, dtype=np.float32).reshape(2, 4))
+    assert feeds["X"].dtype == np.float32 and feeds["X"].flags.c_contiguous
+    feeds.release()
+    assert pool.stats().rents == 0
+
+
 def test_a_refused_request_returns_its_buffers() -> None:
     pool = BufferPool()
-    inputs = good_inputs()
-    inputs[2]["data"] = [1, 0]
+    inputs = large_inputs()
+    inputs[2]["data"] = [1, 0] * (POOL_MIN_ELEMENTS // 8)
     with pytest.raises(InferenceInputError):
-        decode(inputs, pool=pool)
+        decode(inputs, pool=pool, max_elements=10 * POOL_MIN_ELEMENTS)
     assert pool.stats().returns == pool.stats().rents == 1
 
 
@@ -299,3 +324,94 @@ def test_fp64_refuses_strings() -> None:
     specs = (TensorSpec("d", "FP64", (-1,)),)
     err = refusal([tensor("d", [1], "FP64", ["x"])], specs)
     assert err.reason == "input 'd': FP64 data must be numbers, got strings"
+
+
+# -- the small-size paths agree with the general ones ------------------------------------
+
+
+def test_built_is_model_construct() -> None:
+    """The hot path's constructor makes the instance model_construct makes: same fields,
+    fields set, extras and private state; setting a field and serialising behave alike."""
+    values = {
+        "name": "p",
+        "shape": [1, 3],
+        "datatype": "FP32",
+        "data": np.array([0.1, 0.7, 0.2], np.float32),
+        "parameters": {"confidence": [0.7]},
+    }
+    fast, slow = built(ResponseOutput, dict(values)), ResponseOutput.model_construct(**values)
+    assert fast == slow and type(fast) is ResponseOutput
+    assert fast.model_fields_set == slow.model_fields_set == set(values)
+    assert (fast.__pydantic_extra__, fast.__pydantic_private__) == (None, None)
+    assert fast.model_dump_json() == slow.model_dump_json()
+    fast.parameters = {"binary_data_size": 12}  # what the binary extension does
+    slow.parameters = {"binary_data_size": 12}
+    assert fast.model_dump_json(exclude_none=True) == slow.model_dump_json(exclude_none=True)
+    response = {
+        "model_name": "m",
+        "model_version": "1",
+        "id": "r",
+        "parameters": None,
+        "outputs": [fast],
+    }
+    assert built(InferResponse, dict(response)) == InferResponse.model_construct(**response)
+
+
+@pytest.mark.parametrize("rows", [1, 2, 21, 22, 40])  # 3 classes: <= 64 elements up to 21
+@pytest.mark.parametrize("kind", ["probabilities", "logits", "off by 0.01", "nan", "inf"])
+def test_small_outputs_get_the_confidence_numpy_gives(rows: int, kind: str) -> None:
+    rng = np.random.default_rng(rows)
+    x = rng.random((rows, 3)).astype(np.float32)
+    if kind == "probabilities":
+        x /= x.sum(axis=1, keepdims=True)
+    elif kind == "logits":
+        x = (x * 8 - 4).astype(np.float32)
+    elif kind == "off by 0.01":
+        x /= x.sum(axis=1, keepdims=True)
+        x[-1] *= 1.01
+    else:
+        x[rows // 2, 1] = np.nan if kind == "nan" else np.inf
+    for classifier_like, names in ((True, ["label", "probs"]), (False, ["out"])):
+        values = [np.zeros(rows, np.int64), x] if classifier_like else [x]
+        got = encode_outputs(names, values)[-1].parameters
+        want = row_confidence(x, classifier_like)
+        if want is None:
+            assert got is None
+        else:
+            assert got == {"confidence": want.tolist()}
+
+
+@pytest.mark.parametrize("size", [8, 200])  # Python floats below SMALL_INPUT, numpy above
+@pytest.mark.parametrize(
+    ("values", "refused"),
+    [
+        ([math.nan, 1e39], "value 1e+39"),  # a NaN first hides nothing
+        ([1e39, math.nan], "value 1e+39"),
+        ([math.nan, math.inf, -math.inf, 3.0e38], None),
+        ([-1e39, 1.0], "value -1e+39"),
+        ([3.4e38, -3.4e38], None),
+    ],
+)
+def test_fp32_range_checks_agree_at_any_size(size: int, values: list, refused: str | None) -> None:
+    data = values + [0.0] * (size - len(values))
+    specs = (TensorSpec("v", "FP32", (-1,)),)
+    inputs = [tensor("v", [size], "FP32", data)]
+    if refused is None:
+        out = decode(inputs, specs)["v"]
+        np.testing.assert_array_equal(out, np.array(data, dtype=np.float32))
+    else:
+        err = refusal(inputs, specs)
+        assert err.reason == f"input 'v': {refused} is out of range for FP32 (max 3.40282e+38)"
+
+
+def test_input_specs_made_once_decode_the_same_and_name_the_same_inputs() -> None:
+    plan = InputSpecs(SPECS)
+    a, b = decode(good_inputs()), decode(good_inputs(), plan)
+    assert {k: v.tolist() for k, v in a.items()} == {k: v.tolist() for k, v in b.items()}
+    for broken in (good_inputs()[:2], [*good_inputs(), tensor("nope", [1], "FP32", [1])]):
+        assert refusal(broken).reason == refusal(broken, plan).reason
+    wrong_rank = good_inputs()
+    wrong_rank[0] = tensor("X", [8], "FP32", list(range(8)))
+    assert refusal(wrong_rank, plan).reason == (
+        "input 'X': shape [8] has 1 dimension(s), the model's [-1, 4] has 2"
+    )
