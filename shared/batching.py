@@ -147,3 +147,35 @@ class Batcher(Generic[In, Out]):
             return
         for pending, result in zip(batch, results, strict=True):
             pending.result = result
+
+
+@dataclass(frozen=True)
+class BatchLimits:
+    """A batcher's limits, from the settings (``BATCH_MAX_SIZE`` and the rest)."""
+
+    max_size: int
+    max_delay_ms: float
+    max_queue: int
+
+    @property
+    def enabled(self) -> bool:
+        return self.max_size > 1
+
+    def batcher(
+        self, name: str, run_batch: Callable[[Hashable, Sequence[In]], Sequence[Out]]
+    ) -> Batcher[In, Out]:
+        return Batcher(
+            name,
+            run_batch,
+            max_batch=self.max_size,
+            max_delay=self.max_delay_ms / 1000,
+            max_queue=max(self.max_queue, self.max_size),
+        )
+
+
+def limits_from_settings() -> BatchLimits:
+    """The limits ``BATCH_MAX_SIZE``, ``BATCH_MAX_DELAY_MS`` and ``BATCH_MAX_QUEUE`` set."""
+    from shared.settings import get_settings
+
+    s = get_settings()
+    return BatchLimits(s.batch_max_size, s.batch_max_delay_ms, s.batch_max_queue)

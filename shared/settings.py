@@ -257,7 +257,8 @@ class Settings(BaseSettings):
         ge=1,
         le=1024,
         description="Most concurrent calls run together as one dynamic batch (single-query "
-        "searches of one set and metric); 1 turns dynamic batching off.",
+        "searches of one set and metric; text-embedding calls of one model); 1 turns "
+        "dynamic batching off.",
     )
     batch_max_delay_ms: float = Field(
         0.0,

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from shared.batching import Batcher, BatchLimits, limits_from_settings
 from shared.embeddings.repository import EmbeddingRepository, EmbeddingRow, UpsertCounts
 from shared.errors import NotFoundError
 from shared.settings import get_settings
@@ -151,9 +152,16 @@ class TextEmbeddings:
     """Embed texts with a registered text model, and optionally store the vectors under
     the model's name (the ``model_id`` of their set)."""
 
-    def __init__(self, models: TextModels, store: EmbeddingStore) -> None:
+    def __init__(
+        self, models: TextModels, store: EmbeddingStore, batching: BatchLimits | None = None
+    ) -> None:
+        """`batching`: concurrent calls of one model version with at most `BATCHED_TEXTS`
+        texts each are embedded as one batch (None or a max size of 1: each alone)."""
         self.models = models
         self.store = store
+        self.batcher: Batcher[_Texts, np.ndarray] | None = None
+        if batching is not None and batching.enabled:
+            self.batcher = batching.batcher("text-embedding", self._run_batch)
 
     def embed(
         self,
@@ -163,16 +171,41 @@ class TextEmbeddings:
     ) -> TextVectors:
         """`store_as` is (embedding_type, entity_ids), one id per text."""
         record = self.models.record(model)  # 404 / 409 naming the field "model"
-        vectors = self.models.embedder(record).embed(texts)
+        embedder = self.models.embedder(record)
+        if self.batcher is None or len(texts) > BATCHED_TEXTS:
+            vectors = embedder.embed(texts)
+        else:
+            vectors = self.batcher.submit(record.id, _Texts(embedder, texts))
         stored = None
         if store_as is not None:
             embedding_type, entity_ids = store_as
             stored = self.store.upsert_array(model, embedding_type, entity_ids, vectors)
         return TextVectors(record.version, vectors, stored)
 
+    @staticmethod
+    def _run_batch(key: Hashable, items: Sequence[_Texts]) -> list[np.ndarray]:
+        """Every caller's texts in one call of the model (one version: one embedder),
+        split back per caller. Padding to a longer neighbour moves a vector by float32
+        rounding only: the attention mask keeps the padding out of the pooling."""
+        texts = [t for item in items for t in item.texts]
+        vectors = items[0].embedder.embed(texts)
+        bounds = np.cumsum([0, *(len(item.texts) for item in items)])
+        return [vectors[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+
+
+#: Calls with at most this many texts are batched with others; a larger call is a batch
+#: already.
+BATCHED_TEXTS = 16
+
+
+@dataclass(frozen=True)
+class _Texts:
+    embedder: Any
+    texts: list[str]
+
 
 @cache
 def text_embeddings() -> TextEmbeddings:
     from shared.inference.text_models import text_models
 
-    return TextEmbeddings(text_models(), embedding_store())
+    return TextEmbeddings(text_models(), embedding_store(), limits_from_settings())

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from shared import telemetry
-from shared.batching import Batcher
+from shared.batching import Batcher, BatchLimits, limits_from_settings
 from shared.search.cache import IndexCache
 from shared.search.shapes import SearchHit
 from shared.search.snapshots import SnapshotStore
@@ -25,13 +25,6 @@ from shared.settings import get_settings
 from shared.vectors import codec
 from shared.vectors.errors import DimensionMismatchError
 from shared.vectors.pool import BufferPool, default_pool
-
-
-@dataclass(frozen=True)
-class BatchLimits:
-    max_size: int
-    max_delay_ms: float
-    max_queue: int
 
 
 @dataclass(frozen=True)
@@ -57,13 +50,10 @@ class SearchService:
         self.max_dim = max_dim
         self.max_queries = max_queries
         self.batcher: Batcher[_One, list[SearchHit]] | None = None
-        if batching is not None and batching.max_size > 1:
-            self.batcher = Batcher(
-                "search",
-                self._run_batch,
-                max_batch=min(batching.max_size, max_queries),
-                max_delay=batching.max_delay_ms / 1000,
-                max_queue=max(batching.max_queue, batching.max_size),
+        if batching is not None and batching.enabled:
+            size = min(batching.max_size, max_queries)
+            self.batcher = BatchLimits(size, batching.max_delay_ms, batching.max_queue).batcher(
+                "search", self._run_batch
             )
 
     def decode_queries(self, vector: Any, vectors: Any) -> tuple[np.ndarray, bool]:
@@ -206,5 +196,6 @@ def search_service() -> SearchService:
         snapshots=snapshot_store(),
         settle_seconds=s.search_snapshot_settle_seconds,
     )
-    batching = BatchLimits(s.batch_max_size, s.batch_max_delay_ms, s.batch_max_queue)
-    return SearchService(cache, max_dim=s.max_vector_dim, max_queries=1024, batching=batching)
+    return SearchService(
+        cache, max_dim=s.max_vector_dim, max_queries=1024, batching=limits_from_settings()
+    )

@@ -7,11 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from shared.batching import BatchLimits
 from shared.embeddings.repository import EmbeddingRepository
 from shared.embeddings.service import EmbeddingStore, Limits
 from shared.search.cache import IndexCache
 from shared.search.repository import SetRepository
-from shared.search.service import BatchLimits, SearchService
+from shared.search.service import SearchService
 from shared.vectors.errors import DimensionMismatchError
 from tests.support.concurrent import together
 from tests.support.db import migrated
