@@ -41,14 +41,16 @@ def _fill(db_url: str, vectors: np.ndarray) -> None:
     db.close()
 
 
-def _client(port: int, bodies: list[bytes], until: float, out: list[float], codes: dict) -> None:
+def _client(
+    port: int, bodies: list[bytes], until: float, out: list[float], codes: dict, path: str
+) -> None:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
     headers = {"Content-Type": "application/json", "x-functions-key": "bench"}
     i = 0
     while time.perf_counter() < until:
         t0 = time.perf_counter()
         try:
-            conn.request("POST", "/api/search", body=bodies[i % len(bodies)], headers=headers)
+            conn.request("POST", path, body=bodies[i % len(bodies)], headers=headers)
             resp = conn.getresponse()
             resp.read()
             status = resp.status
@@ -61,13 +63,23 @@ def _client(port: int, bodies: list[bytes], until: float, out: list[float], code
         i += 1
 
 
-def _run(port: int, bodies: list[bytes], clients: int, seconds: float) -> dict:
+def _run(
+    port: int, bodies: list[bytes], clients: int, seconds: float, path: str = "/api/search"
+) -> dict:
     until = time.perf_counter() + seconds
     latencies: list[list[float]] = [[] for _ in range(clients)]
     codes: list[dict] = [{} for _ in range(clients)]
     threads = [
         threading.Thread(
-            target=_client, args=(port, bodies[c::clients], until, latencies[c], codes[c])
+            target=_client,
+            args=(
+                port,
+                bodies[c % len(bodies) :] + bodies[: c % len(bodies)],
+                until,
+                latencies[c],
+                codes[c],
+                path,
+            ),
         )
         for c in range(clients)
     ]
@@ -115,6 +127,52 @@ def _burst(port: int, body: bytes, clients: int) -> dict:
     return codes
 
 
+SENTENCES = [
+    "The quarterly report was released on a rainy Tuesday morning in spring.",
+    "A small cat slept on the warm windowsill all afternoon long today.",
+    "Engineers measured the latency of every request under heavy load.",
+    "The train to the coast leaves from platform nine at half past eight.",
+]
+
+
+def _embedding_phases(hosts: dict, connection: str) -> dict:
+    """One-sentence text embedding with MiniLM, if its data package is installed: the
+    model is registered once (both hosts share storage and SQL), then each host in turn."""
+    import urllib.request
+
+    from azure.storage.blob import BlobServiceClient
+
+    from tests.support.pretrained import find_minilm
+
+    found = find_minilm()
+    if found is None:
+        print("(MiniLM not installed: text embedding skipped)")
+        return {}
+    model, tokenizer = found
+    models = BlobServiceClient.from_connection_string(connection).get_container_client("models")
+    if not models.exists():
+        models.create_container()
+    models.upload_blob("minilm.tokenizer.json", tokenizer.read_bytes(), overwrite=True)
+    models.upload_blob("minilm.onnx", model.read_bytes(), overwrite=True)
+    port = next(iter(hosts.values())).port
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{port}/api/models?name=minilm", headers={"x-functions-key": "bench"}
+        )
+        listed = json.loads(urllib.request.urlopen(req).read())["models"]
+        if listed and listed[0]["status"] in ("ready", "failed"):
+            break
+        time.sleep(1)
+    bodies = [json.dumps({"model": "minilm", "texts": [t]}).encode() for t in SENTENCES]
+    path = "/api/embeddings/text"
+    for h in hosts.values():
+        _run(h.port, bodies, 2, 2.0, path)  # warm-up: loads the session
+    one = {label: _run(h.port, bodies, 1, SECONDS, path) for label, h in hosts.items()}
+    many = {label: _run(h.port, bodies, CLIENTS, SECONDS, path) for label, h in hosts.items()}
+    return {label: (one[label], many[label]) for label in hosts}
+
+
 def main() -> None:
     from devhost import azurite
     from devhost.launcher import launch_app
@@ -156,6 +214,7 @@ def main() -> None:
             one = {label: _run(h.port, bodies, 1, SECONDS) for label, h in hosts.items()}
             many = {label: _run(h.port, bodies, CLIENTS, SECONDS) for label, h in hosts.items()}
             burst = {label: _burst(h.port, bodies[0], BURST) for label, h in hosts.items()}
+            embedding = _embedding_phases(hosts, storage.connection_string)
         finally:
             for h in hosts.values():
                 h.stop()
@@ -169,6 +228,14 @@ def main() -> None:
             f"{label:14} {one['rps']:7.0f} req/s p95 {one['p95']:5.1f} ms"
             f" {many['rps']:7.0f} req/s p95 {many['p95']:6.1f} ms {gain:5.2f}x  {burst}"
         )
+    if embedding:
+        print(f"one-sentence text embedding (MiniLM), {CLIENTS} clients vs 1")
+        for label, (one_e, many_e) in embedding.items():
+            print(
+                f"{label:14} {one_e['rps']:7.0f} req/s p95 {one_e['p95']:5.1f} ms"
+                f" {many_e['rps']:7.0f} req/s p95 {many_e['p95']:6.1f} ms"
+                f" {many_e['rps'] / one_e['rps']:5.2f}x  {many_e['codes']}"
+            )
     off, on = rows["batching off"][1], rows["batching on"][1]
     print(
         f"batching on / off at {CLIENTS} clients: throughput {on['rps'] / off['rps']:.2f}x,"

@@ -34,8 +34,8 @@ param maximumInstanceCount int = 40
 // Flex Consumption gives a Python app one HTTP request per instance unless this is set:
 // 40 instances would then serve 40 calls at once, each instance paying its own cold
 // start. 16 at once lets one instance's dynamic batcher run concurrent searches as one
-// batch (docs/search.md#many-callers-at-once: 1.7x the throughput of the same 16
-// clients without batching, p95 0.62x); past its batch queue a call gets 429.
+// batch (docs/search.md#many-callers-at-once has the figures); past its batch queue a
+// call gets 429.
 @minValue(1)
 @maxValue(1000)
 @description('HTTP requests one instance serves at once; the worker gets as many threads.')
