@@ -3,12 +3,27 @@ SQLite, accepted by SQL Server's DATETIME2, and read back the same from both."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import time
+from datetime import datetime
 from typing import Any
+
+_seconds: dict[int, str] = {}
+
+
+def stamp(ns: int) -> str:
+    """Epoch nanoseconds as stored text: naive UTC, milliseconds cut, not rounded. The
+    formatted second is reused, so rows stamped in a batch cost a division each."""
+    sec, ms = divmod(ns // 1_000_000, 1000)
+    prefix = _seconds.get(sec)
+    if prefix is None:
+        if len(_seconds) > 64:
+            _seconds.clear()
+        prefix = _seconds[sec] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
+    return f"{prefix}.{ms:03d}"
 
 
 def now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]
+    return stamp(time.time_ns())
 
 
 def to_iso(value: Any) -> str | None:

@@ -36,7 +36,7 @@ from typing import Any
 from shared import telemetry
 from shared.db.connection import Database
 from shared.db.dialects import SQLITE
-from shared.db.timestamps import to_iso
+from shared.db.timestamps import stamp, to_iso
 
 log = logging.getLogger(__name__)
 
@@ -70,22 +70,6 @@ class InferenceRecord:
     version_id: str | None = None  # models.id of the version that ran
     error: str | None = None
     created_at: str | None = None
-
-
-_seconds: dict[int, str] = {}
-
-
-def stamp(ns: int) -> str:
-    """Epoch nanoseconds as ``shared.db.timestamps.now()`` writes that instant (naive UTC,
-    milliseconds cut, not rounded); the formatted second is reused, so a batch's rows
-    cost a division each."""
-    sec, ms = divmod(ns // 1_000_000, 1000)
-    prefix = _seconds.get(sec)
-    if prefix is None:
-        if len(_seconds) > 64:
-            _seconds.clear()
-        prefix = _seconds[sec] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
-    return f"{prefix}.{ms:03d}"
 
 
 def _stamped(row: Row) -> Row:

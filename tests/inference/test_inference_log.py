@@ -19,13 +19,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from shared import telemetry
 from shared.db.connection import Database, open_database
 from shared.db.migrate import apply_migrations
-from shared.db.timestamps import now
-from shared.inference.repository import (
-    InferenceLogRepository,
-    InferenceRecord,
-    LogWriter,
-    stamp,
-)
+from shared.db.timestamps import now, stamp
+from shared.inference.repository import InferenceLogRepository, InferenceRecord, LogWriter
 from shared.settings import ROOT
 from tests.support.db import BOTH_DRIVERS
 from tests.support.models import write_classifier
