@@ -1,10 +1,12 @@
 """Dynamic batching: concurrent calls that can run as one batch are run as one.
 
 Calls of the same key (the same search set and metric) form batches of up to
-``max_batch``, as Triton's dynamic batcher does. A call that finds no batch of its key
-running starts at once (after ``max_delay`` seconds, if that is set, for company): a
-lone caller waits for nobody. Calls that arrive while a batch runs gather into the next
-one, which starts when the running one ends or when it is full. The first caller of a
+``max_batch`` rows, as Triton's dynamic batcher does: each call says how many rows it
+brings (a query vector, a text, an inference input's leading dimension), one by default.
+A call that finds no batch of its key running starts at once (after ``max_delay``
+seconds, if that is set, for company): a lone caller waits for nobody. Calls that arrive
+while a batch runs gather into the next one, which starts when the running one ends or
+when it is full (a call that would overfill it starts the one after). The first caller of a
 batch runs it on its own thread, so no thread is added; the others wait for their part
 of the result. Each key's queue is bounded: a caller past it gets
 ``TooBusyError`` (HTTP 429 with Retry-After) at once, instead of waiting without end.
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -43,6 +45,7 @@ class _Pending(Generic[In]):
 @dataclass
 class _Queue(Generic[In]):
     items: list[_Pending[In]] = field(default_factory=list)
+    rows: int = 0
     full: threading.Event = field(default_factory=threading.Event)
 
 
@@ -70,9 +73,12 @@ class Batcher(Generic[In, Out]):
         self._open: dict[Hashable, _Queue[In]] = {}  # the batch still taking items, per key
         self._queued: dict[Hashable, int] = {}  # items waiting or running, per key
         self._running: dict[Hashable, int] = {}  # batches running, per key
+        self.batches = 0  # batches run so far (a batch of one included)
 
-    def submit(self, key: Hashable, item: In) -> Out:
-        """The result of `item` (run alone or with others of `key`); re-raises its error."""
+    def submit(self, key: Hashable, item: In, rows: int = 1) -> Out:
+        """The result of `item` (run alone or with others of `key`); re-raises its error.
+        ``rows``: what the item adds to its batch's size (a call of ``max_batch`` rows or
+        more runs as a batch of its own)."""
         pending: _Pending[In] = _Pending(item)
         with self._lock:
             if self._queued.get(key, 0) >= self.max_queue:
@@ -82,12 +88,17 @@ class Batcher(Generic[In, Out]):
                 )
             self._queued[key] = self._queued.get(key, 0) + 1
             queue = self._open.get(key)
+            if queue is not None and queue.rows + rows > self.max_batch:
+                del self._open[key]  # this call would overfill it: it goes as it is
+                queue.full.set()
+                queue = None
             leader = queue is None
             if leader:
                 queue = self._open[key] = _Queue()
             assert queue is not None
             queue.items.append(pending)
-            if len(queue.items) >= self.max_batch:
+            queue.rows += rows
+            if queue.rows >= self.max_batch:
                 del self._open[key]  # full: the next caller starts a new batch
                 queue.full.set()
         if leader:
@@ -110,6 +121,7 @@ class Batcher(Generic[In, Out]):
                 del self._open[key]
             batch = list(queue.items)
             self._running[key] = self._running.get(key, 0) + 1
+            self.batches += 1
         waited_ms = (time.perf_counter() - started) * 1000
         try:
             self._run(key, batch)
@@ -149,6 +161,11 @@ class Batcher(Generic[In, Out]):
             pending.result = result
 
 
+#: What a model's registration may set for its own batches (upload query or blob
+#: metadata), over ``BATCH_MAX_SIZE`` and ``BATCH_MAX_DELAY_MS``.
+MODEL_OPTIONS = ("batch_max_size", "batch_max_delay_ms")
+
+
 @dataclass(frozen=True)
 class BatchLimits:
     """A batcher's limits, from the settings (``BATCH_MAX_SIZE`` and the rest)."""
@@ -161,6 +178,21 @@ class BatchLimits:
     def enabled(self) -> bool:
         return self.max_size > 1
 
+    def for_model(self, options: Mapping[str, Any] | None) -> BatchLimits:
+        """These limits with what a model's registration set (``MODEL_OPTIONS``; stored
+        as the strings the registry checked with ``check_model_option``)."""
+        if not options:
+            return self
+        size = options.get("batch_max_size")
+        delay = options.get("batch_max_delay_ms")
+        if size is None and delay is None:
+            return self
+        return BatchLimits(
+            self.max_size if size is None else int(size),
+            self.max_delay_ms if delay is None else float(delay),
+            self.max_queue,
+        )
+
     def batcher(
         self, name: str, run_batch: Callable[[Hashable, Sequence[In]], Sequence[Out]]
     ) -> Batcher[In, Out]:
@@ -171,6 +203,47 @@ class BatchLimits:
             max_delay=self.max_delay_ms / 1000,
             max_queue=max(self.max_queue, self.max_size),
         )
+
+
+def check_model_option(key: str, value: str) -> str | None:
+    """Why `value` cannot be a model's `key` (one of ``MODEL_OPTIONS``), or None."""
+    try:
+        number = float(value) if key == "batch_max_delay_ms" else int(value)
+    except ValueError:
+        number = None
+    if key == "batch_max_size" and (number is None or not 1 <= number <= 1024):
+        return "must be a whole number of rows from 1 (never batch this model) to 1024"
+    if key == "batch_max_delay_ms" and (number is None or not 0 <= number <= 1000):
+        return "must be a number of milliseconds from 0 to 1000"
+    return None
+
+
+class Batchers(Generic[In, Out]):
+    """One ``Batcher`` per distinct limits over one batch function: models whose
+    registrations set their own limits batch under them, the others under the
+    settings'. Keys never meet across limits, since a key is one model version."""
+
+    def __init__(
+        self, name: str, run_batch: Callable[[Hashable, Sequence[In]], Sequence[Out]]
+    ) -> None:
+        self.name = name
+        self.run_batch = run_batch
+        self._by_limits: dict[BatchLimits, Batcher[In, Out]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, limits: BatchLimits) -> Batcher[In, Out]:
+        batcher = self._by_limits.get(limits)
+        if batcher is None:
+            with self._lock:
+                batcher = self._by_limits.get(limits)
+                if batcher is None:
+                    batcher = self._by_limits[limits] = limits.batcher(self.name, self.run_batch)
+        return batcher
+
+    @property
+    def batches(self) -> int:
+        """Batches run so far, over every limits."""
+        return sum(b.batches for b in list(self._by_limits.values()))
 
 
 def limits_from_settings() -> BatchLimits:

@@ -256,9 +256,10 @@ class Settings(BaseSettings):
         alias="BATCH_MAX_SIZE",
         ge=1,
         le=1024,
-        description="Most concurrent calls run together as one dynamic batch (single-query "
-        "searches of one set and metric; text-embedding calls of one model); 1 turns "
-        "dynamic batching off.",
+        description="Most rows one dynamic batch of concurrent calls holds (query vectors of "
+        "single-query searches of one set and metric; texts of text-embedding calls of one "
+        "model; input rows of inference calls of one model version); 1 turns dynamic "
+        "batching off. A model's registration may set its own (batch_max_size).",
     )
     batch_max_delay_ms: float = Field(
         0.0,

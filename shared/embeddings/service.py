@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from shared.batching import Batcher, BatchLimits, limits_from_settings
+from shared.batching import Batchers, BatchLimits, limits_from_settings
 from shared.embeddings.repository import EmbeddingRepository, EmbeddingRow, UpsertCounts
 from shared.errors import NotFoundError
 from shared.settings import get_settings
@@ -155,13 +155,13 @@ class TextEmbeddings:
     def __init__(
         self, models: TextModels, store: EmbeddingStore, batching: BatchLimits | None = None
     ) -> None:
-        """`batching`: concurrent calls of one model version with at most `BATCHED_TEXTS`
-        texts each are embedded as one batch (None or a max size of 1: each alone)."""
+        """`batching`: concurrent calls of one model version are embedded as one batch of
+        at most its max size in texts (None: each alone, unless the model's registration
+        sets its own ``batch_max_size``)."""
         self.models = models
         self.store = store
-        self.batcher: Batcher[_Texts, np.ndarray] | None = None
-        if batching is not None and batching.enabled:
-            self.batcher = batching.batcher("text-embedding", self._run_batch)
+        self.limits = batching or BatchLimits(1, 0.0, 1)
+        self.batchers: Batchers[_Texts, np.ndarray] = Batchers("text-embedding", self._run_batch)
 
     def embed(
         self,
@@ -172,10 +172,13 @@ class TextEmbeddings:
         """`store_as` is (embedding_type, entity_ids), one id per text."""
         record = self.models.record(model)  # 404 / 409 naming the field "model"
         embedder = self.models.embedder(record)
-        if self.batcher is None or len(texts) > BATCHED_TEXTS:
+        limits = self.limits.for_model(record.metadata)
+        if not limits.enabled or len(texts) >= limits.max_size:  # a batch already
             vectors = embedder.embed(texts)
         else:
-            vectors = self.batcher.submit(record.id, _Texts(embedder, texts))
+            vectors = self.batchers.get(limits).submit(
+                record.id, _Texts(embedder, texts), len(texts)
+            )
         stored = None
         if store_as is not None:
             embedding_type, entity_ids = store_as
@@ -191,11 +194,6 @@ class TextEmbeddings:
         vectors = items[0].embedder.embed(texts)
         bounds = np.cumsum([0, *(len(item.texts) for item in items)])
         return [vectors[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
-
-
-#: Calls with at most this many texts are batched with others; a larger call is a batch
-#: already.
-BATCHED_TEXTS = 16
 
 
 @dataclass(frozen=True)

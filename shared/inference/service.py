@@ -34,6 +34,8 @@ from typing import Any
 import numpy as np
 
 from shared import telemetry
+from shared.batching import BatchLimits, limits_from_settings
+from shared.inference.dynamic_batching import DynamicBatching
 from shared.inference.file_cache import ModelFileCache
 from shared.inference.protocol.types import (
     InferRequest,
@@ -96,9 +98,13 @@ class InferenceService:
         max_elements: int = DEFAULT_MAX_ELEMENTS,
         refresh_seconds: float = DEFAULT_REFRESH_SECONDS,
         clock: Callable[[], float] = time.monotonic,
+        batching: BatchLimits | None = None,
     ) -> None:
         """``refresh_seconds``: how long a resolved version serves before the models table
-        is read again (module docstring); ``clock`` gives monotonic seconds for it."""
+        is read again (module docstring); ``clock`` gives monotonic seconds for it.
+        ``batching``: concurrent calls of one version run as one call of the model where
+        that cannot change their answers (``dynamic_batching``); None: each alone, unless
+        a model's registration sets its own ``batch_max_size``."""
         self.models = models
         self.log = log
         self.files = files
@@ -108,6 +114,7 @@ class InferenceService:
         self.max_elements = max_elements
         self.refresh_seconds = refresh_seconds
         self.clock = clock
+        self.batching = DynamicBatching(batching or BatchLimits(1, 0.0, 1))
         # (name, version asked or None) -> (the ready record, clock time it serves until)
         self._resolved: dict[tuple[str, int | None], tuple[ModelRecord, float]] = {}
 
@@ -232,7 +239,15 @@ class InferenceService:
             rows = _batch_rows(feeds, request.inputs[0].name)
             try:
                 with telemetry.onnx_run(name, record.version):
-                    values = loaded.run(names, feeds)
+                    values = self.batching.run(
+                        record.id,
+                        f"{name} version {record.version}",
+                        record.metadata,
+                        loaded,
+                        names,
+                        feeds,
+                        rows,
+                    )
             finally:
                 feeds.release()
             outputs = encode_outputs(names, values)
@@ -382,4 +397,5 @@ def inference_service() -> InferenceService:
         sessions(),
         model_downloads().download,
         default_pool(),
+        batching=limits_from_settings(),
     )

@@ -54,6 +54,11 @@ class LoadedSession:
         return [s.name for s in self.outputs if s.is_tensor]
 
     @cached_property
+    def batch_dimension(self) -> bool:
+        """Whether the model declares its first dimension the batch (``has_batch_dimension``)."""
+        return has_batch_dimension(self.inputs, self.outputs)
+
+    @cached_property
     def input_specs(self) -> InputSpecs:
         """The inputs indexed for decoding, once per session rather than per request."""
         return InputSpecs(self.inputs)
@@ -66,6 +71,36 @@ class LoadedSession:
             raise InferenceInputError(
                 f"the model could not run on these inputs: {str(exc).strip()[:300]}"
             ) from None
+
+
+def has_batch_dimension(inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec]) -> bool:
+    """True when the shapes a model declares make its first dimension the batch: every
+    input a tensor whose first dimension is variable, all of them one symbol when named,
+    and every tensor output's first dimension variable too (that symbol when both are
+    named), or of unknown rank. A fixed first dimension (``[1, 3, 224, 224]``), a scalar
+    or inputs of unknown rank say the model has no batch dimension."""
+    symbols = set()
+    for spec in inputs:
+        if not spec.is_tensor or not spec.shape:
+            return False
+        first = spec.shape[0]
+        if isinstance(first, int) and first >= 0:
+            return False
+        if isinstance(first, str):
+            symbols.add(first)
+    if not inputs or len(symbols) > 1:
+        return False
+    for spec in outputs:
+        if not spec.is_tensor or spec.shape is None:
+            continue
+        if not spec.shape:
+            return False
+        first = spec.shape[0]
+        if isinstance(first, int) and first >= 0:
+            return False
+        if isinstance(first, str) and symbols and first not in symbols:
+            return False
+    return True
 
 
 def spec_from_ort(node: Any) -> TensorSpec:

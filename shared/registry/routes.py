@@ -90,8 +90,7 @@ def upload_model(req: func.HttpRequest) -> func.HttpResponse:
         raise RequestError(400, "empty_body", "the request body must be the .onnx file", "body")
     if len(body) > limit:
         raise RequestError(413, "body_too_large", f"model is {len(body)} bytes; limit {limit}")
-    options = {"embedding_output": q.embedding_output} if q.embedding_output else None
-    reg = model_registry().upload(q.name, io.BytesIO(body), limit, options)
+    reg = model_registry().upload(q.name, io.BytesIO(body), limit, q.options())
     job_id = reg.job.id if reg.job else None
     out = UploadAccepted(
         model=ModelOut.of(reg.model),
@@ -129,7 +128,7 @@ def model_upload_url(req: func.HttpRequest) -> func.HttpResponse:
         headers={
             "x-ms-blob-type": "BlockBlob",
             "Content-Type": "application/octet-stream",
-            **({"x-ms-meta-embedding_output": q.embedding_output} if q.embedding_output else {}),
+            **{f"x-ms-meta-{key}": value for key, value in q.options().items()},
         },
         blob=f"{get_settings().models_container}/{up.blob_name}",
         expires_at=up.expires_at.isoformat(timespec="seconds"),

@@ -17,6 +17,7 @@ from functools import cache
 from typing import IO
 
 from shared import telemetry
+from shared.batching import MODEL_OPTIONS, check_model_option
 from shared.errors import ConflictError
 from shared.jobs.kinds import JobKind
 from shared.jobs.repository import JobRecord
@@ -49,8 +50,9 @@ STAGING_MAX_AGE = timedelta(hours=6)
 
 
 #: What an upload may say about its model (POST /api/models query, or the blob's own
-#: x-ms-meta-* metadata): the output that carries a text embedding, for ambiguous exports.
-OPTIONS = ("embedding_output",)
+#: x-ms-meta-* metadata): the output that carries a text embedding, for ambiguous
+#: exports, and the model's own dynamic-batching limits (``shared.batching``).
+OPTIONS = ("embedding_output", *MODEL_OPTIONS)
 _OPTION_VALUE = re.compile(r"^[A-Za-z0-9_.:/-]{1,128}$")
 
 
@@ -61,8 +63,15 @@ def registration_options(given: dict[str, str]) -> dict[str, str]:
     for key in OPTIONS:
         value = lowered.get(key)
         if value:
-            if not _OPTION_VALUE.match(value):
-                raise InvalidNameError(key, value, "is not an output name")
+            if key == "embedding_output":
+                if not _OPTION_VALUE.match(value):
+                    raise InvalidNameError(
+                        key, value, "is not an output name (1-128 of letters, digits and _.:/-)"
+                    )
+            else:
+                problem = check_model_option(key, value)
+                if problem:
+                    raise InvalidNameError(key, value, problem)
             out[key] = value
     return out
 
@@ -139,8 +148,8 @@ class ModelRegistry:
             options = registration_options(blob.metadata or {})
         except InvalidNameError as exc:  # the uploader's metadata: say so where they look
             reason = (
-                f"blob metadata x-ms-meta-{exc.message[:200]} (1-128 of letters, digits and "
-                "_.:/-): set a valid value and upload the model again"
+                f"blob metadata x-ms-meta-{exc.message[:200]}: set a valid value and upload "
+                "the model again"
             )
             record = self.models.record_refused(
                 name, size_bytes=size, uploaded_as=blob_name, reason=reason

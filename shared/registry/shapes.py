@@ -66,6 +66,28 @@ class UploadQuery(Strict):
         description="For text-embedding models whose export is ambiguous: the output that "
         "carries the embedding ([batch, hidden] or [batch, sequence, hidden]).",
     )
+    batch_max_size: int | None = Field(
+        None,
+        ge=1,
+        le=1024,
+        description="This model's own BATCH_MAX_SIZE: most rows one dynamic batch of its "
+        "calls holds; 1 never batches it.",
+    )
+    batch_max_delay_ms: float | None = Field(
+        None,
+        ge=0,
+        le=1000,
+        description="This model's own BATCH_MAX_DELAY_MS.",
+    )
+
+    def options(self) -> dict[str, str]:
+        """The registration options given, as the blob metadata that carries them."""
+        given = {
+            "embedding_output": self.embedding_output,
+            "batch_max_size": self.batch_max_size,
+            "batch_max_delay_ms": self.batch_max_delay_ms,
+        }
+        return {key: str(value) for key, value in given.items() if value is not None}
 
 
 class UploadAccepted(BaseModel):

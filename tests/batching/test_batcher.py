@@ -111,3 +111,38 @@ def test_a_lone_call_starts_at_once_and_calls_during_a_batch_gather_into_the_nex
         assert first.result(timeout=30) == 0
         assert [f.result(timeout=30) for f in later] == [2, 4, 6, 8, 10]
     assert [sorted(items) for _, items in run.batches] == [[0], [1, 2, 3, 4, 5]]
+
+
+def test_a_batch_holds_at_most_max_batch_rows_and_a_large_call_runs_alone() -> None:
+    run = Recorder()
+    batcher = Batcher("t", run, max_batch=4, max_delay=0.3, max_queue=64)
+    rows = [1, 3, 2, 2, 1, 4, 6]  # the 6-row call is more than a batch holds
+    sizes = dict(enumerate(rows))
+    got = together(len(rows), lambda i: batcher.submit("k", i, rows[i]))
+    assert got == [2 * i for i in range(len(rows))]
+    assert all(sum(sizes[i] for i in items) <= 4 or len(items) == 1 for _, items in run.batches)
+    assert [items for _, items in run.batches if 6 in items] == [[6]]
+    assert sorted(i for _, items in run.batches for i in items) == list(range(len(rows)))
+    assert batcher.batches == len(run.batches)
+
+
+def test_a_models_limits_override_the_settings_and_are_checked() -> None:
+    from shared.batching import BatchLimits, Batchers, check_model_option
+
+    base = BatchLimits(16, 0.0, 256)
+    assert base.for_model(None) is base and base.for_model({"uploaded_as": "x"}) is base
+    assert base.for_model({"batch_max_size": "1"}) == BatchLimits(1, 0.0, 256)
+    assert not base.for_model({"batch_max_size": "1"}).enabled
+    assert base.for_model({"batch_max_delay_ms": "2.5"}) == BatchLimits(16, 2.5, 256)
+    for key, value in [("batch_max_size", "0"), ("batch_max_size", "2.5"),
+                       ("batch_max_size", "x"), ("batch_max_size", "1025"),
+                       ("batch_max_delay_ms", "-1"), ("batch_max_delay_ms", "1001"),
+                       ("batch_max_delay_ms", "soon")]:  # fmt: skip
+        assert check_model_option(key, value), (key, value)
+    assert check_model_option("batch_max_size", "8") is None
+    assert check_model_option("batch_max_delay_ms", "0.5") is None
+    # One batcher per distinct limits, shared by every model with those limits.
+    batchers = Batchers("t", Recorder())
+    assert batchers.get(base) is batchers.get(BatchLimits(16, 0.0, 256))
+    assert batchers.get(base) is not batchers.get(BatchLimits(4, 0.0, 256))
+    assert batchers.get(BatchLimits(4, 0.0, 256)).max_batch == 4

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
@@ -24,6 +24,7 @@ pytestmark = pytest.mark.skipif(MINILM is None, reason="the MiniLM data package 
 class Record:
     id: str
     version: int
+    metadata: dict = field(default_factory=dict)
 
 
 class Counting:
@@ -32,22 +33,25 @@ class Counting:
     def __init__(self, embedder: TextEmbedder) -> None:
         self.embedder = embedder
         self.calls = 0
+        self.sizes: list[int] = []
         self.lock = threading.Lock()
 
     def embed(self, texts: list[str]) -> np.ndarray:
         with self.lock:
             self.calls += 1
+            self.sizes.append(len(texts))
         return self.embedder.embed(texts)
 
 
 class OneModel:
     """The registry's answer for one ready text model (what TextModels looks up in SQL)."""
 
-    def __init__(self, embedder: Counting) -> None:
+    def __init__(self, embedder: Counting, options: dict | None = None) -> None:
         self.embedder_ = embedder
+        self.options = options or {}
 
     def record(self, name: str) -> Record:
-        return Record("v-1", 1)
+        return Record("v-1", 1, self.options)
 
     def embedder(self, record: Record) -> Counting:
         return self.embedder_
@@ -71,7 +75,8 @@ TEXTS = [
 
 def test_concurrent_calls_are_embedded_together_and_each_gets_its_own_vectors(embedder) -> None:
     counting = Counting(embedder)
-    service = TextEmbeddings(OneModel(counting), store=None, batching=BatchLimits(6, 5000, 64))  # type: ignore[arg-type]
+    texts = sum(map(len, TEXTS))  # a batch of exactly that many texts runs once full
+    service = TextEmbeddings(OneModel(counting), store=None, batching=BatchLimits(texts, 5000, 64))  # type: ignore[arg-type]
     got = together(len(TEXTS), lambda i: service.embed("minilm", TEXTS[i]))
     assert counting.calls == 1  # six callers, one run of the model
     for texts, out in zip(TEXTS, got, strict=True):
@@ -95,8 +100,34 @@ def test_one_callers_bad_input_fails_only_that_caller(embedder) -> None:
 def test_a_large_call_is_not_held_for_company(embedder) -> None:
     counting = Counting(embedder)
     service = TextEmbeddings(OneModel(counting), store=None, batching=BatchLimits(4, 5000, 64))  # type: ignore[arg-type]
-    texts = [f"sentence number {i}" for i in range(40)]  # more than BATCHED_TEXTS
+    texts = [f"sentence number {i}" for i in range(40)]  # more than a batch holds
     started = time.perf_counter()
     out = service.embed("minilm", texts)
     assert time.perf_counter() - started < 2.5  # not the batcher's 5 s wait for company
     np.testing.assert_allclose(out.vectors, embedder.embed(texts), atol=1e-5)
+
+
+def test_a_batch_holds_at_most_max_size_texts(embedder) -> None:
+    counting = Counting(embedder)
+    service = TextEmbeddings(OneModel(counting), store=None, batching=BatchLimits(3, 50, 64))  # type: ignore[arg-type]
+    calls = [["a b"], ["c d", "e f"], ["g"], ["h", "i"], ["j k l"], ["m"]]
+    got = together(len(calls), lambda i: service.embed("minilm", calls[i]))
+    assert counting.sizes and max(counting.sizes) <= 3 and sum(counting.sizes) == 8
+    for texts, out in zip(calls, got, strict=True):
+        np.testing.assert_allclose(out.vectors, embedder.embed(texts), atol=1e-5)
+
+
+def test_a_models_registration_overrides_the_settings(embedder) -> None:
+    # Batching off in the settings, on for this model: its callers share runs.
+    counting = Counting(embedder)
+    on = OneModel(counting, {"batch_max_size": "6", "batch_max_delay_ms": "5000"})
+    service = TextEmbeddings(on, store=None, batching=None)  # type: ignore[arg-type]
+    together(6, lambda i: service.embed("minilm", [f"text {i}"]))
+    assert counting.calls == 1
+    # Batching on in the settings, off for this model: each caller runs alone.
+    counting = Counting(embedder)
+    off = OneModel(counting, {"batch_max_size": "1"})
+    service = TextEmbeddings(off, store=None, batching=BatchLimits(6, 5000, 64))  # type: ignore[arg-type]
+    started = time.perf_counter()
+    together(6, lambda i: service.embed("minilm", [f"text {i}"]))
+    assert counting.calls == 6 and time.perf_counter() - started < 2.5

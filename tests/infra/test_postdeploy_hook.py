@@ -2,9 +2,12 @@
 HTTP with the master key and migrates a fresh database; the Event Grid subscription is
 made for the blob trigger's webhook, filtered to the models container; the blobs_extension
 key, which appears only once the host has started, is asked for again until it does, for
-a bounded time; no key is printed. `az` and `azd` cannot reach Azure here: small
-stand-ins record what they were asked and answer what Azure would (the keys); `sleep`
-records the waits instead of making them.
+a bounded time; no key is printed, nor put on any command line (where `ps` shows it to
+every user of the machine): az and curl read them from files of a private folder, which
+is gone when the hook ends, however it ends. `az` and `azd` cannot reach Azure here:
+small stand-ins record what they were asked and answer what Azure would (the keys);
+`sleep` records the waits instead of making them; curl is the real one, its arguments
+recorded on the way. The hook runs under sh (as azd runs it) and bash.
 
 postdeploy.ps1 cannot run here (no PowerShell): its `az` call is built from the script's
 text and taken through PowerShell, cmd.exe and Azure CLI's own parsing as Windows would
@@ -12,10 +15,13 @@ text and taken through PowerShell, cmd.exe and Azure CLI's own parsing as Window
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import shutil
 import stat
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -28,6 +34,59 @@ BLOBS_KEY = "blobs-extension-key-value"
 HOOKS = ROOT / "infra" / "hooks"
 #: The most the hooks may wait for the blobs_extension key, in seconds.
 KEY_WAIT_BOUND = 300
+SHELLS = [
+    pytest.param(
+        shell,
+        marks=pytest.mark.skipif(shutil.which(shell) is None, reason=f"{shell} is not installed"),
+    )
+    for shell in ("sh", "bash")
+]
+# The hook checks that curl is installed before anything else, and migrates with it.
+needs_curl = pytest.mark.skipif(
+    shutil.which("curl") is None, reason="curl is not installed; postdeploy.sh requires it"
+)
+
+# What every stand-in does first: record its arguments as one JSON line, with the
+# content, mode and folder mode of each file an `@<path>` argument names as they are at
+# the call (the hook removes them afterwards).
+_RECORD = """
+import json, os, signal, stat, sys
+from pathlib import Path
+
+args = sys.argv[1:]
+files = {}
+for arg in args:
+    if arg.startswith("@"):
+        path = Path(arg[1:])
+        files[arg] = {
+            "content": path.read_text(),
+            "mode": stat.S_IMODE(path.stat().st_mode),
+            "folder_mode": stat.S_IMODE(path.parent.stat().st_mode),
+        }
+calls = Path(CONFIG["calls"])
+with calls.open("a") as out:
+    out.write(json.dumps({"tool": CONFIG["tool"], "argv": args, "files": files}) + "\\n")
+"""
+_AZ = """
+if "systemKeys.blobs_extension" in args:
+    asked = sum(
+        "systemKeys.blobs_extension" in json.loads(line)["argv"]
+        for line in calls.read_text().splitlines()
+    )
+    if CONFIG["key_on_try"] is not None and asked >= CONFIG["key_on_try"]:
+        print(CONFIG["blobs_key"])
+elif "masterKey" in args:
+    print(CONFIG["master_key"])
+elif args[:1] == ["eventgrid"]:
+    if CONFIG["subscription"] == "fails":
+        print("ERROR: (InvalidRequest) the endpoint did not answer the validation", file=sys.stderr)
+        sys.exit(1)
+    if CONFIG["subscription"] == "interrupted":
+        os.kill(os.getppid(), signal.SIGTERM)  # the hook's shell, as when azd is stopped
+"""
+_CURL = """
+os.execv(CONFIG["real"], ["curl", *args])
+"""
 
 
 def _tool(folder: Path, name: str, body: str) -> None:
@@ -36,9 +95,23 @@ def _tool(folder: Path, name: str, body: str) -> None:
     path.chmod(path.stat().st_mode | stat.S_IEXEC)
 
 
-def _stand_ins(folder: Path, base: str, calls: Path, key_on_try: int | None) -> None:
+def _recorder(folder: Path, name: str, config: dict, body: str) -> None:
+    path = folder / name
+    path.write_text(f"#!{sys.executable}\nCONFIG = {config!r}\n{_RECORD}{body}")
+    path.chmod(path.stat().st_mode | stat.S_IEXEC)
+
+
+def _stand_ins(
+    folder: Path,
+    base: str,
+    calls: Path,
+    key_on_try: int | None,
+    subscription: str = "succeeds",
+) -> None:
     """azd with the environment's values; az answering the blobs_extension key from the
-    `key_on_try`th request on (None: never), and the master key; sleep recording."""
+    `key_on_try`th request on (None: never), and the master key; its Event Grid
+    subscription succeeding, failing or interrupting the hook (`subscription`); sleep
+    recording; curl recording, then the real curl."""
     _tool(
         folder,
         "azd",
@@ -52,86 +125,153 @@ BLOB_TRIGGER_FUNCTION="register_model_blob"
 VALUES
 """,
     )
-    answer = "" if key_on_try is None else f'[ "$n" -ge {key_on_try} ] && echo "{BLOBS_KEY}"'
-    _tool(
-        folder,
-        "az",
-        f"""printf '%s\\n' "$*" >> "{calls}"
-case "$*" in
-  *systemKeys.blobs_extension*)
-    n=$(grep -c systemKeys.blobs_extension "{calls}")
-    {answer}
-    exit 0 ;;
-  *masterKey*) echo "{MASTER_KEY}" ;;
-esac
-""",
+    az = {
+        "tool": "az",
+        "calls": str(calls),
+        "key_on_try": key_on_try,
+        "blobs_key": BLOBS_KEY,
+        "master_key": MASTER_KEY,
+        "subscription": subscription,
+    }
+    _recorder(folder, "az", az, _AZ)
+    _recorder(folder, "sleep", {"tool": "sleep", "calls": str(calls)}, "")
+    real_curl = shutil.which("curl")
+    _recorder(folder, "curl", {"tool": "curl", "calls": str(calls), "real": real_curl}, _CURL)
+
+
+def _run_hook(shell: str, bin_dir: Path, temp: Path, timeout: float) -> subprocess.CompletedProcess:
+    """postdeploy.sh under `shell`, the stand-ins first on PATH, its temporary files
+    under `temp`."""
+    temp.mkdir()
+    return subprocess.run(
+        [shell, str(HOOKS / "postdeploy.sh")],
+        env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "TMPDIR": str(temp)},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
-    _tool(folder, "sleep", f'printf \'sleep %s\\n\' "$*" >> "{calls}"\n')
 
 
+def _calls(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def _options(argv: list[str], leading: int) -> dict[str, str]:
+    return dict(zip(argv[leading::2], argv[leading + 1 :: 2], strict=True))
+
+
+def _assert_no_key_on_a_command_line(calls: list[dict]) -> None:
+    for call in calls:
+        for arg in call["argv"]:
+            assert BLOBS_KEY not in arg and MASTER_KEY not in arg, call
+
+
+def _assert_webhook_handed_in_a_private_file(subscription: dict, base: str) -> Path:
+    """The subscription's --endpoint is `@<file>`, a file only this user could read,
+    holding the whole webhook URL with its key when az read it; the file's path."""
+    options = _options(subscription["argv"], 4)
+    assert options["--endpoint-type"] == "webhook"
+    endpoint = options["--endpoint"]
+    assert endpoint.startswith("@"), endpoint
+    handed = subscription["files"][endpoint]
+    assert handed["content"] == (
+        f"{base}/runtime/webhooks/blobs?functionName="
+        f"Host.Functions.register_model_blob&code={BLOBS_KEY}"
+    )
+    assert handed["mode"] == 0o600 and handed["folder_mode"] == 0o700
+    return Path(endpoint[1:])
+
+
+@needs_curl
+@pytest.mark.parametrize("shell", SHELLS)
 def test_postdeploy_subscribes_the_trigger_and_migrates(
-    tmp_path: Path, storage_connection: str
+    tmp_path: Path, storage_connection: str, shell: str
 ) -> None:
     (tmp_path / "host").mkdir()
     host = start_app(tmp_path / "host", storage_connection)
-    calls = tmp_path / "az-calls.txt"
+    calls_file = tmp_path / "calls.jsonl"
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     base = host.base_url.removesuffix("/api")
     # The key appears on the third request, as when the host is still starting.
-    _stand_ins(bin_dir, base, calls, key_on_try=3)
+    _stand_ins(bin_dir, base, calls_file, key_on_try=3)
     try:
-        done = subprocess.run(
-            ["sh", str(ROOT / "infra" / "hooks" / "postdeploy.sh")],
-            env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"},
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        done = _run_hook(shell, bin_dir, tmp_path / "temp", timeout=120)
         assert done.returncode == 0, done.stdout + done.stderr
         output = done.stdout + done.stderr
         assert BLOBS_KEY not in output and MASTER_KEY not in output
         assert '"applied":[1' in output  # the fresh database was migrated by this call
-        lines = calls.read_text().splitlines()
-        subscribed_at = next(i for i, line in enumerate(lines) if "eventgrid" in line)
-        before = lines[:subscribed_at]
-        assert sum("systemKeys.blobs_extension" in line for line in before) == 3
-        assert [line for line in before if line.startswith("sleep")] == ["sleep 10"] * 2
-        subscription = lines[subscribed_at]
-        assert "--system-topic-name evgt-blobs-test" in subscription
-        assert (
-            f"--endpoint {base}/runtime/webhooks/blobs?functionName="
-            f"Host.Functions.register_model_blob&code={BLOBS_KEY}"
-        ) in subscription
-        assert "--included-event-types Microsoft.Storage.BlobCreated" in subscription
-        assert "--subject-begins-with /blobServices/default/containers/models/blobs/" in (
-            subscription
-        )
+        calls = _calls(calls_file)
+        _assert_no_key_on_a_command_line(calls)
+        subscribed_at = next(i for i, c in enumerate(calls) if c["argv"][:1] == ["eventgrid"])
+        before = calls[:subscribed_at]
+        assert sum("systemKeys.blobs_extension" in c["argv"] for c in before) == 3
+        assert [c["argv"] for c in before if c["tool"] == "sleep"] == [["10"]] * 2
+        subscription = calls[subscribed_at]
+        assert subscription["argv"][:4] == [
+            "eventgrid",
+            "system-topic",
+            "event-subscription",
+            "create",
+        ]
+        endpoint_file = _assert_webhook_handed_in_a_private_file(subscription, base)
+        options = _options(subscription["argv"], 4)
+        assert options["--system-topic-name"] == "evgt-blobs-test"
+        assert options["--included-event-types"] == "Microsoft.Storage.BlobCreated"
+        assert options["--subject-begins-with"] == "/blobServices/default/containers/models/blobs/"
+        # curl took the master key from a file of the same private folder.
+        (migrate,) = [c for c in calls if c["tool"] == "curl"]
+        assert f"{base}/api/database/migrate" in migrate["argv"]
+        (header,) = migrate["files"].values()
+        assert header["content"].strip() == f"x-functions-key: {MASTER_KEY}"
+        assert header["mode"] == 0o600 and header["folder_mode"] == 0o700
+        assert not endpoint_file.parent.exists()
+        assert list((tmp_path / "temp").iterdir()) == []
         schema = host.call("GET", "/database/schema").json()
         assert schema["version"] == schema["latest"]
     finally:
         stop_host(host)
 
 
+@needs_curl
+@pytest.mark.parametrize("shell", SHELLS)
+@pytest.mark.parametrize("subscription", ["fails", "interrupted"])
+def test_postdeploy_removes_the_webhook_file_when_the_subscription_does_not_complete(
+    tmp_path: Path, shell: str, subscription: str
+) -> None:
+    """The Event Grid call fails, or the hook is stopped (SIGTERM) during it: the hook
+    ends unsuccessfully, before migrating, and the file holding the key is gone."""
+    calls_file = tmp_path / "calls.jsonl"
+    base = "http://127.0.0.1:9"
+    _stand_ins(tmp_path, base, calls_file, key_on_try=1, subscription=subscription)
+    done = _run_hook(shell, tmp_path, tmp_path / "temp", timeout=60)
+    assert done.returncode != 0
+    if subscription == "interrupted":
+        assert done.returncode == 128 + 15, done.stderr
+    calls = _calls(calls_file)
+    _assert_no_key_on_a_command_line(calls)
+    (subscribed,) = [c for c in calls if c["argv"][:1] == ["eventgrid"]]
+    endpoint_file = _assert_webhook_handed_in_a_private_file(subscribed, base)
+    assert not endpoint_file.parent.exists()
+    assert list((tmp_path / "temp").iterdir()) == []
+    assert not any(c["tool"] == "curl" for c in calls)  # nothing migrated after it
+
+
+@needs_curl
 def test_postdeploy_gives_up_with_a_clear_message_when_the_key_never_appears(
     tmp_path: Path,
 ) -> None:
-    calls = tmp_path / "az-calls.txt"
-    _stand_ins(tmp_path, "http://127.0.0.1:9", calls, key_on_try=None)
-    done = subprocess.run(
-        ["sh", str(HOOKS / "postdeploy.sh")],
-        env={**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    calls_file = tmp_path / "calls.jsonl"
+    _stand_ins(tmp_path, "http://127.0.0.1:9", calls_file, key_on_try=None)
+    done = _run_hook("sh", tmp_path, tmp_path / "temp", timeout=60)
     assert done.returncode != 0
     assert "no blobs_extension key after 30 tries" in done.stderr
-    lines = calls.read_text().splitlines()
-    assert sum("systemKeys.blobs_extension" in line for line in lines) == 30
-    waited = sum(int(line.split()[1]) for line in lines if line.startswith("sleep"))
+    calls = _calls(calls_file)
+    assert sum("systemKeys.blobs_extension" in c["argv"] for c in calls) == 30
+    waited = sum(int(c["argv"][0]) for c in calls if c["tool"] == "sleep")
     assert 0 < waited <= KEY_WAIT_BOUND
-    assert not any("eventgrid" in line for line in lines)  # nothing subscribed without it
+    assert not any(c["argv"][:1] == ["eventgrid"] for c in calls)  # nothing subscribed without it
+    assert list((tmp_path / "temp").iterdir()) == []
 
 
 # postdeploy.ps1, read rather than run.

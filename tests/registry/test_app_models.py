@@ -218,3 +218,40 @@ def test_a_model_onnxruntime_cannot_load_fails_its_registration(
     assert {"name": "custom-op", "version": "1"} | {"state": "UNAVAILABLE"} in [
         {k: m[k] for k in ("name", "version", "state")} for m in index
     ]
+
+
+def test_a_models_batching_limits_are_part_of_its_registration(
+    app_host: Host, tmp_path: Path
+) -> None:
+    """`batch_max_size` / `batch_max_delay_ms` on the upload (query, or the URL's blob
+    metadata) are kept with the version; bad values are refused naming the option."""
+    import urllib.request
+
+    data = write_classifier(tmp_path, "iris-batched.onnx").read_bytes()
+    for bad, field in (("batch_max_size=0", "batch_max_size"), ("batch_max_delay_ms=-1", "batch_max_delay_ms")):  # fmt: skip
+        refused = app_host.call("POST", f"/models?name=iris-batched&{bad}", raw=data)
+        assert refused.status == 400 and refused.json()["error"]["field"] == field
+    reply = app_host.call(
+        "POST", "/models?name=iris-batched&batch_max_size=8&batch_max_delay_ms=2", raw=data
+    )
+    assert reply.status == 202, reply.body
+    model = wait_for_model(app_host, "iris-batched")
+    assert model["status"] == "ready", model
+    assert model["metadata"]["batch_max_size"] == "8"
+    assert float(model["metadata"]["batch_max_delay_ms"]) == 2.0
+
+    up = app_host.call("POST", "/models/upload-url?name=iris-solo&batch_max_size=1").json()
+    assert up["headers"]["x-ms-meta-batch_max_size"] == "1"
+    put = urllib.request.Request(up["url"], data=data, method="PUT", headers=up["headers"])
+    with urllib.request.urlopen(put) as stored:
+        assert stored.status == 201
+    model = wait_for_model(app_host, "iris-solo")
+    assert model["status"] == "ready" and model["metadata"]["batch_max_size"] == "1", model
+
+    service = BlobServiceClient.from_connection_string(app_host.env["AzureWebJobsStorage"])
+    service.get_blob_client("models", "iris-lots.onnx").upload_blob(
+        io.BytesIO(data), overwrite=True, metadata={"batch_max_size": "lots"}
+    )
+    model = wait_for_model(app_host, "iris-lots")
+    assert model["status"] == "failed", model
+    assert "x-ms-meta-batch_max_size: 'lots' must be a whole number of rows" in model["error"]

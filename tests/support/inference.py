@@ -8,6 +8,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from shared.batching import BatchLimits
 from shared.db.connection import Database
 from shared.inference.file_cache import ModelFileCache
 from shared.inference.inspect import inspect_model
@@ -27,7 +28,11 @@ class Harness:
     service: InferenceService
     blobs: dict[str, Path]  # blob name -> local file standing in for Blob Storage
 
-    def register(self, name: str, path: Path, *, ready: bool = True) -> ModelRecord:
+    def register(
+        self, name: str, path: Path, *, ready: bool = True, options: dict[str, str] | None = None
+    ) -> ModelRecord:
+        """Registered as ingestion leaves it; ``options`` as an upload's registration
+        options (``batch_max_size``...)."""
         blob_name = f"{name}/{sha256_of(path)}.onnx"
         self.blobs[blob_name] = path
         record, _ = self.models.register(
@@ -40,11 +45,12 @@ class Harness:
         if ready:
             info = inspect_model(path)
             self.models.replace_tensors(record.id, info.initializers)
-            self.models.set_status(record.id, "ready", metadata=info.to_metadata())
+            metadata = {**(options or {}), **info.to_metadata()}
+            self.models.set_status(record.id, "ready", metadata=metadata)
         return self.models.get(record.id) or record
 
 
-def build_harness(db: Database, tmp: Path) -> Harness:
+def build_harness(db: Database, tmp: Path, batching: BatchLimits | None = None) -> Harness:
     """The service on `db` (migrated), its file cache under `tmp`."""
     blobs: dict[str, Path] = {}
 
@@ -59,5 +65,6 @@ def build_harness(db: Database, tmp: Path) -> Harness:
         SessionCache(4),
         download,
         BufferPool(),
+        batching=batching,
     )
     return Harness(db, models, log, service, blobs)
