@@ -127,7 +127,7 @@ def test_a_batch_holds_at_most_max_batch_rows_and_a_large_call_runs_alone() -> N
 
 
 def test_a_models_limits_override_the_settings_and_are_checked() -> None:
-    from shared.batching import BatchLimits, Batchers, check_model_option
+    from shared.batching import Batchers, BatchLimits, check_model_option
 
     base = BatchLimits(16, 0.0, 256)
     assert base.for_model(None) is base and base.for_model({"uploaded_as": "x"}) is base

@@ -228,8 +228,8 @@ def test_a_models_batching_limits_are_part_of_its_registration(
     import urllib.request
 
     data = write_classifier(tmp_path, "iris-batched.onnx").read_bytes()
-    for bad, field in (("batch_max_size=0", "batch_max_size"), ("batch_max_delay_ms=-1", "batch_max_delay_ms")):  # fmt: skip
-        refused = app_host.call("POST", f"/models?name=iris-batched&{bad}", raw=data)
+    for field, bad in (("batch_max_size", "0"), ("batch_max_delay_ms", "-1")):
+        refused = app_host.call("POST", f"/models?name=iris-batched&{field}={bad}", raw=data)
         assert refused.status == 400 and refused.json()["error"]["field"] == field
     reply = app_host.call(
         "POST", "/models?name=iris-batched&batch_max_size=8&batch_max_delay_ms=2", raw=data
