@@ -8,6 +8,7 @@ numpy kernels, storage clients) are imported inside the functions that need them
 
 import azure.functions as func
 
+from shared import process_exit
 from shared.analytics import routes as analytics
 from shared.db import app as app_database
 from shared.db import routes as database
@@ -77,6 +78,10 @@ def _vector_sql_functions(connection: object) -> None:
 
 # The scalar vector functions in SQL (vector_dot_product ...) on every SQLite connection.
 app_database.on_connect(_vector_sql_functions)
+
+# A SIGTERM (how hosts stop a worker) flushes what is queued for exit, as a normal
+# exit does: the inference log's rows written off the callers' time.
+process_exit.install_sigterm()
 
 # Resource gauges (CPU, memory, GPU): once per process, through the OpenTelemetry API.
 # Never raises: without psutil or NVML the gauges are simply absent (one log line).

@@ -21,6 +21,7 @@ INFRASTRUCTURE = (
     "http",
     "json_input",
     "memory",
+    "process_exit",
     "public_text",
     "settings",
     "storage",

@@ -8,9 +8,9 @@ written then), so only when it becomes visible changes:
 
 - Readers in this process see every row queued before they read: the reads here, the
   protocol's statistics and the analytics reader call ``flush_inference_log()`` first.
-- Normal exit (atexit) flushes what is queued, waiting up to ``EXIT_SECONDS``; a killed
-  process (SIGKILL, a SIGTERM it does not handle, ``os._exit``) loses what was queued in
-  its last ``LINGER_SECONDS``.
+- A normal exit and a SIGTERM (``shared.process_exit``) flush what is queued, waiting up
+  to ``EXIT_SECONDS``; a process killed outright (SIGKILL, ``os._exit``) loses what was
+  queued in its last ``LINGER_SECONDS``.
 - A full queue (``QUEUE_ROWS``, reached only when the database cannot keep up) drops the
   new row, counts it (``LogWriter.dropped``) and logs one warning per episode: the log
   is analytics, and a caller must not wait for it.
@@ -23,7 +23,6 @@ written on the caller's time instead.
 
 from __future__ import annotations
 
-import atexit
 import logging
 import os
 import queue
@@ -33,7 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from shared import telemetry
+from shared import process_exit, telemetry
 from shared.db.connection import Database
 from shared.db.dialects import SQLITE
 from shared.db.timestamps import stamp, to_iso
@@ -359,5 +358,5 @@ def _forget_in_child() -> None:
     _writer = None  # the parent's thread is not in the child; its rows are the parent's
 
 
-atexit.register(_flush_at_exit)
+process_exit.on_exit(_flush_at_exit)
 os.register_at_fork(after_in_child=_forget_in_child)

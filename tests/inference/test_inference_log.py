@@ -4,6 +4,7 @@ that inserts in batches, flushes for readers and at exit (real SQLite, real thre
 from __future__ import annotations
 
 import logging
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -182,15 +183,19 @@ def test_the_writers_inserts_make_no_spans(db: Database, monkeypatch: pytest.Mon
 
 
 EXIT_SCRIPT = """
+import os
+import signal
 import sys
+import time
 from pathlib import Path
 
+from shared import process_exit
 from shared.inference import repository
 from shared.inference.protocol.types import InferRequest
 from tests.support.db import migrated
 from tests.support.inference import build_harness
 
-folder, calls = Path(sys.argv[1]), int(sys.argv[2])
+folder, calls, ending = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 repository._writer = repository.LogWriter(linger_seconds=600.0)  # queued until exit
 harness = build_harness(migrated(folder / "exit.db"), folder)
 harness.register("iris", folder / "iris.onnx")
@@ -201,22 +206,28 @@ try:
     harness.service.infer("iris", None, InferRequest(inputs=[{**good[0], "shape": [4]}]))
 except Exception:
     pass
-print(repository.log_writer().written)
+print(repository.log_writer().written, flush=True)
+if ending == "sigterm":  # as a host stops its worker
+    assert process_exit.install_sigterm()
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(60)  # the signal ends the process before this does
 """
 
 
-def test_rows_queued_at_a_normal_exit_are_written(tmp_path: Path) -> None:
+@pytest.mark.parametrize("ending", ["exit", "sigterm"])
+def test_rows_queued_at_a_normal_exit_or_a_sigterm_are_written(tmp_path: Path, ending: str) -> None:
     write_classifier(tmp_path)
     # well inside the child's 600 s linger: only the exit flush can have cut it short
     done = subprocess.run(
-        [sys.executable, "-c", EXIT_SCRIPT, str(tmp_path), "25"],
+        [sys.executable, "-c", EXIT_SCRIPT, str(tmp_path), "25", ending],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
     )
-    assert done.returncode == 0, done.stderr
+    # A SIGTERM still ends the process as SIGTERM does, after the flush.
+    assert done.returncode == (0 if ending == "exit" else -signal.SIGTERM), done.stderr
     assert done.stdout.strip() == "0"  # nothing was written before the exit
     with sqlite3.connect(tmp_path / "exit.db") as conn:
         outcomes = dict(
