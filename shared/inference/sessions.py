@@ -212,6 +212,10 @@ class SessionCache:
         options.inter_op_num_threads = 1
         if self.intra_op_threads is not None:
             options.intra_op_num_threads = self.intra_op_threads
+        # Idle intra-op threads sleep instead of spinning: a served process has many
+        # concurrent callers, whose work the spinning threads would take CPU from
+        # (measured in docs/concurrency.md).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.log_severity_level = 3  # errors only: warnings here are not actionable
         return options
 

@@ -159,6 +159,9 @@ def _session(threads: int = THREADS) -> object:
             options = ort.SessionOptions()
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
+            # Sleep, not spin, between runs: spinning threads take CPU from concurrent
+            # searches (docs/concurrency.md has the figures).
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
             got = ort.InferenceSession(
                 model.SerializeToString(), options, providers=["CPUExecutionProvider"]
             )
