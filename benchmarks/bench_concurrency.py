@@ -381,12 +381,11 @@ def _bounds(env: dict[str, str]) -> str:
     """The bounds the app holds its caches to, derived as a host with `env` derives them
     (the same settings code, over the environment `launch_app` gives it)."""
     from shared.settings import MiB, Settings
-    from shared.vectors.pool import DEFAULT_MAX_BYTES
 
     s = Settings.from_env({**os.environ, **env})
     return (
         f"search cache {s.search_cache_bytes / MiB:.0f} MiB (SEARCH_CACHE_BYTES),"
-        f" idle pooled buffers {DEFAULT_MAX_BYTES / MiB:.0f} MiB,"
+        f" idle pooled buffers {s.buffer_pool_bytes / MiB:.0f} MiB (BUFFER_POOL_BYTES),"
         f" {s.max_sessions} ONNX sessions (MAX_SESSIONS),"
         f" model file cache {s.model_cache_bytes / MiB:.0f} MiB on disk (MODEL_CACHE_BYTES)"
     )

@@ -125,6 +125,8 @@ class Host:
         folder = str(self.options.script.resolve().parent)
         invoker = Invoker(loop, self.storage, writer, folder)
         keys = KeyRing.from_settings(os.environ)
+        if keys.generated:  # the app, in this process, accepts it as a Bearer key too
+            os.environ["LOCAL_FUNCTION_KEYS"] = keys.function_keys[0]
         listeners = self._listeners(invoker)
         server = HostServer(
             uvicorn.Config(

@@ -1,8 +1,11 @@
 // Hartonomous Functions on Azure: `azd up` provisions this, then deploys the app.
 // Flex Consumption Function App, keyless Storage (shared keys off), Azure SQL with
 // Entra-only authentication, Application Insights without local auth, and the Event
-// Grid system topic the model blob trigger listens through. Every credential is the
-// app's user-assigned managed identity: no key, password or connection secret here.
+// Grid system topic the model blob trigger listens through. Every credential the app
+// uses is its user-assigned managed identity: no key, password or connection secret
+// here. The one secret, the API key callers of the OpenAI-compatible routes send, is
+// made at random on the first `azd up` and lives in Key Vault, which the app reads
+// through that identity (docs/deploy.md#the-api-key).
 targetScope = 'subscription'
 
 @minLength(1)
@@ -59,6 +62,22 @@ param tracesSamplingRatio string = '1.0'
 @description('Azure SQL database SKU, `<edition>_Gen5_<vCores>`: GP_S (General Purpose serverless, pauses when idle; the default), GP (General Purpose) or BC (Business Critical).')
 param sqlSkuName string = 'GP_S_Gen5_1'
 
+// The key callers of /api/v1/... send as `Authorization: Bearer <key>`. azd fills it
+// (main.parameters.json, secretOrRandomPassword) with the vault's `api-key` secret, or,
+// while the vault or the secret does not exist yet, with a new random password: so each
+// later run keeps the key the vault holds, a rotated one included.
+@secure()
+@description('The API key of the OpenAI-compatible routes: the vault\'s api-key secret (azd: secretOrRandomPassword).')
+param apiKey string
+
+// azd's random password is 15 letters and digits. A key shorter than
+// `minimumApiKeyLength` gets the 32 hex digits of this GUID appended (47 characters on
+// the first run); a longer one, as every later run reads from the vault, is kept as is.
+@secure()
+@description('Random characters appended to an apiKey shorter than 32 characters; unused otherwise.')
+// checkov:skip=CKV_AZURE_131: newGuid() is a new random value at each deployment, not a value written here
+param apiKeyExtension string = newGuid()
+
 param resourceGroupName string = ''
 
 var abbrs = loadJsonContent('abbreviations.json')
@@ -67,6 +86,8 @@ var tags = { 'azd-env-name': environmentName }
 var functionAppName = '${abbrs.webSitesFunctions}${resourceToken}'
 var deploymentContainerName = 'app-package-${take(resourceToken, 7)}'
 var sqlDatabaseName = 'hartonomous'
+var apiKeySecretName = 'api-key'
+var minimumApiKeyLength = 32
 
 // The names the app reads (shared/settings.py); one place, used by storage and settings.
 var containers = {
@@ -124,6 +145,44 @@ module storage 'app/storage.bicep' = {
     queues: [
       ingestionQueue
       '${ingestionQueue}-poison'
+    ]
+  }
+}
+
+// The API key's vault: Azure RBAC only (no access policies). Its public endpoint stays
+// open: the platform resolves the app's reference through it (the app has no virtual
+// network) and azd reads the secret from the deploying machine; every read needs an
+// Entra token holding a Key Vault data role (infra/app/rbac.bicep). Purge protection is
+// off: the vault's name comes from the environment's, so with it `azd down` could not
+// purge the vault and the environment's next `azd up` would fail on the name until the
+// retention ends; the key can be made again, unlike data. Soft delete keeps a deleted
+// vault recoverable for 7 days.
+module keyVault 'br/public:avm/res/key-vault/vault:0.13.3' = {
+  name: 'keyVault'
+  scope: rg
+  params: {
+    name: '${abbrs.keyVaultVaults}${resourceToken}'
+    location: location
+    tags: tags
+    sku: 'standard'
+    enableRbacAuthorization: true
+    enablePurgeProtection: false
+    enableSoftDelete: true
+    softDeleteRetentionInDays: 7
+    enableVaultForDeployment: false
+    enableVaultForTemplateDeployment: false
+    enableVaultForDiskEncryption: false
+    publicNetworkAccess: 'Enabled'
+    networkAcls: {
+      bypass: 'AzureServices'
+      defaultAction: 'Allow'
+    }
+    secrets: [
+      {
+        name: apiKeySecretName
+        value: (length(apiKey) >= minimumApiKeyLength) ? apiKey : '${apiKey}${replace(apiKeyExtension, '-', '')}'
+        contentType: 'text/plain'
+      }
     ]
   }
 }
@@ -189,6 +248,7 @@ module rbac 'app/rbac.bicep' = {
   params: {
     storageAccountName: storage.outputs.name
     appInsightsName: appInsights.outputs.name
+    keyVaultName: keyVault.outputs.name
     appPrincipalId: appIdentity.outputs.principalId
     userPrincipalId: principalId
     userPrincipalType: principalType
@@ -224,6 +284,10 @@ module function 'app/function.bicep' = {
       PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY: 'true'
       OTEL_TRACES_SAMPLER: 'microsoft.fixed_percentage'
       OTEL_TRACES_SAMPLER_ARG: tracesSamplingRatio
+      // Resolved by the platform with the app's identity (function.bicep sets it as the
+      // site's Key Vault reference identity); versionless, so a new version of the
+      // secret reaches the app when the platform refreshes its references.
+      API_KEYS: '@Microsoft.KeyVault(VaultName=${keyVault.outputs.name};SecretName=${apiKeySecretName})'
     }
   }
   dependsOn: [rbac]
@@ -254,3 +318,5 @@ output EVENT_GRID_SYSTEM_TOPIC_NAME string = eventGridTopic.outputs.name
 output BLOB_TRIGGER_FUNCTION string = 'register_model_blob'
 output SQL_SERVER_FQDN string = sql.outputs.serverFqdn
 output SQL_DATABASE_NAME string = sqlDatabaseName
+// main.parameters.json reads the API key back from this vault on the next run.
+output AZURE_KEY_VAULT_NAME string = keyVault.outputs.name

@@ -46,6 +46,12 @@ class InvalidInputError(HartonomousError):
     code = "invalid_request"
 
 
+class AuthenticationError(HartonomousError):
+    """The call carries no key, or not one this deployment accepts (HTTP 401)."""
+
+    code = "invalid_api_key"
+
+
 class NotFoundError(HartonomousError):
     """What the input names does not exist (HTTP 404)."""
 
@@ -109,6 +115,7 @@ class ConfigurationError(HartonomousError):
 
 
 __all__ = [
+    "AuthenticationError",
     "ConfigurationError",
     "ConflictError",
     "HartonomousError",

@@ -23,7 +23,14 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -230,6 +237,13 @@ class Settings(BaseSettings):
         description="Memory for in-memory search matrices (least recently searched sets go "
         "first). Default: a quarter of the instance memory, at most 4 GiB.",
     )
+    buffer_pool_bytes: Annotated[int, MemoryShare(0.125, 256 * MiB)] = Field(
+        alias="BUFFER_POOL_BYTES",
+        ge=MiB,
+        le=1024 * 1024 * MiB,
+        description="Most memory idle pooled buffers keep for reuse by the vector hot paths. "
+        "Default: an eighth of the instance memory, at most 256 MiB.",
+    )
     search_compress_from_rows: int = Field(
         20000,
         alias="SEARCH_COMPRESS_FROM_ROWS",
@@ -250,6 +264,13 @@ class Settings(BaseSettings):
         ge=0,
         le=86400,
         description="A set loaded from SQL is snapshotted once its version has held this long.",
+    )
+    api_keys: SecretStr | None = Field(
+        None,
+        alias="API_KEYS",
+        description="Comma-separated keys the OpenAI-compatible routes (/api/v1/...) accept "
+        "as Authorization: Bearer <key>. Unset: the local host's LOCAL_FUNCTION_KEYS and "
+        "LOCAL_MASTER_KEY. In Azure, a Key Vault reference to the key the deployment made.",
     )
     batch_max_size: int = Field(
         16,

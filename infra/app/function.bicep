@@ -1,6 +1,7 @@
 // The Function App on Flex Consumption: Linux, Python 3.11, the deployment package in a
 // blob container reached with the app's identity, HTTPS only, FTP off. Its settings are
-// the identity-based names the app and the Functions host read: no key or password.
+// the identity-based names the app and the Functions host read: no key or password; the
+// API key is a Key Vault reference the platform resolves with the same identity.
 param name string
 param location string
 param tags object = {}
@@ -54,6 +55,10 @@ module site 'br/public:avm/res/web/site:0.15.1' = {
       systemAssigned: false
       userAssignedResourceIds: [identityResourceId]
     }
+    // The identity the platform resolves Key Vault references in the settings with (the
+    // API key): without it the platform would use a system-assigned identity, and there
+    // is none.
+    keyVaultAccessIdentityResourceId: identityResourceId
     functionAppConfig: {
       deployment: {
         storage: {

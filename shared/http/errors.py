@@ -1,9 +1,11 @@
 """The one place that turns errors into HTTP replies.
 
 Services raise the kinds of ``shared.errors``; this module maps each kind to a status
-code and gives the reply in either of two shapes from the same mapping: the app's
-``{"error": {"code", "message", "field"}}`` (``handle_errors``) and the Open Inference
-Protocol's ``{"error": "<message>"}`` (``oip_errors``). Anything outside the hierarchy is
+code and gives the reply in one of three shapes from the same mapping: the app's
+``{"error": {"code", "message", "field"}}`` (``handle_errors``), the Open Inference
+Protocol's ``{"error": "<message>"}`` (``oip_errors``) and OpenAI's
+``{"error": {"message", "type", "param", "code"}}`` (``openai_errors``), which the
+openai SDK turns into its own exception types by status. Anything outside the hierarchy is
 a bug: logged with its traceback, answered with a 500 that shows no internals.
 """
 
@@ -18,6 +20,7 @@ import azure.functions as func
 from pydantic import ValidationError
 
 from shared.errors import (
+    AuthenticationError,
     ConfigurationError,
     ConflictError,
     HartonomousError,
@@ -37,6 +40,7 @@ log = logging.getLogger(__name__)
 #: The status of each kind of error; a class not listed takes its nearest listed base.
 STATUS: dict[type[HartonomousError], int] = {
     InvalidInputError: 400,
+    AuthenticationError: 401,
     NotFoundError: 404,
     ConflictError: 409,
     NotReadyError: 409,
@@ -188,6 +192,24 @@ def oip_response(reply: ErrorReply) -> func.HttpResponse:
     )
 
 
+def openai_response(reply: ErrorReply) -> func.HttpResponse:
+    """OpenAI's shape: ``{"error": {"message", "type", "param", "code"}}``; ``type`` as
+    OpenAI names its errors (``invalid_request_error`` for every 4xx but 429)."""
+    if reply.status == 429:
+        kind = "rate_limit_error"
+    elif reply.status >= 500:
+        kind = "server_error"
+    else:
+        kind = "invalid_request_error"
+    body = {"message": reply.message, "type": kind, "param": reply.field, "code": reply.code}
+    return func.HttpResponse(
+        dumps({"error": body}),
+        status_code=reply.status,
+        mimetype="application/json",
+        headers=reply.headers,
+    )
+
+
 Route = Callable[[func.HttpRequest], func.HttpResponse]
 
 
@@ -214,3 +236,6 @@ def _guard(shape: Callable[[ErrorReply], func.HttpResponse]) -> Callable[[Route]
 handle_errors = _guard(app_response)
 #: Decorator for the Open Inference Protocol routes: errors answer ``{"error": "<message>"}``.
 oip_errors = _guard(oip_response)
+#: Decorator for the OpenAI-compatible routes (``/api/v1``): errors answer
+#: ``{"error": {"message", "type", "param", "code"}}``.
+openai_errors = _guard(openai_response)

@@ -139,5 +139,7 @@ def default_pool() -> BufferPool:
     if _DEFAULT is None:
         with _DEFAULT_LOCK:
             if _DEFAULT is None:
-                _DEFAULT = BufferPool()
+                from shared.settings import get_settings
+
+                _DEFAULT = BufferPool(get_settings().buffer_pool_bytes)
     return _DEFAULT

@@ -195,6 +195,7 @@ class Evaluator:
             "min": min,
             "pad_left": lambda s, n, ch=" ": _text(s).rjust(n, ch),
             "substring": lambda s, start, n=None: s[start:] if n is None else s[start : start + n],
+            "replace": lambda s, old, new: s.replace(old, new),
             "to_lower": str.lower,
             "to_upper": str.upper,
         }
@@ -208,3 +209,30 @@ def _text(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
+
+
+def role_assignments(path: Path) -> set[tuple[str, str, str]]:
+    """Every role assignment a file makes, as (principal, scope, role definition GUID):
+    the principal and scope as written (parameter and resource names), each role of a
+    loop's array on its own. A condition (`if (!empty(...))`) does not change what is
+    assigned when it holds, so it is read through."""
+    tree = parsed(path)
+    evaluate = Evaluator(path, {})
+    found = set()
+    for name, resource in tree.get("resources", {}).items():
+        if resource["type"] != "Microsoft.Authorization/roleAssignments":
+            continue
+        config, loop = resource["config"], None
+        while set(config) <= {"loop_type", "condition", "config"}:
+            loop = loop or config.get("loop_type")
+            config = config["config"]
+        role = config["properties"]["roleDefinitionId"]["function"]["parameters"]
+        role = role["resource_name_1"]
+        if loop is not None and role == loop["detail"]["item_name"]:
+            roles = evaluate.name(loop["detail"]["array_name"])
+        else:
+            roles = [evaluate.value(role)]
+        principal = config["properties"]["principalId"]
+        assert isinstance(principal, str), (name, principal)
+        found |= {(principal, config["scope"], r) for r in roles}
+    return found

@@ -18,6 +18,7 @@ from tests.infra.bicep import (
     modules,
     parsed,
     registry_module,
+    role_assignments,
 )
 
 pytestmark = pytest.mark.xdist_group(BICEP_GROUP)
@@ -65,7 +66,7 @@ def test_registry_modules_are_public_avm_and_pinned() -> None:
             assert detail["public"] and detail["path"].startswith("avm/res/"), (path, name)
             assert re.fullmatch(r"\d+\.\d+\.\d+", detail["tag"]), (path, name, detail["tag"])
             seen += 1
-    assert seen >= 9
+    assert seen >= 10
 
 
 def test_storage_is_keyless_private_and_tls12() -> None:
@@ -142,20 +143,41 @@ def test_sql_is_entra_only_with_no_password() -> None:
     assert "administratorLogin" not in params
 
 
-def test_the_app_identity_gets_exactly_its_roles() -> None:
-    text = RBAC.read_text()
-    roles = set(
-        re.findall(r"'([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})'", text)
-    )
-    assert roles == {
-        "b7e6dc6d-f1e8-4753-8033-0f276bb0955b",  # Storage Blob Data Owner
-        "974c5e8b-45b9-4653-ba55-5f855dd0fb88",  # Storage Queue Data Contributor
-        TABLE_DATA_CONTRIBUTOR,
-        "3913510d-42f4-4e42-8a64-420c390055eb",  # Monitoring Metrics Publisher
-    }
-
-
+BLOB_DATA_OWNER = "b7e6dc6d-f1e8-4753-8033-0f276bb0955b"  # Storage Blob Data Owner
+QUEUE_DATA_CONTRIBUTOR = "974c5e8b-45b9-4653-ba55-5f855dd0fb88"  # Storage Queue Data Contributor
 TABLE_DATA_CONTRIBUTOR = "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3"  # Storage Table Data Contributor
+METRICS_PUBLISHER = "3913510d-42f4-4e42-8a64-420c390055eb"  # Monitoring Metrics Publisher
+KEY_VAULT_SECRETS_USER = "4633458b-17de-408a-b874-0445c86b69e6"  # reads secrets
+KEY_VAULT_SECRETS_OFFICER = "b86a8fe4-44ce-4948-aee5-eccb2c155cd7"  # reads and writes secrets
+
+
+def test_the_app_identity_gets_exactly_its_roles() -> None:
+    """Each role on the one resource it is for, and no other: the app reads the API key's
+    secret and nothing else of the vault; the deploying user reads and writes secrets
+    (azd reads the key back on each run; rotating it writes a new version)."""
+    assigned = role_assignments(RBAC)
+    app = {(scope, role) for who, scope, role in assigned if who == "appPrincipalId"}
+    assert app == {
+        ("storageAccount", BLOB_DATA_OWNER),
+        ("storageAccount", QUEUE_DATA_CONTRIBUTOR),
+        ("storageAccount", TABLE_DATA_CONTRIBUTOR),
+        ("appInsights", METRICS_PUBLISHER),
+        ("keyVault", KEY_VAULT_SECRETS_USER),
+    }
+    user = {(scope, role) for who, scope, role in assigned if who == "userPrincipalId"}
+    assert user == {
+        ("storageAccount", BLOB_DATA_OWNER),
+        ("storageAccount", QUEUE_DATA_CONTRIBUTOR),
+        ("storageAccount", TABLE_DATA_CONTRIBUTOR),
+        ("keyVault", KEY_VAULT_SECRETS_OFFICER),
+    }
+    assert {who for who, _, _ in assigned} == {"appPrincipalId", "userPrincipalId"}
+    resources = parsed(RBAC)["resources"]
+    assert resources["keyVault"]["existing"] is True
+    assert resources["keyVault"]["config"]["name"] == "keyVaultName"
+    rbac = modules(MAIN)["rbac"]["config"]["params"]
+    assert dotted(rbac["keyVaultName"]) == "keyVault.outputs.name"
+    assert dotted(rbac["appPrincipalId"]) == "appIdentity.outputs.principalId"
 
 
 def test_the_host_reaches_table_storage_with_the_app_identity() -> None:
