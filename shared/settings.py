@@ -16,6 +16,7 @@ function. A blank value counts as unset.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -87,6 +88,38 @@ def instance_memory_bytes(
         if raw.isdigit() and 0 < int(raw) < physical:
             return int(raw)
     return physical
+
+
+def usable_cores(cgroup_root: Path = Path("/sys/fs/cgroup")) -> int:
+    """Cores this process may keep busy: the CPUs it may run on, capped by a cgroup CPU
+    quota rounded up (how Flex Consumption gives a 2048 MB instance one core's worth,
+    and a 512 MB one a quarter, whatever the host's CPU count). Thread pools sized by
+    ``os.cpu_count()`` instead would run more threads than there is CPU time for."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # no affinity call on this platform
+        cores = os.cpu_count() or 1
+    quota = _cpu_quota(cgroup_root)
+    if quota is not None:
+        cores = min(cores, math.ceil(quota))
+    return max(1, cores)
+
+
+def _cpu_quota(cgroup_root: Path) -> float | None:
+    """The cgroup's CPU quota in cores (v2 ``cpu.max``, v1 ``cfs_quota_us``), or None."""
+    try:
+        quota, period = (cgroup_root / "cpu.max").read_text().split()[:2]
+        if quota != "max":
+            return int(quota) / int(period)
+        return None
+    except (OSError, ValueError):
+        pass
+    try:
+        quota = int((cgroup_root / "cpu/cpu.cfs_quota_us").read_text())
+        period = int((cgroup_root / "cpu/cpu.cfs_period_us").read_text())
+    except (OSError, ValueError):
+        return None
+    return quota / period if quota > 0 and period > 0 else None
 
 
 def azure_name(value: str) -> str:

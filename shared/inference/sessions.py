@@ -30,6 +30,7 @@ from shared.inference.protocol.types import (
 )
 from shared.public_text import without_paths
 from shared.registry.errors import InferenceInputError, ModelValidationError
+from shared.settings import usable_cores
 
 log = logging.getLogger(__name__)
 
@@ -210,8 +211,8 @@ class SessionCache:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.inter_op_num_threads = 1
-        if self.intra_op_threads is not None:
-            options.intra_op_num_threads = self.intra_op_threads
+        # onnxruntime's own default counts the host's cores, not the instance's share.
+        options.intra_op_num_threads = self.intra_op_threads or usable_cores()
         # Idle intra-op threads sleep instead of spinning: a served process has many
         # concurrent callers, whose work the spinning threads would take CPU from
         # (measured in docs/concurrency.md).

@@ -47,13 +47,14 @@ A batch, in order of preference:
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
+
+from shared.settings import usable_cores
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ LARGEST_DIM = 65_536
 #: Rows per block of the float32 fallback (a few MiB of float32 at a time).
 _F32_BLOCK_ROWS = 2048
 #: Threads of the batch gemm (2 cores here; under a neighbour's load one thread won).
-THREADS = max(1, min(2, os.cpu_count() or 1))
+THREADS = min(2, usable_cores())
 
 Dots = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 

@@ -21,13 +21,14 @@ The result is within a relative 1e-4 of the exact distance (plus 1e-6 of the nor
 from __future__ import annotations
 
 import math
-import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
 import numpy as np
+
+from shared.settings import usable_cores
 
 from . import scalar
 from .errors import DimensionMismatchError, VectorFormatError
@@ -327,7 +328,7 @@ def euclidean_pairwise(
 #: element-wise loops are single-threaded but release the GIL, and one core cannot
 #: saturate memory bandwidth. Small requests stay on the calling thread.
 PARALLEL_MIN_ELEMENTS = 1 << 20
-_WORKERS = max(1, min(4, os.cpu_count() or 1))
+_WORKERS = min(4, usable_cores())
 _executor: ThreadPoolExecutor | None = None
 _executor_lock = threading.Lock()
 _in_worker = threading.local()

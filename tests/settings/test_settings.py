@@ -143,3 +143,28 @@ def test_instance_memory_reads_the_cgroup_limit(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as err:
         instance_memory_bytes({"INSTANCE_MEMORY_MB": "lots"})
     assert err.value.setting == "INSTANCE_MEMORY_MB"
+
+
+def test_usable_cores_follow_the_cgroup_cpu_quota(tmp_path) -> None:
+    import os
+
+    from shared.settings import usable_cores
+
+    allowed = len(os.sched_getaffinity(0))
+    assert usable_cores(tmp_path) == allowed  # no quota file: the CPUs it may run on
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    assert usable_cores(tmp_path) == allowed
+    (tmp_path / "cpu.max").write_text("100000 100000\n")  # one core (a 2048 MB instance)
+    assert usable_cores(tmp_path) == 1
+    (tmp_path / "cpu.max").write_text("25000 100000\n")  # a quarter core: still one thread
+    assert usable_cores(tmp_path) == 1
+    (tmp_path / "cpu.max").write_text(f"{100000 * (allowed + 3)} 100000\n")
+    assert usable_cores(tmp_path) == allowed  # a quota above the CPUs adds none
+    (tmp_path / "cpu.max").unlink()
+    v1 = tmp_path / "cpu"
+    v1.mkdir()
+    (v1 / "cpu.cfs_quota_us").write_text("100000\n")
+    (v1 / "cpu.cfs_period_us").write_text("100000\n")
+    assert usable_cores(tmp_path) == 1
+    (v1 / "cpu.cfs_quota_us").write_text("-1\n")  # v1's "no quota"
+    assert usable_cores(tmp_path) == allowed
