@@ -13,6 +13,7 @@ from shared.analytics import routes as analytics
 from shared.db import app as app_database
 from shared.db import routes as database
 from shared.embeddings import routes as embeddings
+from shared.embeddings.openai import routes as openai_embeddings
 from shared.embeddings.shapes import EmbeddingsPayload, EmbedTextPayload
 from shared.health import routes as health
 from shared.http import openapi
@@ -24,6 +25,7 @@ from shared.monitoring import routes as monitoring
 from shared.monitoring.gauges import register_once as register_resource_gauges
 from shared.registry import routes as models
 from shared.registry.shapes import ModelPayload
+from shared.rerank import routes as rerank
 from shared.search import routes as search
 from shared.vectors import routes as vectors
 
@@ -33,6 +35,8 @@ for feature in (
     health,
     vectors,
     embeddings,
+    openai_embeddings,
+    rerank,
     search,
     models,
     jobs,

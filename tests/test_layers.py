@@ -35,6 +35,7 @@ FEATURES = (
     "inference",
     "search",
     "embeddings",
+    "rerank",
     "analytics",
     "monitoring",
     "health",

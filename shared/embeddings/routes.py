@@ -13,6 +13,7 @@ from shared.embeddings.shapes import (
     EmbeddingUpsertResponse,
     TextEmbedRequest,
     TextEmbedResponse,
+    TruncatedText,
 )
 from shared.http.errors import RequestError, handle_errors
 from shared.http.requests import read_json, read_query
@@ -120,7 +121,9 @@ def delete_embeddings(req: func.HttpRequest) -> func.HttpResponse:
     bp,
     "embeddings/text",
     ["POST"],
-    summary="Embed texts with a registered sentence-embedding model; optionally store them.",
+    summary="Embed texts with a registered sentence-embedding model; optionally store them. "
+    "A text over the model's token limit is cut (listed in `truncated`) or, with "
+    "`truncate: false`, refused.",
     tags=("embeddings",),
     request=TextEmbedRequest,
     response=TextEmbedResponse,
@@ -140,7 +143,7 @@ def embed_text(req: func.HttpRequest) -> func.HttpResponse:
             "store.entity_ids",
         )
     store_as = (body.store.embedding_type, body.store.entity_ids) if body.store else None
-    out = text_embeddings().embed(body.model, body.texts, store_as)
+    out = text_embeddings().embed(body.model, body.texts, store_as, truncate=body.truncate)
     stored = out.stored
     return json_response(
         TextEmbedResponse(
@@ -149,5 +152,7 @@ def embed_text(req: func.HttpRequest) -> func.HttpResponse:
             dimension=int(out.vectors.shape[1]),
             vectors=codec.encode_matrix(out.vectors, body.format),
             stored={"inserted": stored.inserted, "updated": stored.updated} if stored else None,
+            max_tokens=out.max_tokens,
+            truncated=[TruncatedText(index=i, tokens=out.tokens[i]) for i in out.truncated],
         ).model_dump()
     )

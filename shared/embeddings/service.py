@@ -13,11 +13,14 @@ import numpy as np
 from shared.batching import Batchers, BatchLimits, limits_from_settings
 from shared.embeddings.repository import EmbeddingRepository, EmbeddingRow, UpsertCounts
 from shared.errors import NotFoundError
+from shared.inference.embedder import Tokens
 from shared.settings import get_settings
 from shared.vectors import codec
 
 if TYPE_CHECKING:
+    from shared.inference.embedder import TokenLimit
     from shared.inference.text_models import TextModels
+    from shared.registry.repository import ModelRecord
 
 from shared.vectors.errors import (
     DimensionMismatchError,
@@ -141,11 +144,20 @@ def embedding_store() -> EmbeddingStore:
 
 @dataclass(frozen=True)
 class TextVectors:
-    """Texts embedded by one model version, and what storing them did."""
+    """Texts embedded by one model version, and what storing them did. ``tokens`` are
+    each text's tokens before any cut (special tokens included, padding not); a text
+    with more than ``max_tokens`` was cut to that many (``truncated``)."""
 
     model_version: int
     vectors: np.ndarray
     stored: UpsertCounts | None
+    tokens: Sequence[int] = ()
+    max_tokens: int = 0
+
+    @property
+    def truncated(self) -> list[int]:
+        """Indices of the texts cut to the model's limit."""
+        return [i for i, n in enumerate(self.tokens) if n > self.max_tokens]
 
 
 class TextEmbeddings:
@@ -161,45 +173,66 @@ class TextEmbeddings:
         self.models = models
         self.store = store
         self.limits = batching or BatchLimits(1, 0.0, 1)
-        self.batchers: Batchers[_Texts, np.ndarray] = Batchers("text-embedding", self._run_batch)
+        self.batchers: Batchers[_Tokens, np.ndarray] = Batchers("text-embedding", self._run_batch)
 
     def embed(
         self,
         model: str,
         texts: list[str],
         store_as: tuple[str, list[str]] | None = None,
+        *,
+        truncate: bool = True,
+        field: str = "texts",
     ) -> TextVectors:
-        """`store_as` is (embedding_type, entity_ids), one id per text."""
+        """`store_as` is (embedding_type, entity_ids), one id per text. A text over the
+        model's token limit is cut to it, or with ``truncate=False`` refused with a 400
+        naming ``field[i]``. Each caller's texts are tokenized on its own thread, so a
+        refusal (or a text that is not text) fails that caller only, before any batch."""
         record = self.models.record(model)  # 404 / 409 naming the field "model"
         embedder = self.models.embedder(record)
+        tokens = embedder.tokenize(texts, truncate=truncate, field=field)
         limits = self.limits.for_model(record.metadata)
         if not limits.enabled or len(texts) >= limits.max_size:  # a batch already
-            vectors = embedder.embed(texts)
+            vectors = embedder.run(tokens)
         else:
             vectors = self.batchers.get(limits).submit(
-                record.id, _Texts(embedder, texts), len(texts)
+                record.id, _Tokens(embedder, tokens), len(texts)
             )
         stored = None
         if store_as is not None:
             embedding_type, entity_ids = store_as
             stored = self.store.upsert_array(model, embedding_type, entity_ids, vectors)
-        return TextVectors(record.version, vectors, stored)
+        return TextVectors(record.version, vectors, stored, tokens.counts, tokens.limit)
+
+    def text_models(self) -> list[ModelRecord]:
+        """The newest ready version of each model that can embed text."""
+        return self.models.available()
+
+    def text_model(self, name: str) -> tuple[ModelRecord, TokenLimit]:
+        """The newest ready version of ``name`` and its token limit: 404 when it is not
+        registered or takes no ``input_ids``, 409 when it is not ready or has no tokenizer."""
+        from shared.registry.errors import ModelNotFoundError
+
+        record = self.models.record(name)
+        inputs = (record.metadata or {}).get("inputs") or []
+        if not any(spec.get("name") == "input_ids" for spec in inputs):
+            raise ModelNotFoundError(f"model {name!r} is not a text model", field="model")
+        return record, self.models.tokenizer(record).limit
 
     @staticmethod
-    def _run_batch(key: Hashable, items: Sequence[_Texts]) -> list[np.ndarray]:
+    def _run_batch(key: Hashable, items: Sequence[_Tokens]) -> list[np.ndarray]:
         """Every caller's texts in one call of the model (one version: one embedder),
         split back per caller. Padding to a longer neighbour moves a vector by float32
         rounding only: the attention mask keeps the padding out of the pooling."""
-        texts = [t for item in items for t in item.texts]
-        vectors = items[0].embedder.embed(texts)
-        bounds = np.cumsum([0, *(len(item.texts) for item in items)])
+        vectors = items[0].embedder.run(Tokens.join([item.tokens for item in items]))
+        bounds = np.cumsum([0, *(len(item.tokens.ids) for item in items)])
         return [vectors[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
 
 
 @dataclass(frozen=True)
-class _Texts:
+class _Tokens:
     embedder: Any
-    texts: list[str]
+    tokens: Tokens
 
 
 @cache

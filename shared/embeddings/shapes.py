@@ -88,6 +88,16 @@ class TextEmbedRequest(Strict):
     texts: list[str] = Field(min_length=1, max_length=1024)
     store: TextEmbedStore | None = None
     format: Literal["json", "b64"] = "json"
+    truncate: bool = Field(
+        True,
+        description="Cut a text longer than the model's token limit to the limit (the "
+        "reply's `truncated` lists it); false: such a text is a 400 naming `texts[i]`.",
+    )
+
+
+class TruncatedText(BaseModel):
+    index: int = Field(description="The text's index in `texts`.")
+    tokens: int = Field(description="Its tokens before the cut, special tokens included.")
 
 
 class TextEmbedResponse(BaseModel):
@@ -96,6 +106,13 @@ class TextEmbedResponse(BaseModel):
     dimension: int
     vectors: Any
     stored: dict[str, int] | None = None
+    max_tokens: int = Field(
+        description="The model's token limit per text, special tokens included."
+    )
+    truncated: list[TruncatedText] = Field(
+        default_factory=list,
+        description="The texts cut to `max_tokens` (empty when none was).",
+    )
 
 
 # -- the embedding jobs' payloads (POST /api/jobs, or a message on the queue) ---------

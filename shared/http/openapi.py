@@ -18,7 +18,7 @@ bp = func.Blueprint()
 _PARAM = re.compile(r"\{\*?([A-Za-z_][A-Za-z0-9_]*)(?::([a-z]+))?\??\}")
 _STATUS_TEXT = {
     400: "Bad input: the error names the field and the reason.",
-    401: "Missing or wrong function key.",
+    401: "Missing or wrong key (a function key, or on /v1 routes a Bearer API key).",
     404: "Not found.",
     409: "Conflicts with what is stored.",
     413: "Request body too large.",
@@ -55,8 +55,9 @@ def _query_params(doc: RouteDoc) -> list[dict[str, Any]]:
 
 def build() -> dict[str, Any]:
     models = {resolve(m) for d in ROUTES for m in (d.request, d.response) if m is not None}
-    models.add(ErrorBody)
-    keyed = [(m, "validation" if m is not ErrorBody else "serialization") for m in models]
+    bodies = {ErrorBody} | {resolve(d.error_body) for d in ROUTES if d.error_body is not None}
+    models |= bodies
+    keyed = [(m, "serialization" if m in bodies else "validation") for m in models]
     _, top = models_json_schema(
         sorted(keyed, key=lambda x: x[0].__name__), ref_template="#/components/schemas/{model}"
     )
@@ -92,10 +93,14 @@ def build() -> dict[str, Any]:
             if doc.auth.upper() != "ANONYMOUS":
                 errors.add(401)
                 op["security"] = [{"functionKey": []}, {"functionKeyQuery": []}]
+            if doc.bearer:
+                errors.add(401)
+                op["security"] = [{"bearerKey": []}]
+            error_body = resolve(doc.error_body) or ErrorBody
             for code in sorted(errors):
                 op["responses"][str(code)] = {
                     "description": _STATUS_TEXT.get(code, "Error"),
-                    "content": {"application/json": {"schema": ref(ErrorBody)}},
+                    "content": {"application/json": {"schema": ref(error_body)}},
                 }
             paths.setdefault(path, {})[method.lower()] = op
     return {
@@ -112,6 +117,7 @@ def build() -> dict[str, Any]:
             "securitySchemes": {
                 "functionKey": {"type": "apiKey", "in": "header", "name": "x-functions-key"},
                 "functionKeyQuery": {"type": "apiKey", "in": "query", "name": "code"},
+                "bearerKey": {"type": "http", "scheme": "bearer"},
             },
         },
     }

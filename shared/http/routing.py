@@ -28,6 +28,8 @@ class RouteDoc:
     status: int = 200
     errors: tuple[int, ...] = (400,)
     path_enums: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    error_body: ModelRef | None = None  # the errors' shape; None: the app's ErrorBody
+    bearer: bool = False  # checks Authorization: Bearer itself (shared.http.api_keys)
 
 
 ROUTES: list[RouteDoc] = []
@@ -53,6 +55,8 @@ def http_route(
     status: int = 200,
     errors: tuple[int, ...] = (400,),
     path_enums: dict[str, tuple[str, ...]] | None = None,
+    error_body: ModelRef | None = None,
+    bearer: bool = False,
 ) -> Callable[[Callable], Callable]:
     def register(fn: Callable) -> Callable:
         ROUTES.append(
@@ -69,6 +73,8 @@ def http_route(
                 status=status,
                 errors=errors,
                 path_enums=path_enums or {},
+                error_body=error_body,
+                bearer=bearer,
             )
         )
         return bp.route(route=route, methods=methods, auth_level=auth)(fn)

@@ -102,3 +102,22 @@ class ErrorDetail(BaseModel):
 
 class ErrorBody(BaseModel):
     error: ErrorDetail
+
+
+class OipErrorBody(BaseModel):
+    """The Open Inference Protocol's error reply."""
+
+    error: str
+
+
+class OpenAIErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class OpenAIErrorBody(BaseModel):
+    """OpenAI's error reply, on the OpenAI-compatible routes (``/api/v1``)."""
+
+    error: OpenAIErrorDetail

@@ -4,7 +4,9 @@ A text model is a registered ONNX model plus `<name>.tokenizer.json` uploaded be
 it in the models container. Its onnxruntime session lives in the same ``SessionCache``
 as the inference sessions (keyed by model id, so a model used both ways loads once),
 and ``MAX_SESSIONS`` bounds them all. Only the tokenizers, which are small, are kept
-here. A new version of the model is picked up on the next call.
+here, each with the model version's token limit (``embedder.token_limit``: the
+registration's ``max_tokens``, the tokenizer file, the model's inputs, its position
+table). A new version of the model is picked up on the next call.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from shared.registry.repository import ModelRecord, ModelRepository
 from shared.storage.blob_store import BlobModelStore
 
 if TYPE_CHECKING:
-    from shared.inference.embedder import TextEmbedder
+    from shared.inference.embedder import TextEmbedder, TextTokenizer
     from shared.inference.sessions import SessionCache
 
 MAX_TOKENIZER_BYTES = 64 * 1024 * 1024
@@ -79,6 +81,31 @@ class TextModels:
             output=(record.metadata or {}).get("embedding_output"),
         )
 
+    def tokenizer(self, record: ModelRecord) -> TextTokenizer:
+        """This model version's tokenizer and token limit (no session is loaded)."""
+        return self._tokenizer(record)
+
+    def available(self, limit: int = 1000) -> list[ModelRecord]:
+        """The newest ready version of each model that can embed text: its inputs take
+        ``input_ids`` and its tokenizer is uploaded beside it. A tokenizer this process
+        already holds is not looked up in storage again."""
+        from shared.registry.status import ModelStatus
+
+        found: list[ModelRecord] = []
+        seen: set[str] = set()
+        for record in self.models.list(status=ModelStatus.READY, limit=limit):
+            if record.name in seen:  # newest version first within a name
+                continue
+            seen.add(record.name)
+            inputs = (record.metadata or {}).get("inputs") or []
+            if not any(spec.get("name") == "input_ids" for spec in inputs):
+                continue
+            with self._lock:
+                held = record.id in self._tokenizers
+            if held or self.store.exists(f"{record.name}.tokenizer.json"):
+                found.append(record)
+        return found
+
     def _tokenizer(self, record: ModelRecord) -> Any:
         with self._lock:
             hit = self._tokenizers.get(record.id)
@@ -93,7 +120,12 @@ class TextModels:
         return tokenizer
 
     def _load_tokenizer(self, record: ModelRecord) -> Any:
-        from shared.inference.embedder import load_tokenizer
+        from shared.inference.embedder import (
+            TextTokenizer,
+            fixed_input_length,
+            read_tokenizer,
+            token_limit,
+        )
         from shared.registry.errors import ModelNotReadyError
 
         tokenizer_blob = f"{record.name}.tokenizer.json"
@@ -109,7 +141,22 @@ class TextModels:
             tmp = tokenizer_path.with_suffix(f".{threading.get_ident()}.tmp")
             tmp.write_bytes(self.store.read_bytes(tokenizer_blob, MAX_TOKENIZER_BYTES))
             tmp.replace(tokenizer_path)
-        return load_tokenizer(tokenizer_path)
+        tokenizer = read_tokenizer(tokenizer_path)
+        metadata = record.metadata or {}
+        limit = token_limit(
+            tokenizer,
+            registered=metadata.get("max_tokens"),
+            input_length=fixed_input_length(metadata.get("inputs")),
+            tensors=lambda: [(t.name, t.shape) for t in self.models.tensors(record.id)],
+        )
+        try:
+            return TextTokenizer(tokenizer, limit)
+        except ValueError as exc:  # a registered max_tokens below the special tokens
+            raise ModelNotReadyError(
+                f"model {record.name!r}: its token limit {limit.tokens} ({limit.source}) "
+                f"is too small: {exc}; register it again with a larger max_tokens",
+                field="model",
+            ) from None
 
 
 @cache

@@ -51,9 +51,20 @@ STAGING_MAX_AGE = timedelta(hours=6)
 
 #: What an upload may say about its model (POST /api/models query, or the blob's own
 #: x-ms-meta-* metadata): the output that carries a text embedding, for ambiguous
-#: exports, and the model's own dynamic-batching limits (``shared.batching``).
-OPTIONS = ("embedding_output", *MODEL_OPTIONS)
+#: exports, the most tokens one text may have (text models whose tokenizer file and
+#: graph do not say it), and the model's own dynamic-batching limits (``shared.batching``).
+OPTIONS = ("embedding_output", "max_tokens", *MODEL_OPTIONS)
 _OPTION_VALUE = re.compile(r"^[A-Za-z0-9_.:/-]{1,128}$")
+#: Bounds of ``max_tokens``: room for a tokenizer's special tokens, and far past the
+#: longest contexts of text-embedding models (8192 to 32768 tokens).
+MAX_TOKENS_RANGE = (8, 131072)
+
+
+def _max_tokens_problem(value: str) -> str | None:
+    low, high = MAX_TOKENS_RANGE
+    if not value.isdigit() or not low <= int(value) <= high:
+        return f"must be a whole number of tokens from {low} to {high}"
+    return None
 
 
 def registration_options(given: dict[str, str]) -> dict[str, str]:
@@ -69,7 +80,10 @@ def registration_options(given: dict[str, str]) -> dict[str, str]:
                         key, value, "is not an output name (1-128 of letters, digits and _.:/-)"
                     )
             else:
-                problem = check_model_option(key, value)
+                if key == "max_tokens":
+                    problem = _max_tokens_problem(value)
+                else:
+                    problem = check_model_option(key, value)
                 if problem:
                     raise InvalidNameError(key, value, problem)
             out[key] = value

@@ -66,6 +66,14 @@ class UploadQuery(Strict):
         description="For text-embedding models whose export is ambiguous: the output that "
         "carries the embedding ([batch, hidden] or [batch, sequence, hidden]).",
     )
+    max_tokens: int | None = Field(
+        None,
+        ge=8,
+        le=131072,
+        description="For text models: the most tokens one text may have, special tokens "
+        "included. Unset: the tokenizer file's truncation length, else the model's fixed "
+        "sequence length, else its position-embedding table, else 512.",
+    )
     batch_max_size: int | None = Field(
         None,
         ge=1,
@@ -84,6 +92,7 @@ class UploadQuery(Strict):
         """The registration options given, as the blob metadata that carries them."""
         given = {
             "embedding_output": self.embedding_output,
+            "max_tokens": self.max_tokens,
             "batch_max_size": self.batch_max_size,
             "batch_max_delay_ms": self.batch_max_delay_ms,
         }

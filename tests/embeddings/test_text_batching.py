@@ -12,7 +12,12 @@ import pytest
 
 from shared.batching import BatchLimits
 from shared.embeddings.service import TextEmbeddings
-from shared.inference.embedder import EmbeddingInputError, TextEmbedder
+from shared.inference.embedder import (
+    EmbeddingInputError,
+    TextEmbedder,
+    Tokens,
+    TooManyTokensError,
+)
 from tests.support.concurrent import together
 from tests.support.pretrained import find_minilm
 
@@ -28,7 +33,7 @@ class Record:
 
 
 class Counting:
-    """The real embedder, counting its calls (how many batches ran)."""
+    """The real embedder, counting its runs of the model (how many batches ran)."""
 
     def __init__(self, embedder: TextEmbedder) -> None:
         self.embedder = embedder
@@ -36,11 +41,14 @@ class Counting:
         self.sizes: list[int] = []
         self.lock = threading.Lock()
 
-    def embed(self, texts: list[str]) -> np.ndarray:
+    def tokenize(self, texts: list[str], **options) -> Tokens:
+        return self.embedder.tokenize(texts, **options)
+
+    def run(self, tokens: Tokens) -> np.ndarray:
         with self.lock:
             self.calls += 1
-            self.sizes.append(len(texts))
-        return self.embedder.embed(texts)
+            self.sizes.append(len(tokens.ids))
+        return self.embedder.run(tokens)
 
 
 class OneModel:
@@ -131,3 +139,20 @@ def test_a_models_registration_overrides_the_settings(embedder) -> None:
     started = time.perf_counter()
     together(6, lambda i: service.embed("minilm", [f"text {i}"]))
     assert counting.calls == 6 and time.perf_counter() - started < 2.5
+
+
+def test_token_counts_and_refusals_are_each_callers_own(embedder) -> None:
+    # A text over the limit with truncate=False fails its caller before the batch; the
+    # others share one run and each gets its own texts' token counts.
+    counting = Counting(embedder)
+    service = TextEmbeddings(OneModel(counting), store=None, batching=BatchLimits(3, 5000, 64))  # type: ignore[arg-type]
+    long = "revenue rose in every region " * 60
+    calls = [["a cat", long], ["hello world"], ["the mat", long]]
+    got = together(3, lambda i: service.embed("minilm", calls[i], truncate=i != 0, field="input"))
+    assert isinstance(got[0], TooManyTokensError) and got[0].field == "input[1]"
+    assert counting.calls == 1 and counting.sizes == [3]
+    limit = embedder.max_length
+    alone = embedder.tokenize(calls[2])
+    assert got[1].tokens == [4] and got[1].max_tokens == limit and got[1].truncated == []
+    assert list(got[2].tokens) == alone.counts and got[2].truncated == [1]
+    np.testing.assert_allclose(got[2].vectors, embedder.embed(calls[2]), atol=1e-5)

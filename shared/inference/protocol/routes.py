@@ -15,6 +15,7 @@ import azure.functions as func
 from shared.http.errors import oip_errors
 from shared.http.responses import dumps
 from shared.http.routing import http_route
+from shared.http.shapes import OipErrorBody
 
 bp = func.Blueprint()
 
@@ -43,7 +44,15 @@ def _name_version(req: func.HttpRequest) -> tuple[str, int | None]:
     return name, version
 
 
-@http_route(bp, "v2", ["GET"], summary="Server metadata.", tags=("inference",), errors=())
+@http_route(
+    bp,
+    "v2",
+    ["GET"],
+    summary="Server metadata.",
+    tags=("inference",),
+    errors=(),
+    error_body=OipErrorBody,
+)
 @oip_errors
 def oip_server(req: func.HttpRequest) -> func.HttpResponse:
     from shared.inference.protocol.binary import EXTENSION
@@ -65,6 +74,7 @@ def oip_server(req: func.HttpRequest) -> func.HttpResponse:
     tags=("inference",),
     auth=func.AuthLevel.ANONYMOUS,
     errors=(),
+    error_body=OipErrorBody,
 )
 @oip_errors
 def oip_live(req: func.HttpRequest) -> func.HttpResponse:
@@ -79,6 +89,7 @@ def oip_live(req: func.HttpRequest) -> func.HttpResponse:
     tags=("inference",),
     auth=func.AuthLevel.ANONYMOUS,
     errors=(503,),
+    error_body=OipErrorBody,
 )
 @oip_errors
 def oip_ready(req: func.HttpRequest) -> func.HttpResponse:
@@ -154,6 +165,7 @@ def _infer(req: func.HttpRequest) -> func.HttpResponse:
     summary="Model metadata: inputs, outputs, datatypes, shapes, versions.",
     tags=("inference",),
     errors=(400, 404),
+    error_body=OipErrorBody,
 )
 @oip_errors
 def oip_model(req: func.HttpRequest) -> func.HttpResponse:
@@ -167,6 +179,7 @@ def oip_model(req: func.HttpRequest) -> func.HttpResponse:
     summary="Metadata of one model version.",
     tags=("inference",),
     errors=(400, 404),
+    error_body=OipErrorBody,
 )
 @oip_errors
 def oip_model_version(req: func.HttpRequest) -> func.HttpResponse:
@@ -180,6 +193,7 @@ def oip_model_version(req: func.HttpRequest) -> func.HttpResponse:
     summary="Ready once the session is loaded and warmed with one run.",
     tags=("inference",),
     errors=(400, 404),
+    error_body=OipErrorBody,
 )
 @oip_errors
 def oip_model_ready(req: func.HttpRequest) -> func.HttpResponse:
@@ -193,6 +207,7 @@ def oip_model_ready(req: func.HttpRequest) -> func.HttpResponse:
     summary="Readiness of one model version.",
     tags=("inference",),
     errors=(400, 404),
+    error_body=OipErrorBody,
 )
 @oip_errors
 def oip_model_version_ready(req: func.HttpRequest) -> func.HttpResponse:
@@ -208,6 +223,7 @@ def oip_model_version_ready(req: func.HttpRequest) -> func.HttpResponse:
     request=_infer_request,
     response=_infer_response,
     errors=(400, 404, 409, 422),
+    error_body=OipErrorBody,
 )
 @oip_errors
 def oip_infer(req: func.HttpRequest) -> func.HttpResponse:
@@ -223,6 +239,7 @@ def oip_infer(req: func.HttpRequest) -> func.HttpResponse:
     request=_infer_request,
     response=_infer_response,
     errors=(400, 404, 409, 422),
+    error_body=OipErrorBody,
 )
 @oip_errors
 def oip_infer_version(req: func.HttpRequest) -> func.HttpResponse:
@@ -237,6 +254,7 @@ def oip_infer_version(req: func.HttpRequest) -> func.HttpResponse:
     'as Triton\'s model repository extension gives it; body {"ready": true} keeps READY.',
     tags=("inference",),
     errors=(400,),
+    error_body=OipErrorBody,
 )
 @oip_errors
 def oip_repository_index(req: func.HttpRequest) -> func.HttpResponse:
@@ -263,6 +281,7 @@ def _stats(req: func.HttpRequest) -> func.HttpResponse:
     summary="Per-version inference counts and durations (Triton's statistics extension).",
     tags=("inference",),
     errors=(400, 404),
+    error_body=OipErrorBody,
 )
 @oip_errors
 def oip_model_stats(req: func.HttpRequest) -> func.HttpResponse:
@@ -276,6 +295,7 @@ def oip_model_stats(req: func.HttpRequest) -> func.HttpResponse:
     summary="Inference counts and durations of one model version.",
     tags=("inference",),
     errors=(400, 404),
+    error_body=OipErrorBody,
 )
 @oip_errors
 def oip_model_version_stats(req: func.HttpRequest) -> func.HttpResponse:
