@@ -15,6 +15,7 @@ from shared.http.errors import openai_errors
 from shared.http.requests import read_json
 from shared.http.responses import json_response
 from shared.http.routing import http_route
+from shared.http.shapes import OpenAIErrorBody
 from shared.rerank.shapes import RerankRequest, RerankResponse, reply
 
 bp = func.Blueprint()
@@ -28,6 +29,8 @@ bp = func.Blueprint()
     "(Cohere v2 rerank shape; Authorization: Bearer <key>).",
     tags=("rerank",),
     auth=func.AuthLevel.ANONYMOUS,
+    bearer=True,
+    error_body=OpenAIErrorBody,
     request=RerankRequest,
     response=RerankResponse,
     errors=(400, 401, 404, 409, 422, 429),

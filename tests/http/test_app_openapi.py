@@ -67,3 +67,25 @@ def test_no_input_makes_a_server_error(case, app_host: Host) -> None:
         checks=[not_a_server_error],
         timeout=30,
     )
+
+
+def test_each_route_documents_its_own_error_shape_and_key() -> None:
+    """The OIP routes answer `{"error": "..."}`, the /v1 routes OpenAI's shape with a
+    Bearer key, the rest the app's shape with a function key: the document says which."""
+    doc = openapi.build()
+
+    def error_schema(path: str, method: str, status: str) -> str:
+        response = doc["paths"][path][method]["responses"][status]
+        return response["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+
+    assert error_schema("/search", "post", "400") == "ErrorBody"
+    assert error_schema("/v2/models/{name}/infer", "post", "400") == "OipErrorBody"
+    bearer = [("/v1/embeddings", "post"), ("/v1/models", "get"), ("/v1/rerank", "post")]
+    for path, method in bearer:
+        op = doc["paths"][path][method]
+        assert op["security"] == [{"bearerKey": []}], path
+        assert error_schema(path, method, "401") == "OpenAIErrorBody", path
+    schemas = doc["components"]["schemas"]
+    assert set(schemas["OpenAIErrorDetail"]["properties"]) == {"message", "type", "param", "code"}
+    assert doc["components"]["securitySchemes"]["bearerKey"] == {"type": "http", "scheme": "bearer"}
+    assert doc["paths"]["/search"]["post"]["security"][0] == {"functionKey": []}

@@ -24,6 +24,7 @@ from shared.http.errors import openai_errors
 from shared.http.requests import read_json
 from shared.http.responses import json_response
 from shared.http.routing import http_route
+from shared.http.shapes import OpenAIErrorBody
 
 bp = func.Blueprint()
 
@@ -40,6 +41,8 @@ OWNER = "hartonomous"
     "input[i]; token ids are refused.",
     tags=("openai",),
     auth=func.AuthLevel.ANONYMOUS,
+    bearer=True,
+    error_body=OpenAIErrorBody,
     request=EmbeddingsRequest,
     response=EmbeddingsResponse,
     errors=(400, 401, 404, 409, 429),
@@ -66,6 +69,8 @@ def openai_embeddings(req: func.HttpRequest) -> func.HttpResponse:
     "tokenizer beside them).",
     tags=("openai",),
     auth=func.AuthLevel.ANONYMOUS,
+    bearer=True,
+    error_body=OpenAIErrorBody,
     response=ModelList,
     errors=(401,),
 )
@@ -94,6 +99,8 @@ def openai_models(req: func.HttpRequest) -> func.HttpResponse:
     summary="OpenAI models API: one text model, with its version and token limit.",
     tags=("openai",),
     auth=func.AuthLevel.ANONYMOUS,
+    bearer=True,
+    error_body=OpenAIErrorBody,
     response=ModelDetail,
     errors=(401, 404, 409),
 )
