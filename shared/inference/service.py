@@ -251,15 +251,12 @@ class InferenceService:
             finally:
                 feeds.release()
             outputs = encode_outputs(names, values)
-        except ModelError as exc:
-            self._log(name, version, record, start, rows, None, exc.reason)
-            raise
         except Exception as exc:
-            self._log(name, version, record, start, rows, None, f"{type(exc).__name__}: {exc}")
+            log_inference(self.log, name, version, record, start, rows, None, exc)
             raise
         confidence = first_confidence(outputs)
         mean = sum(confidence) / len(confidence) if confidence else None
-        self._log(name, version, record, start, rows, mean, None, confidence)
+        log_inference(self.log, name, version, record, start, rows, mean, None, confidence)
         return built(
             InferResponse,
             {
@@ -288,35 +285,48 @@ class InferenceService:
                 names.append(out.name)
         return names
 
-    def _log(
-        self,
-        name: str,
-        version: int | None,
-        record: ModelRecord | None,
-        start: float,
-        rows: int,
-        confidence: float | None,
-        error: str | None,
-        scores: list[float] | None = None,
-    ) -> None:
-        latency_ms = (time.perf_counter() - start) * 1000.0
-        model_version = record.version if record else version
-        record_inference(name, model_version, latency_ms, error is None, scores)
-        row = (  # an InferenceRecord's fields, as a tuple: no object per call
-            record.id if record else None,
-            name,
-            model_version,
-            latency_ms,
-            rows,
-            confidence,
-            "failed" if error else "succeeded",
-            error[:1000] if error else None,
-            time.time_ns(),
+
+def log_inference(
+    repository: InferenceLogRepository,
+    name: str,
+    version: int | None,
+    record: ModelRecord | None,
+    start: float,
+    rows: int,
+    confidence: float | None,
+    failure: Exception | None,
+    scores: list[float] | None = None,
+) -> None:
+    """One call's metrics (``record_inference``) and its inference_log row, queued: the
+    version that ran (``record``), else the ``version`` asked; the time since ``start``
+    (``time.perf_counter()``); ``rows`` served; what failed it, if anything (a model
+    error's reason, else the exception's type and message). A failed write is logged,
+    not raised."""
+    error = None
+    if failure is not None:
+        error = (
+            failure.reason
+            if isinstance(failure, ModelError)
+            else f"{type(failure).__name__}: {failure}"
         )
-        try:
-            self.log.add_row(row)
-        except Exception:  # the log is analytics: never turn a served request into an error
-            log.warning("inference log write failed for model %s", name, exc_info=True)
+    latency_ms = (time.perf_counter() - start) * 1000.0
+    model_version = record.version if record else version
+    record_inference(name, model_version, latency_ms, error is None, scores)
+    row = (  # an InferenceRecord's fields, as a tuple: no object per call
+        record.id if record else None,
+        name,
+        model_version,
+        latency_ms,
+        rows,
+        confidence,
+        "failed" if error else "succeeded",
+        error[:1000] if error else None,
+        time.time_ns(),
+    )
+    try:
+        repository.add_row(row)
+    except Exception:  # the log is analytics: never turn a served call into an error
+        log.warning("inference log write failed for model %s", name, exc_info=True)
 
 
 def record_inference(

@@ -9,25 +9,17 @@ own post-processor then adds the special tokens and segment ids. This is what th
 tokenizers library's ``only_second`` truncation produces, without tokenizing the query
 once per document, and it keeps each document's own token count for the reply to report
 what was cut.
-
-tokenizers is imported when a tokenizer file is loaded, not at module import.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from shared.errors import InvalidInputError
-from shared.registry.errors import ModelValidationError
-
-#: The model's limit when neither its registration, its tokenizer file nor its declared
-#: sequence dimension says one: BERT-family cross-encoders' position table.
-DEFAULT_MAX_TOKENS = 512
 
 
 class RerankInputError(InvalidInputError):
@@ -67,17 +59,13 @@ class EncodedPairs:
 
 
 class PairTokenizer:
-    """A tokenizer file read for pairs: no truncation or padding of its own (the cut and
-    the padding are done here, per call), its declared truncation length kept as a limit.
+    """A tokenizer read for pairs: no truncation or padding of its own (the cut and the
+    padding are done here, per call, to the model's limit: ``embedder.token_limit``).
 
     Only read after construction (``encode``, ``encode_batch`` and ``post_process`` take
     it by shared reference), so one instance serves concurrent calls without a lock."""
 
     def __init__(self, tokenizer: Any) -> None:
-        truncation = tokenizer.truncation or {}
-        length = truncation.get("max_length")
-        #: The limit the file itself declares, if any.
-        self.file_max_length: int | None = int(length) if length else None
         padding = tokenizer.padding or {}
         pad_token = padding.get("pad_token", "[PAD]")
         self.pad_id = int(padding.get("pad_id", tokenizer.token_to_id(pad_token) or 0))
@@ -87,18 +75,6 @@ class PairTokenizer:
         self.tokenizer = tokenizer
         #: Special tokens a pair adds ([CLS] and two [SEP] for BERT).
         self.special = int(tokenizer.num_special_tokens_to_add(is_pair=True))
-
-    @classmethod
-    def from_file(cls, path: Path) -> PairTokenizer:
-        from tokenizers import Tokenizer
-
-        try:
-            tokenizer = Tokenizer.from_file(str(path))
-        except Exception as exc:  # the library raises a bare Exception on bad JSON
-            raise ModelValidationError(
-                f"{path.name}: not a tokenizers JSON file ({exc})", field="model"
-            ) from None
-        return cls(tokenizer)
 
     def encode(
         self, query: str, documents: Sequence[str], limit: int, max_tokens_per_doc: int | None

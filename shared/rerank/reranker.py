@@ -1,22 +1,19 @@
 """One cross-encoder version ready to score (query, document) pairs: its warmed session,
-its pair tokenizer and its limit (the module docstring of ``service.py`` says how scores
-and limits are made)."""
+its pair tokenizer and its token limit (the module docstring of ``service.py`` says how
+scores are made; ``embedder.token_limit`` how the limit is)."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import numpy as np
 
+from shared.inference.embedder import TokenLimit
 from shared.inference.sessions import LoadedSession
 from shared.registry.errors import ModelValidationError
 from shared.registry.repository import ModelRecord
-from shared.rerank.pairs import DEFAULT_MAX_TOKENS, EncodedPairs, PairTokenizer
+from shared.rerank.pairs import EncodedPairs, PairTokenizer
 from shared.telemetry import onnx_run
-
-log = logging.getLogger(__name__)
 
 #: Pairs per session run within one call (a call of 1000 documents runs 32 times).
 RUN_ROWS = 32
@@ -37,8 +34,13 @@ class Reranker:
     Built per call (``CrossEncoders.reranker``); safe to use from many threads."""
 
     def __init__(
-        self, loaded: LoadedSession, tokenizer: PairTokenizer, record: ModelRecord
+        self,
+        loaded: LoadedSession,
+        tokenizer: PairTokenizer,
+        record: ModelRecord,
+        limit: TokenLimit,
     ) -> None:
+        """``limit``: most tokens a pair may have, special tokens included."""
         self.loaded = loaded
         self.tokenizer = tokenizer
         self.name = record.name
@@ -50,7 +52,7 @@ class Reranker:
         fixed = dims[1] if len(dims) == 2 else None
         #: The sequence length the model takes, when it declares one.
         self.fixed_length = fixed if isinstance(fixed, int) and fixed > 0 else None
-        self.limit = self._limit(record.metadata or {})
+        self.limit = limit
 
     def _fail(self, why: str) -> NotACrossEncoderError:
         return NotACrossEncoderError(
@@ -89,25 +91,10 @@ class Reranker:
             raise self._fail(f"output {spec.name!r} has shape {list(shape)}")
         return spec.name
 
-    def _limit(self, metadata: dict[str, Any]) -> int:
-        """Tokens a pair may have: see the module docstring for where it comes from."""
-        limit: int | None = None
-        option = metadata.get("max_tokens")
-        if option is not None:
-            try:
-                limit = int(option)
-            except (TypeError, ValueError):
-                log.warning("model %s: max_tokens %r is not a number; ignored", self.name, option)
-        if not limit or limit < 1:
-            limit = self.tokenizer.file_max_length or self.fixed_length or DEFAULT_MAX_TOKENS
-        if self.fixed_length is not None:
-            limit = min(limit, self.fixed_length)
-        return limit
-
     def encode(
         self, query: str, documents: Sequence[str], max_tokens_per_doc: int | None = None
     ) -> EncodedPairs:
-        return self.tokenizer.encode(query, documents, self.limit, max_tokens_per_doc)
+        return self.tokenizer.encode(query, documents, self.limit.tokens, max_tokens_per_doc)
 
     def score(self, ids: Sequence[list[int]], type_ids: Sequence[list[int]]) -> np.ndarray:
         """Relevance of each pair, in the order given (float64, from float32 logits)."""

@@ -12,19 +12,20 @@ Relevance is a probability in [0, 1], as Cohere's and Hugging Face TEI's rerank 
 
 The sigmoid is monotonic, so the order is the logits' order either way.
 
-Pairs are cut on the document side only (``pairs.py``) to the model's limit: the
-registration's ``max_tokens`` when set, else the tokenizer file's truncation length, else
-the model's fixed sequence dimension, else ``DEFAULT_MAX_TOKENS``; a model with a fixed
-sequence dimension is never given more. Each call's pairs run sorted by length in runs of
-``RUN_ROWS`` (little compute goes to padding; the attention mask keeps padding out of the
-scores), and concurrent calls of one model version run as one batch (``shared.batching``,
-rows = pairs). Every call, failed ones too, records the inference metrics and queues one
-``inference_log`` row (rows = pairs scored).
+Pairs are cut on the document side only (``pairs.py``) to the model's limit, found as
+for text-embedding models (``shared.inference.embedder.token_limit``): the registration's
+``max_tokens`` when set, else the tokenizer file's truncation length, else
+``DEFAULT_MAX_TOKENS`` (512); a fixed sequence dimension of the model or a smaller
+position table lowers it, since a longer pair would fail in the model. Each call's pairs
+run sorted by length in runs of ``RUN_ROWS`` (little compute goes to padding; the
+attention mask keeps padding out of the scores), and concurrent calls of one model
+version run as one batch (``shared.batching``, rows = pairs). Every call, failed ones
+too, records the inference metrics and queues one ``inference_log`` row (rows = pairs
+scored).
 """
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
@@ -34,14 +35,11 @@ import numpy as np
 
 from shared.batching import Batchers, BatchLimits, limits_from_settings
 from shared.inference.repository import InferenceLogRepository
-from shared.inference.service import record_inference
-from shared.registry.errors import ModelError
+from shared.inference.service import log_inference
 from shared.registry.repository import ModelRecord
 from shared.rerank.models import CrossEncoders
 from shared.rerank.pairs import EncodedPairs
 from shared.rerank.reranker import Reranker
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -103,17 +101,15 @@ class RerankService:
                 item = _Pairs(reranker, pairs.ids, pairs.type_ids)
                 scores = self.batchers.get(limits).submit(record.id, item, n)
             rows = n
-        except ModelError as exc:
-            self._log(model, record, start, rows, exc.reason)
-            raise
         except Exception as exc:
-            self._log(model, record, start, rows, f"{type(exc).__name__}: {exc}")
+            log_inference(self.log, model, None, record, start, rows, None, exc)
             raise
-        self._log(model, record, start, rows, None)
+        # No confidence: a relevance score is not a classifier's confidence.
+        log_inference(self.log, model, None, record, start, rows, None, None)
         order = np.argsort(-scores, kind="stable")
         if top_n is not None:
             order = order[:top_n]
-        return Ranking(record.version, scores, order.tolist(), pairs, reranker.limit)
+        return Ranking(record.version, scores, order.tolist(), pairs, reranker.limit.tokens)
 
     @staticmethod
     def _run_batch(key: Hashable, items: Sequence[_Pairs]) -> list[np.ndarray]:
@@ -124,28 +120,6 @@ class RerankService:
         scores = items[0].reranker.score(ids, type_ids)
         bounds = np.cumsum([0, *(len(item.ids) for item in items)])
         return [scores[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
-
-    def _log(
-        self, name: str, record: ModelRecord | None, start: float, rows: int, error: str | None
-    ) -> None:
-        latency_ms = (time.perf_counter() - start) * 1000.0
-        version = record.version if record else None
-        record_inference(name, version, latency_ms, error is None)
-        row = (  # inference_log's columns, in InferenceLogRepository's insert order
-            record.id if record else None,
-            name,
-            version,
-            latency_ms,
-            rows,
-            None,  # confidence: a relevance score is not a classifier's confidence
-            "failed" if error else "succeeded",
-            error[:1000] if error else None,
-            time.time_ns(),
-        )
-        try:
-            self.log.add_row(row)
-        except Exception:  # the log is analytics: never turn a served call into an error
-            log.warning("inference log write failed for model %s", name, exc_info=True)
 
 
 @cache

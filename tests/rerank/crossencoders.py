@@ -60,11 +60,14 @@ def write_cross_encoder(
     token_type_ids: bool = True,
     sequence: int | str = "s",
     flat: bool = False,
+    positions: int | None = None,
     seed: int = 5,
 ) -> Path:
     """A cross-encoder with `logits` (1 or 2) outputs per pair, named ``logits``:
     ``[batch, logits]``, or ``[batch]`` when `flat`. `sequence` is the declared sequence
-    dimension (an int fixes it); without `token_type_ids` the model has no such input."""
+    dimension (an int fixes it); without `token_type_ids` the model has no such input.
+    `positions` adds a position-embedding table of that many rows, named as BERT exports
+    name it, added to each token's embedding: a longer pair fails in the model."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -96,8 +99,27 @@ def write_cross_encoder(
         ]
     else:
         nodes.append(helper.make_node("Identity", ["tok"], ["emb"]))
+    if positions is not None:
+        table = "embeddings.position_embeddings.weight"
+        extra = {
+            table: rng.standard_normal((positions, HIDDEN)),
+            "zero": np.array(0, dtype=np.int64),
+            "one": np.array(1, dtype=np.int64),
+        }
+        inits += [
+            numpy_helper.from_array(v if v.dtype == np.int64 else v.astype(np.float32), k)
+            for k, v in extra.items()
+        ]
+        nodes += [
+            helper.make_node("Shape", ["input_ids"], ["ids_shape"]),
+            helper.make_node("Gather", ["ids_shape", "one"], ["length"], axis=0),
+            helper.make_node("Range", ["zero", "length", "one"], ["position_ids"]),
+            helper.make_node("Gather", [table, "position_ids"], ["pos"], axis=0),
+            helper.make_node("Add", ["emb", "pos"], ["emb_pos"]),
+        ]
+    embedded = "emb" if positions is None else "emb_pos"
     nodes += [
-        helper.make_node("MatMul", ["emb", "W1"], ["h0"]),
+        helper.make_node("MatMul", [embedded, "W1"], ["h0"]),
         helper.make_node("Tanh", ["h0"], ["h"]),
         helper.make_node("Cast", ["attention_mask"], ["m"], to=TensorProto.FLOAT),
         helper.make_node("Unsqueeze", ["m", "axis2"], ["m3"]),

@@ -13,13 +13,14 @@ import pytest
 
 from shared.batching import BatchLimits
 from shared.db.connection import Database
+from shared.inference.embedder import DEFAULT_MAX_TOKENS, TokenLimit
 from shared.inference.inspect import inspect_model
 from shared.inference.repository import InferenceLogRepository
 from shared.inference.sessions import SessionCache
 from shared.registry.errors import ModelNotFoundError, ModelNotReadyError
 from shared.registry.repository import ModelRecord, ModelRepository
 from shared.rerank.models import CrossEncoders
-from shared.rerank.pairs import DEFAULT_MAX_TOKENS, RerankInputError
+from shared.rerank.pairs import RerankInputError
 from shared.rerank.reranker import NotACrossEncoderError
 from shared.rerank.service import RerankService
 from shared.storage.blob_store import BlobModelStore
@@ -59,8 +60,8 @@ class Rig:
         tokenizer: Path | None,
         options: dict[str, str] | None = None,
     ) -> ModelRecord:
-        """As ingestion leaves a model (ready, with its inspected metadata), and its
-        tokenizer uploaded beside it, as a user does."""
+        """As ingestion leaves a model (ready, with its inspected metadata and
+        initializers), and its tokenizer uploaded beside it, as a user does."""
         if tokenizer is not None:
             self.store.client(f"{name}.tokenizer.json").upload_blob(
                 tokenizer.read_bytes(), overwrite=True
@@ -74,7 +75,9 @@ class Rig:
             blob_uri=f"local://{name}/{sha}.onnx",
             blob_name=f"{name}/{sha}.onnx",
         )
-        metadata = {**(options or {}), **inspect_model(model).to_metadata()}
+        info = inspect_model(model)
+        self.models.replace_tensors(record.id, info.initializers)
+        metadata = {**(options or {}), **info.to_metadata()}
         self.models.set_status(record.id, "ready", metadata=metadata)
         found = self.models.get(record.id)
         assert found is not None
@@ -179,6 +182,8 @@ def test_max_tokens_per_doc_cuts_shorter_than_the_model(
 def test_the_limit_comes_from_the_registration_then_the_file_then_the_model(
     rig: Rig, tmp_path: Path
 ) -> None:
+    """The text models' rule (``embedder.token_limit``), the position table aside: the
+    next test has it."""
     tokenizer16 = write_tokenizer(tmp_path / "t16.json", max_length=16)
     # A fixed padding length in the file is the file's, not the model's: it is dropped.
     plain = write_tokenizer(tmp_path / "plain.json", pad_length=64)
@@ -202,6 +207,32 @@ def test_the_limit_comes_from_the_registration_then_the_file_then_the_model(
     assert ranking.limit == 24 and ranking.pairs.truncated() == [(0, 600, 24 - 4 - 3)]
     want = expected_scores(bare_logits(fixed, plain, QUERY, docs, 24, pad_to=24))
     assert np.abs(ranking.scores - want).max() <= 1e-5
+
+
+def test_a_position_table_smaller_than_the_limit_found_lowers_it(rig: Rig, tmp_path: Path) -> None:
+    """A model whose position table has 20 rows fails on a longer pair: the limit is 20
+    when nothing says a number (512 by default) or says a larger one (the registration),
+    and a smaller number from the file stays."""
+    plain = write_tokenizer(tmp_path / "plain.json")
+    tokenizer16 = write_tokenizer(tmp_path / "t16.json", max_length=16)
+    model = write_cross_encoder(tmp_path / "positions.onnx", positions=20)
+    long_doc = " ".join(["fish water boat river sun rain"] * 100)  # 600 tokens
+    docs = [long_doc, "cat", "the dog"]
+
+    by_table = rig.register("by-table", model, plain)
+    assert rig.encoders.reranker(by_table).limit == TokenLimit(20, "position_embeddings")
+    ranking = rig.service().rerank("by-table", QUERY, docs)
+    assert ranking.limit == 20 and ranking.pairs.truncated() == [(0, 600, 20 - 4 - 3)]
+    want = expected_scores(bare_logits(model, plain, QUERY, docs, 20))
+    assert np.abs(ranking.scores - want).max() <= 1e-5
+
+    over = rig.register("registered-over", model, plain, {"max_tokens": "64"})
+    assert rig.encoders.reranker(over).limit == TokenLimit(20, "position_embeddings")
+    assert rig.service().rerank("registered-over", QUERY, docs).pairs.kept_tokens[0] == 13
+
+    under = rig.register("file-under", model, tokenizer16)
+    assert rig.encoders.reranker(under).limit == TokenLimit(16, "tokenizer")
+    assert rig.service().rerank("file-under", QUERY, docs).pairs.kept_tokens[0] == 9
 
 
 def test_concurrent_calls_run_as_one_batch_and_score_as_alone(
