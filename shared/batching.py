@@ -20,7 +20,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Hashable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from shared import telemetry
@@ -34,19 +34,27 @@ In = TypeVar("In")
 Out = TypeVar("Out")
 
 
-@dataclass
 class _Pending(Generic[In]):
-    item: In
-    done: threading.Event = field(default_factory=threading.Event)
-    result: Any = None
-    error: BaseException | None = None
+    """One call in a batch. Only a call that waits for another to run its batch gets an
+    event: a lone caller leads its own batch and pays for no event (a few µs a call,
+    which a tiny model's whole run is)."""
+
+    __slots__ = ("item", "done", "result", "error")
+
+    def __init__(self, item: In, waits: bool) -> None:
+        self.item = item
+        self.done: threading.Event | None = threading.Event() if waits else None
+        self.result: Any = None
+        self.error: BaseException | None = None
 
 
-@dataclass
 class _Queue(Generic[In]):
-    items: list[_Pending[In]] = field(default_factory=list)
-    rows: int = 0
-    full: threading.Event = field(default_factory=threading.Event)
+    __slots__ = ("items", "rows", "full")
+
+    def __init__(self) -> None:
+        self.items: list[_Pending[In]] = []
+        self.rows = 0
+        self.full = threading.Event()
 
 
 class Batcher(Generic[In, Out]):
@@ -79,7 +87,6 @@ class Batcher(Generic[In, Out]):
         """The result of `item` (run alone or with others of `key`); re-raises its error.
         ``rows``: what the item adds to its batch's size (a call of ``max_batch`` rows or
         more runs as a batch of its own)."""
-        pending: _Pending[In] = _Pending(item)
         with self._lock:
             if self._queued.get(key, 0) >= self.max_queue:
                 raise TooBusyError(
@@ -87,6 +94,13 @@ class Batcher(Generic[In, Out]):
                     "try again in a moment"
                 )
             self._queued[key] = self._queued.get(key, 0) + 1
+            alone = not self.max_delay and key not in self._running and key not in self._open
+            if alone:  # nothing to gather: run here, counted as a running batch of one
+                self._running[key] = 1
+                self.batches += 1
+        if alone:
+            return self._run_alone(key, item)
+        with self._lock:
             queue = self._open.get(key)
             if queue is not None and queue.rows + rows > self.max_batch:
                 del self._open[key]  # this call would overfill it: it goes as it is
@@ -96,6 +110,7 @@ class Batcher(Generic[In, Out]):
             if leader:
                 queue = self._open[key] = _Queue()
             assert queue is not None
+            pending: _Pending[In] = _Pending(item, waits=not leader)
             queue.items.append(pending)
             queue.rows += rows
             if queue.rows >= self.max_batch:
@@ -103,10 +118,40 @@ class Batcher(Generic[In, Out]):
                 queue.full.set()
         if leader:
             self._lead(key, queue)
-        pending.done.wait()
+        else:
+            assert pending.done is not None
+            pending.done.wait()
         if pending.error is not None:
             raise pending.error
         return pending.result
+
+    def _run_alone(self, key: Hashable, item: In) -> Out:
+        """A lone caller's batch of one, with none of a gathered batch's bookkeeping: the
+        calls that arrive meanwhile gather into the next batch, as they would behind any
+        running batch."""
+        try:
+            return self.run_batch(key, [item])[0]
+        finally:
+            with self._lock:
+                self._done(key, 1)
+            telemetry.record("hartonomous.batch.size", 1, {"batcher": self.name})
+            telemetry.record("hartonomous.batch.queue_delay", 0.0, {"batcher": self.name})
+
+    def _done(self, key: Hashable, calls: int) -> None:
+        """A batch of ``calls`` ended (under the lock): its calls leave the queue count,
+        and the batch gathering behind it may start."""
+        left = self._queued[key] - calls
+        if left:
+            self._queued[key] = left
+        else:
+            del self._queued[key]
+        if self._running[key] > 1:
+            self._running[key] -= 1
+        else:
+            del self._running[key]
+        following = self._open.get(key)
+        if following is not None:
+            following.full.set()
 
     def _lead(self, key: Hashable, queue: _Queue[In]) -> None:
         started = time.perf_counter()
@@ -127,20 +172,10 @@ class Batcher(Generic[In, Out]):
             self._run(key, batch)
         finally:
             with self._lock:
-                left = self._queued[key] - len(batch)
-                if left:
-                    self._queued[key] = left
-                else:
-                    del self._queued[key]
-                if self._running[key] > 1:
-                    self._running[key] -= 1
-                else:
-                    del self._running[key]
-                following = self._open.get(key)
-                if following is not None:
-                    following.full.set()  # the next batch may start
+                self._done(key, len(batch))
             for pending in batch:
-                pending.done.set()
+                if pending.done is not None:
+                    pending.done.set()
         telemetry.record("hartonomous.batch.size", len(batch), {"batcher": self.name})
         telemetry.record("hartonomous.batch.queue_delay", waited_ms, {"batcher": self.name})
 

@@ -77,10 +77,12 @@ class DynamicBatching:
             or not _rows_agree(feeds, rows)
         ):
             return loaded.run(names, feeds)
+        # Feeds in request order: calls naming their inputs in another order only form
+        # another key, which costs batching, never correctness.
         key = (
             version_id,
             tuple(names),
-            tuple(sorted((n, a.dtype.str, a.shape[1:]) for n, a in feeds.items())),
+            tuple([(n, a.dtype, a.shape[1:]) for n, a in feeds.items()]),
         )
         call = _Call(version_id, label, loaded, names, feeds)
         return self.batchers.get(limits).submit(key, call, rows)
