@@ -133,3 +133,14 @@ EXEC sp_rename N''dbo.inference_log.model_id'', N''version_id'', N''COLUMN''');
   COMMIT;
 END
 GO
+-- 4: embeddings.metadata
+IF NOT EXISTS (SELECT 1 FROM dbo.schema_version WHERE version = 4)
+BEGIN
+  BEGIN TRANSACTION;
+  EXEC(N'IF COL_LENGTH(N''dbo.embeddings'', N''metadata'') IS NULL
+ALTER TABLE dbo.embeddings ADD metadata NVARCHAR(MAX)');
+  INSERT INTO dbo.schema_version (version, name, applied_at)
+  VALUES (4, N'embeddings.metadata', SYSUTCDATETIME());
+  COMMIT;
+END
+GO

@@ -157,4 +157,7 @@ MIGRATIONS: tuple[Migration, ...] = (
             ("inference_log", "model_id", "version_id"),
         ),
     ),
+    # A row's metadata (a JSON object, or none): what filtered search and listing
+    # select rows by.
+    Migration(4, "embeddings.metadata", columns=(("embeddings", C("metadata", "json")),)),
 )

@@ -16,6 +16,7 @@ from shared.embeddings.npy_reader import NpyFormatError, NpyRows
 from shared.embeddings.repository import EmbeddingDimensionError
 from shared.embeddings.service import EmbeddingStore
 from shared.embeddings.shapes import EmbeddingsPayload, EmbedTextPayload
+from shared.errors import InvalidInputError
 from shared.jobs.runner import PermanentJobError
 from shared.storage.blob_store import BlobModelStore
 from shared.storage.prefetch import prefetch
@@ -45,12 +46,14 @@ class EmbeddingsIngestion:
             if payload.items is not None:
                 ids = [i.entity_id for i in payload.items]
                 matrix = _matrix([i.vector for i in payload.items])
-                return self._store(payload, ids, matrix)
+                return self._store(payload, ids, matrix, [i.metadata for i in payload.items])
             assert payload.blob is not None
             if payload.blob.endswith(".npy"):
                 return self._from_npy(payload)
             return self._from_jsonl(payload)
         except (VectorError, EmbeddingDimensionError) as exc:  # bad vectors, a set's dimension
+            raise PermanentJobError(exc.message) from exc
+        except InvalidInputError as exc:  # metadata a row cannot hold
             raise PermanentJobError(exc.message) from exc
         except UnicodeDecodeError as exc:  # a .jsonl line that is not UTF-8
             raise PermanentJobError(f"{payload.blob}: {exc}") from exc
@@ -60,7 +63,12 @@ class EmbeddingsIngestion:
             raise
 
     def _store(
-        self, payload: EmbeddingsPayload, ids: list[str], matrix: np.ndarray, offset: int = 0
+        self,
+        payload: EmbeddingsPayload,
+        ids: list[str],
+        matrix: np.ndarray,
+        metadata: list[Any] | None = None,
+        offset: int = 0,
     ) -> dict:
         inserted = updated = 0
         for start in range(0, len(ids), CHUNK_ROWS):
@@ -70,6 +78,7 @@ class EmbeddingsIngestion:
                 ids[start : start + CHUNK_ROWS],
                 matrix[start : start + CHUNK_ROWS],
                 field=f"rows[{offset + start}:]",
+                metadata=None if metadata is None else metadata[start : start + CHUNK_ROWS],
             )
             inserted += counts.inserted
             updated += counts.updated
@@ -107,6 +116,7 @@ class EmbeddingsIngestion:
         assert payload.blob is not None
         ids: list[str] = []
         rows: list[list[float]] = []
+        metadata: list[Any] = []
         total = {"rows": 0, "inserted": 0, "updated": 0}
         with contextlib.closing(prefetch(self.data.chunks(payload.blob))) as chunks:
             for n, line in enumerate(_lines(chunks), start=1):
@@ -116,16 +126,29 @@ class EmbeddingsIngestion:
                     item = json_input.loads(line)
                     ids.append(str(item["entity_id"]))
                     rows.append(item["vector"])
-                except (json_input.JsonInputError, KeyError, TypeError) as exc:
+                    metadata.append(_line_metadata(item.get("metadata"), payload.blob, n))
+                except (json_input.JsonInputError, KeyError, TypeError, AttributeError) as exc:
                     raise PermanentJobError(
                         f'{payload.blob} line {n}: expected {{"entity_id", "vector"}} ({exc})'
                     ) from exc
                 if len(ids) >= CHUNK_ROWS:
-                    _add(total, self._store(payload, ids, _matrix(rows, f"line {n}")))
-                    ids, rows = [], []
+                    _add(total, self._store(payload, ids, _matrix(rows, f"line {n}"), metadata))
+                    ids, rows, metadata = [], [], []
         if ids:
-            _add(total, self._store(payload, ids, _matrix(rows, payload.blob)))
+            _add(total, self._store(payload, ids, _matrix(rows, payload.blob), metadata))
         return total
+
+
+def _line_metadata(value: Any, blob: str | None, line: int) -> dict[str, Any] | None:
+    """A ``.jsonl`` line's optional ``"metadata"``, checked as ``PUT`` checks it."""
+    if value is None:
+        return None
+    from shared.search.metadata_filter import check_metadata
+
+    try:
+        return check_metadata(value, "metadata")
+    except InvalidInputError as exc:
+        raise PermanentJobError(f"{blob} line {line}: {exc.message}") from exc
 
 
 def _add(total: dict, part: dict) -> None:

@@ -6,7 +6,8 @@ any process can see it is stale with one primary-key lookup.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +41,7 @@ class EmbeddingRow:
     vector: bytes
     created_at: str
     updated_at: str
+    metadata: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -53,11 +55,20 @@ class EmbeddingRepository:
         self.db = db
 
     def upsert_many(
-        self, model_id: str, embedding_type: str, items: Sequence[tuple[str, bytes]]
+        self,
+        model_id: str,
+        embedding_type: str,
+        items: Sequence[tuple[str, bytes]],
+        metadata: Sequence[Mapping[str, Any] | None] | None = None,
     ) -> UpsertCounts:
-        """Insert or replace vectors for one set in one transaction."""
+        """Insert or replace vectors for one set in one transaction. ``metadata`` (one
+        per item, checked by the caller) replaces each row's metadata too: a row written
+        without any keeps none, as a vector database's upsert replaces the whole record."""
         if not items:
             return UpsertCounts(0, 0)
+        if metadata is not None and len(metadata) != len(items):
+            raise ValueError("metadata must give one entry per item")
+        texts = [_json(m) for m in metadata] if metadata is not None else [None] * len(items)
         dims = {len(v) // 4 for _, v in items}
         if len(dims) != 1 or any(len(v) % 4 for _, v in items):
             raise ValueError("all vectors in one upsert must be float32 and share a dimension")
@@ -75,17 +86,42 @@ class EmbeddingRepository:
                     "embedding_type",
                     "dimension",
                     "vector",
+                    "metadata",
                     "created_at",
                     "updated_at",
                 ),
                 key=("model_id", "embedding_type", "entity_id"),
-                update=("dimension", "vector", "updated_at"),
+                update=("dimension", "vector", "metadata", "updated_at"),
             )
             self.db.executemany(
-                sql, [(e, model_id, embedding_type, dim, v, ts, ts) for e, v in items]
+                sql,
+                [
+                    (e, model_id, embedding_type, dim, v, m, ts, ts)
+                    for (e, v), m in zip(items, texts, strict=True)
+                ],
             )
         updated = len(existing)
         return UpsertCounts(inserted=len(set(ids)) - updated, updated=updated)
+
+    def set_metadata(
+        self,
+        entity_id: str,
+        model_id: str,
+        embedding_type: str,
+        metadata: Mapping[str, Any] | None,
+    ) -> bool:
+        """Replace one row's metadata (the vector stays), bumping its set's version so
+        loaded copies reload; False when there is no such row."""
+        ts = now()
+        with self.db.transaction():
+            changed = self.db.execute(
+                "UPDATE embeddings SET metadata = ?, updated_at = ? "
+                "WHERE model_id = ? AND embedding_type = ? AND entity_id = ?",
+                (_json(metadata), ts, model_id, embedding_type, entity_id),
+            )
+            if changed:
+                self._bump(model_id, embedding_type, ts)
+        return bool(changed)
 
     def _existing(self, model_id: str, embedding_type: str, ids: Sequence[str]) -> set[str]:
         found: set[str] = set()
@@ -142,8 +178,8 @@ class EmbeddingRepository:
         self, entity_id: str, *, model_id: str | None = None, embedding_type: str | None = None
     ) -> list[EmbeddingRow]:
         sql, params = self._filtered(
-            "SELECT entity_id, model_id, embedding_type, dimension, vector, created_at, "
-            "updated_at FROM embeddings WHERE entity_id = ?",
+            "SELECT entity_id, model_id, embedding_type, dimension, vector, metadata, "
+            "created_at, updated_at FROM embeddings WHERE entity_id = ?",
             entity_id,
             model_id,
             embedding_type,
@@ -158,6 +194,7 @@ class EmbeddingRepository:
                 vector=bytes(r["vector"]),
                 created_at=to_iso(r["created_at"]) or "",
                 updated_at=to_iso(r["updated_at"]) or "",
+                metadata=json.loads(r["metadata"]) if r["metadata"] is not None else None,
             )
             for r in rows
         ]
@@ -187,3 +224,11 @@ class EmbeddingRepository:
         sql: str, entity_id: str, model_id: str | None, embedding_type: str | None
     ) -> tuple[str, list[Any]]:
         return and_equal(sql, [entity_id], model_id=model_id, embedding_type=embedding_type)
+
+
+def _json(metadata: Mapping[str, Any] | None) -> str | None:
+    """A row's metadata as stored: compact JSON text (the form its size limit counts),
+    or NULL for none."""
+    if metadata is None:
+        return None
+    return json.dumps(metadata, separators=(",", ":"), ensure_ascii=False)

@@ -7,6 +7,8 @@ import azure.functions as func
 from shared.embeddings.shapes import (
     EmbeddingDeleteResponse,
     EmbeddingGetResponse,
+    EmbeddingMetadataPatch,
+    EmbeddingMetadataResponse,
     EmbeddingOut,
     EmbeddingQuery,
     EmbeddingUpsertRequest,
@@ -40,7 +42,10 @@ def upsert_embeddings(req: func.HttpRequest) -> func.HttpResponse:
 
     body = read_json(req, EmbeddingUpsertRequest)
     dim, counts = embedding_store().upsert(
-        body.model_id, body.embedding_type, [(i.entity_id, i.vector) for i in body.items]
+        body.model_id,
+        body.embedding_type,
+        [(i.entity_id, i.vector) for i in body.items],
+        [i.metadata for i in body.items],
     )
     out = EmbeddingUpsertResponse(
         model_id=body.model_id,
@@ -88,11 +93,40 @@ def get_embeddings(req: func.HttpRequest) -> func.HttpResponse:
                 embedding_type=r.embedding_type,
                 dimension=r.dimension,
                 vector=codec.encode_vector(np.frombuffer(r.vector, dtype="<f4"), q.format),
+                metadata=r.metadata,
                 created_at=r.created_at,
                 updated_at=r.updated_at,
             )
             for r in rows
         ],
+    )
+    return json_response(out.model_dump())
+
+
+@http_route(
+    bp,
+    "embeddings/{entity_id}",
+    ["PATCH"],
+    summary="Replace one stored vector's metadata without resending the vector.",
+    tags=("embeddings",),
+    request=EmbeddingMetadataPatch,
+    response=EmbeddingMetadataResponse,
+    errors=(400, 404),
+)
+@handle_errors
+def patch_embedding_metadata(req: func.HttpRequest) -> func.HttpResponse:
+    from shared.embeddings.service import embedding_store
+
+    entity_id = _entity_id(req)
+    body = read_json(req, EmbeddingMetadataPatch)
+    stored = embedding_store().set_metadata(
+        entity_id, body.model_id, body.embedding_type, body.metadata
+    )
+    out = EmbeddingMetadataResponse(
+        entity_id=entity_id,
+        model_id=body.model_id,
+        embedding_type=body.embedding_type,
+        metadata=stored,
     )
     return json_response(out.model_dump())
 

@@ -57,9 +57,15 @@ class EmbeddingStore:
         self.forget_snapshot = forget_snapshot
 
     def upsert(
-        self, model_id: str, embedding_type: str, items: list[tuple[str, Any]]
+        self,
+        model_id: str,
+        embedding_type: str,
+        items: list[tuple[str, Any]],
+        metadata: Sequence[Any] | None = None,
     ) -> tuple[int, UpsertCounts]:
-        """Decode and store `(entity_id, wire vector)` pairs in one transaction.
+        """Decode and store `(entity_id, wire vector)` pairs in one transaction, with
+        `metadata` (one object or None per item, as given: checked here, every item
+        before any is written).
 
         Returns (dimension, counts)."""
         if len(items) > self.limits.max_rows:
@@ -77,7 +83,8 @@ class EmbeddingStore:
                     f"items[{i}].vector", int(vec.shape[0]), "items[0].vector", dim
                 )
             rows.append((entity_id, to_bytes(vec)))
-        return dim, self.repo.upsert_many(model_id, embedding_type, rows)
+        checked = _checked(metadata, "items[{}].metadata")
+        return dim, self.repo.upsert_many(model_id, embedding_type, rows, checked)
 
     def upsert_array(
         self,
@@ -86,8 +93,11 @@ class EmbeddingStore:
         ids: list[str],
         matrix: np.ndarray,
         field: str = "vectors",
+        metadata: Sequence[Any] | None = None,
     ) -> UpsertCounts:
-        """Store rows of an (n, d) matrix under `ids` in one transaction (jobs, embedders)."""
+        """Store rows of an (n, d) matrix under `ids` in one transaction (jobs, embedders),
+        with `metadata` (one object or None per row; checked, the error naming
+        ``metadata[i]``)."""
         if matrix.ndim != 2 or matrix.shape[0] != len(ids):
             raise VectorFormatError(
                 field, f"expected {len(ids)} rows, got an array of shape {list(matrix.shape)}"
@@ -101,7 +111,23 @@ class EmbeddingStore:
             bad = int(np.argwhere(~np.isfinite(rows32))[0][0])
             raise NonFiniteError(f"{field}[{bad}]", "NaN or Inf is not a valid vector component")
         rows = [(e, rows32[i].tobytes()) for i, e in enumerate(ids)]
-        return self.repo.upsert_many(model_id, embedding_type, rows)
+        checked = _checked(metadata, "metadata[{}]")
+        return self.repo.upsert_many(model_id, embedding_type, rows, checked)
+
+    def set_metadata(
+        self, entity_id: str, model_id: str, embedding_type: str, metadata: Any
+    ) -> dict[str, Any] | None:
+        """Replace one row's metadata, the vector untouched (None clears it); the
+        metadata as stored. NotFoundError when the set has no such row."""
+        from shared.search.metadata_filter import check_metadata
+
+        checked = None if metadata is None else check_metadata(metadata, "metadata")
+        if not self.repo.set_metadata(entity_id, model_id, embedding_type, checked):
+            raise NotFoundError(
+                f"no embedding for entity {entity_id!r} in model {model_id!r} "
+                f"type {embedding_type!r}"
+            )
+        return checked
 
     def get(
         self, entity_id: str, model_id: str | None, embedding_type: str | None
@@ -125,6 +151,17 @@ class EmbeddingStore:
                 except Exception:
                     log.warning("search snapshot of %s/%s not removed yet", *key, exc_info=True)
         return deleted
+
+
+def _checked(metadata: Sequence[Any] | None, field: str) -> list[dict[str, Any] | None] | None:
+    """Each item's metadata checked (``field`` formatted with its index), None kept."""
+    if metadata is None:
+        return None
+    from shared.search.metadata_filter import check_metadata
+
+    return [
+        None if m is None else check_metadata(m, field.format(i)) for i, m in enumerate(metadata)
+    ]
 
 
 @cache

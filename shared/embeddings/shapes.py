@@ -20,6 +20,11 @@ from shared.http.shapes import EntityId, Name, OutputFormat, Strict, VectorJson,
 class EmbeddingItem(Strict):
     entity_id: EntityId
     vector: VectorJson
+    metadata: dict[str, Any] | None = Field(
+        default=None,
+        description="Values filtered on by search: strings, finite numbers, booleans or "
+        "lists of strings; at most 8 KiB as compact JSON. A row written without it has none.",
+    )
 
 
 class EmbeddingUpsertRequest(Strict):
@@ -48,6 +53,7 @@ class EmbeddingOut(BaseModel):
     embedding_type: str
     dimension: int
     vector: Any
+    metadata: dict[str, Any] | None = None
     created_at: str
     updated_at: str
 
@@ -55,6 +61,21 @@ class EmbeddingOut(BaseModel):
 class EmbeddingGetResponse(BaseModel):
     entity_id: str
     embeddings: list[EmbeddingOut]
+
+
+class EmbeddingMetadataPatch(Strict):
+    """PATCH /api/embeddings/{entity_id}: the row's metadata replaced, its vector kept."""
+
+    model_id: Name
+    embedding_type: Name = "default"
+    metadata: dict[str, Any] | None = Field(description="The new metadata; null clears it.")
+
+
+class EmbeddingMetadataResponse(BaseModel):
+    entity_id: str
+    model_id: str
+    embedding_type: str
+    metadata: dict[str, Any] | None
 
 
 class EmbeddingQuery(Strict):
@@ -139,11 +160,26 @@ def _finite32(vector: list[float]) -> list[float]:
     return vector
 
 
+def _metadata(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A job item's metadata, checked at submit as ``PUT /api/embeddings`` checks it."""
+    from shared.errors import InvalidInputError
+    from shared.search.metadata_filter import check_metadata
+
+    if value is None:
+        return None
+    try:
+        return check_metadata(value, "metadata")
+    except InvalidInputError as exc:  # pydantic then names the item: items.3.metadata
+        raise ValueError(exc.message) from None
+
+
 class JobEmbeddingItem(Strict):
-    """One vector of an embeddings job (JSON numbers, checked finite at submit)."""
+    """One vector of an embeddings job (JSON numbers, checked finite at submit), and its
+    metadata if any."""
 
     entity_id: JobName
     vector: Annotated[list[float], Field(min_length=1), AfterValidator(_finite32)]
+    metadata: Annotated[dict[str, Any] | None, AfterValidator(_metadata)] = None
 
 
 class EmbeddingsPayload(Strict):

@@ -19,6 +19,7 @@ snapshot, not one per write.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -31,7 +32,7 @@ import numpy as np
 from shared.memory import release_freed_memory
 from shared.search import exact as core
 from shared.search import quantized
-from shared.search.loaded import LoadedSet
+from shared.search.loaded import LoadedSet, metadata_columns
 from shared.search.repository import SetRepository
 from shared.search.rowfile import write_rows
 
@@ -163,7 +164,12 @@ class IndexCache:
             release_freed_memory()
 
     def _build_from_sql(self, model_id: str, embedding_type: str) -> LoadedSet:
-        version, ids, blob, dim = self.repo.load_set(model_id, embedding_type)
+        got = self.repo.load_rows(model_id, embedding_type)
+        version, ids, blob, dim = got.version, got.ids, got.vectors, got.dimension
+        # Built now, with the rows: the parsed JSON is far larger than the columns, and
+        # holding it until a filtered search would cost more memory than it saves time.
+        metadata = metadata_columns([None if m is None else json.loads(m) for m in got.metadata])
+        del got
         self.loads += 1
         if ids:
             rows = np.frombuffer(blob, dtype="<f4").reshape(len(ids), dim)
@@ -172,11 +178,17 @@ class IndexCache:
         if len(ids) < self.compress_from or self.rows_dir is None:
             # The column-major copy is the only one kept; the bytes read from SQL go.
             base = core.prepare(rows, "dot")
-            return LoadedSet(model_id, embedding_type, version, ids, base)
+            return LoadedSet(model_id, embedding_type, version, ids, base, metadata=metadata)
         mapped = write_rows(self.rows_dir, rows)
         del blob, rows  # only the codes stay on the heap
         loaded = LoadedSet(
-            model_id, embedding_type, version, ids, None, quantized.quantize(mapped, keep=mapped)
+            model_id,
+            embedding_type,
+            version,
+            ids,
+            None,
+            quantized.quantize(mapped, keep=mapped),
+            metadata=metadata,
         )
         if self.snapshots is not None:
             self._snapshot_later(loaded)

@@ -322,21 +322,50 @@ def _band(scores: np.ndarray, top_k: int, eps: float, pool: BufferPool) -> np.nd
     return idx[vals >= floor]
 
 
+def _excluded_top_k(top_k: int, rows: int, exclude: np.ndarray | None) -> int:
+    """How many hits a search can return: ``top_k``, or fewer when fewer rows are
+    left once ``exclude`` (bool per row, True: never a hit) is applied."""
+    if exclude is None:
+        return top_k
+    if exclude.shape != (rows,) or exclude.dtype != np.bool_:
+        raise VectorFormatError("exclude", f"expected {rows} booleans, one per row")
+    return min(top_k, rows - int(np.count_nonzero(exclude)))
+
+
+_EMPTY = SearchResult(np.empty(0, np.int64), np.empty(0), np.empty(0))
+
+
 def search(
-    matrix: SearchMatrix, query: np.ndarray, top_k: int, *, pool: BufferPool | None = None
+    matrix: SearchMatrix,
+    query: np.ndarray,
+    top_k: int,
+    *,
+    pool: BufferPool | None = None,
+    exclude: np.ndarray | None = None,
 ) -> SearchResult:
-    """The ``top_k`` rows nearest to one query: one gemv + top-k, pooled buffers only."""
+    """The ``top_k`` rows nearest to one query: one gemv + top-k, pooled buffers only.
+
+    ``exclude`` (bool per row) keeps rows out of the answer: their float32 scores are
+    set to -inf before the selection, and no band or re-score ever sees them, so the
+    result is the float64 top ``min(top_k, rows left)`` of the other rows."""
     q = np.asarray(query, dtype=np.float32)
     if q.ndim != 1:
         raise VectorFormatError("query", f"expected a vector (1-D), got shape {q.shape}")
     _check(matrix, q, top_k)
+    top_k = _excluded_top_k(top_k, matrix.rows, exclude)
+    if top_k < 1:
+        return _EMPTY
     pool = pool or default_pool()
     qs = _query_side(matrix, q)
     eps = float(error_bound(matrix, np.array([np.linalg.norm(qs)]))[0])
     with pool.rent(matrix.rows, np.float32) as scores:
         np.matmul(qs, matrix.columns, out=scores)
         _to_scores(matrix, scores, 0, matrix.rows)
+        if exclude is not None:
+            np.copyto(scores, np.float32(-np.inf), where=exclude)
         cand = _band(scores, top_k, eps, pool)
+    if exclude is not None:  # a -inf score can still tie into a band of -inf
+        cand = cand[~exclude[cand]]
     return _finish(matrix, q, cand, top_k, pool)
 
 
@@ -397,8 +426,10 @@ def search_batch(
     *,
     pool: BufferPool | None = None,
     block_rows: int | None = None,
+    exclude: np.ndarray | None = None,
 ) -> list[SearchResult]:
-    """``search`` for many queries at once: gemm per row block, running band per query."""
+    """``search`` for many queries at once: gemm per row block, running band per query.
+    ``exclude`` as in ``search``: excluded entries never join a band."""
     qm = np.asarray(queries, dtype=np.float32)
     if qm.ndim != 2:
         raise VectorFormatError("queries", f"expected a matrix (2-D), got shape {qm.shape}")
@@ -406,6 +437,9 @@ def search_batch(
     nq, n = qm.shape[0], matrix.rows
     if nq == 0:
         return []
+    top_k = _excluded_top_k(top_k, n, exclude)
+    if top_k < 1:
+        return [_EMPTY] * nq
     pool = pool or default_pool()
     keep = min(n, top_k + max(RERANK_MARGIN, top_k))
     cap = min(max(keep, block_rows or BLOCK_BYTES // (4 * nq)), n)
@@ -422,16 +456,21 @@ def search_batch(
             mask = mask_buf[: nq * width].reshape(nq, width)
             np.matmul(qs, matrix.columns[:, start:stop], out=scores)
             _to_scores(matrix, scores, start, stop)
+            if exclude is not None:
+                np.copyto(scores, np.float32(-np.inf), where=exclude[None, start:stop])
             floor = band.threshold()
             if np.isneginf(floor).any():
                 _block_threshold_mask(scores, floor, min(top_k, width), band.eps2, mask, pool)
             else:
                 np.greater_equal(scores, floor[:, None], out=mask)
             qi, ri = _nonzero(mask)
+            if exclude is not None:  # a -inf threshold admits the excluded -inf entries
+                kept = ~exclude[ri + start]
+                qi, ri = qi[kept], ri[kept]
             band.merge(qi, ri + start, scores[qi, ri])
     results = _finish_batch(matrix, qm, band, top_k, pool)
     for i in np.flatnonzero(band.overflow):
-        results[i] = search(matrix, qm[i], top_k, pool=pool)
+        results[i] = search(matrix, qm[i], top_k, pool=pool, exclude=exclude)
     return results
 
 

@@ -5,12 +5,23 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from shared.search import exact as core
 from shared.search import quantized
 from shared.vectors.pool import BufferPool
+
+if TYPE_CHECKING:
+    from shared.search.metadata_filter import MetadataColumns, MetadataFilter
+
+#: A float32 set scores only the matching rows (gathered into a small matrix) when at
+#: most this share of its rows match; above, one scan of every row with the other rows'
+#: scores masked out. The rows are stored column-major, so gathering one row touches a
+#: cache line per dimension where the scan streams 16 values per line: measured on
+#: 200k x 384 rows, the gather took half the scan's time at 1% and as long at 2%.
+GATHER_SHARE = 1 / 64
 
 
 # A ValueError, not a kind of shared.errors: it is a signal inside the search package,
@@ -22,6 +33,19 @@ class SnapshotRowsError(ValueError):
     loaded from SQL instead."""
 
 
+def metadata_columns(rows: list[dict | None]) -> MetadataColumns | None:
+    """A set's metadata held column-wise, or None when no row has any (columns of empty
+    rows are then built only if a filtered search asks for them)."""
+    if all(m is None for m in rows):
+        return None
+    from shared.search.metadata_filter import MetadataColumns
+
+    return MetadataColumns.build(rows)
+
+
+_NO_HITS = core.SearchResult(np.empty(0, np.int64), np.empty(0), np.empty(0))
+
+
 @dataclass
 class LoadedSet:
     model_id: str
@@ -30,6 +54,8 @@ class LoadedSet:
     ids: list[str]
     base: core.SearchMatrix | None  # float32 sets: the stored values, for the scan
     compressed: quantized.QuantizedRows | None = None  # large sets: int8 codes + bounds
+    #: The rows' metadata, column-wise (filters run on it; None: no row has any).
+    metadata: MetadataColumns | None = None
     #: For a set from a snapshot: loads it from SQL instead, should its rows prove bad.
     fallback: Callable[[], LoadedSet] | None = None
     _prepared: dict[str, core.SearchMatrix] = field(default_factory=dict)
@@ -43,30 +69,78 @@ class LoadedSet:
         return self.base.rows
 
     def search(
-        self, queries: np.ndarray, top_k: int, metric: str, pool: BufferPool
+        self,
+        queries: np.ndarray,
+        top_k: int,
+        metric: str,
+        pool: BufferPool,
+        where: MetadataFilter | None = None,
     ) -> list[core.SearchResult]:
-        """Top-k per query row by whichever engine holds this set (same results)."""
+        """Top-k per query row by whichever engine holds this set (same results); with
+        ``where``, the top ``min(k, matches)`` among the rows whose metadata it matches."""
+        mask = None if where is None else where.mask(self.metadata_columns())
+        if mask is not None:
+            matches = int(np.count_nonzero(mask))
+            if matches == 0:
+                return [_NO_HITS] * queries.shape[0]
+            if matches == self.rows:
+                mask = None
         if self.compressed is not None:
             m = metric  # validated by the caller's schema; the engine checks it too
+            qr = self.compressed
             try:
                 if queries.shape[0] == 1:
-                    return [quantized.search(self.compressed, queries[0], top_k, m, pool=pool)]  # type: ignore[arg-type]
-                return quantized.search_batch(self.compressed, queries, top_k, m, pool=pool)  # type: ignore[arg-type]
+                    return [quantized.search(qr, queries[0], top_k, m, pool=pool, mask=mask)]  # type: ignore[arg-type]
+                return quantized.search_batch(qr, queries, top_k, m, pool=pool, mask=mask)  # type: ignore[arg-type]
             except SnapshotRowsError:
                 if self.fallback is None:
                     raise
-                return self.fallback().search(queries, top_k, metric, pool)
+                # The set from SQL matches the filter again: its rows may differ.
+                return self.fallback().search(queries, top_k, metric, pool, where)
+        if mask is not None and np.count_nonzero(mask) <= GATHER_SHARE * self.rows:
+            return self._search_gathered(queries, top_k, metric, pool, np.flatnonzero(mask))
+        exclude = None if mask is None else ~mask
         matrix = self.prepared(metric)
         if queries.shape[0] == 1:
-            return [core.search(matrix, queries[0], top_k, pool=pool)]
-        return core.search_batch(matrix, queries, top_k, pool=pool)
+            return [core.search(matrix, queries[0], top_k, pool=pool, exclude=exclude)]
+        return core.search_batch(matrix, queries, top_k, pool=pool, exclude=exclude)
+
+    def _search_gathered(
+        self, queries: np.ndarray, top_k: int, metric: str, pool: BufferPool, sel: np.ndarray
+    ) -> list[core.SearchResult]:
+        """Score only the rows ``sel`` (sorted): a matrix of just them, searched, its row
+        numbers mapped back. Their order is kept, so ties still break by row."""
+        assert self.base is not None
+        cols = np.take(self.base.columns, sel, axis=1)  # (d, m), C-contiguous
+        sub = core.prepare(cols.T, metric)  # type: ignore[arg-type]
+        if queries.shape[0] == 1:
+            found = [core.search(sub, queries[0], top_k, pool=pool)]
+        else:
+            found = core.search_batch(sub, queries, top_k, pool=pool)
+        return [core.SearchResult(sel[r.indices], r.distances, r.similarities) for r in found]
+
+    def metadata_columns(self) -> MetadataColumns:
+        """The rows' metadata; a set loaded without any gets columns of empty rows
+        (built once, on the first filtered search)."""
+        if self.metadata is None:
+            from shared.search.metadata_filter import MetadataColumns
+
+            with self._lock:
+                if self.metadata is None:
+                    self.metadata = MetadataColumns.build([None] * self.rows)
+        return self.metadata
+
+    def metadata_of(self, row: int) -> dict | None:
+        """Row ``row``'s metadata (None when it has none)."""
+        return None if self.metadata is None else self.metadata.row(row)
 
     @property
     def nbytes(self) -> int:
         """Memory held: the stored columns plus what each prepared metric added (a
         compressed set: its codes and per-row bounds; the mapped rows are not resident)."""
+        meta = 0 if self.metadata is None else self.metadata.nbytes
         if self.compressed is not None:
-            return self.compressed.nbytes
+            return self.compressed.nbytes + meta
         assert self.base is not None
         extra = 0
         for prepared in list(self._prepared.values()):
@@ -74,7 +148,7 @@ class LoadedSet:
                 extra += prepared.columns.nbytes
             if prepared.sq_norms is not None:
                 extra += prepared.sq_norms.nbytes
-        return self.base.columns.nbytes + extra
+        return self.base.columns.nbytes + extra + meta
 
     def prepared(self, metric: str) -> core.SearchMatrix:
         """The matrix prepared for `metric`, built once per loaded version.

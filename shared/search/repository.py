@@ -15,6 +15,17 @@ from shared.db.filters import and_equal
 
 
 @dataclass(frozen=True)
+class SetRows:
+    """A whole set as one transaction read it: rows in insert order."""
+
+    version: int
+    ids: list[str]
+    vectors: bytes  # float32 little-endian, row after row
+    dimension: int
+    metadata: list[str | None]  # each row's metadata as stored JSON text, or None
+
+
+@dataclass(frozen=True)
 class EmbeddingSet:
     model_id: str
     embedding_type: str
@@ -84,6 +95,12 @@ class SetRepository:
     def load_set(self, model_id: str, embedding_type: str) -> tuple[int, list[str], bytes, int]:
         """(version, entity ids, concatenated vectors, dimension), read in one transaction
         so the version matches the rows."""
+        got = self.load_rows(model_id, embedding_type)
+        return got.version, got.ids, got.vectors, got.dimension
+
+    def load_rows(self, model_id: str, embedding_type: str) -> SetRows:
+        """The set's rows with their metadata, read in one transaction so the version
+        matches the rows."""
         with self.db.transaction(readonly=True):
             head = self.db.query_one(
                 "SELECT version, dimension FROM embedding_sets "
@@ -91,12 +108,13 @@ class SetRepository:
                 (model_id, embedding_type),
             )
             if head is None:
-                return 0, [], b"", 0
+                return SetRows(0, [], b"", 0, [])
             rows = self.db.query(
-                "SELECT entity_id, vector FROM embeddings WHERE model_id = ? "
+                "SELECT entity_id, vector, metadata FROM embeddings WHERE model_id = ? "
                 "AND embedding_type = ? ORDER BY id",
                 (model_id, embedding_type),
             )
         ids = [r["entity_id"] for r in rows]
         blob = b"".join(bytes(r["vector"]) for r in rows)
-        return int(head["version"]), ids, blob, int(head["dimension"])
+        metadata = [r["metadata"] for r in rows]
+        return SetRows(int(head["version"]), ids, blob, int(head["dimension"]), metadata)

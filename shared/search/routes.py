@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import azure.functions as func
 
 from shared.http.errors import handle_errors
@@ -17,7 +19,8 @@ bp = func.Blueprint()
     bp,
     "search",
     ["POST"],
-    summary="Exact top-k search over stored embeddings (cosine, euclidean or dot).",
+    summary="Exact top-k search over stored embeddings (cosine, euclidean or dot), "
+    "optionally among the rows whose metadata matches a filter.",
     tags=("search",),
     request=SearchRequest,
     response=SearchResponse,
@@ -29,14 +32,22 @@ def search(req: func.HttpRequest) -> func.HttpResponse:
 
     body = read_json(req, SearchRequest)
     service = search_service()
+    scope: dict[str, Any] = {
+        "model_id": body.model_id,
+        "embedding_type": body.embedding_type,
+        "include_metadata": body.include_metadata,
+    }
+    if body.filter is not None:
+        from shared.search.metadata_filter import parse_filter
+
+        scope["where"] = parse_filter(body.filter, "filter")
     queries, single = service.decode_queries(body.vector, body.vectors)
-    where = {"model_id": body.model_id, "embedding_type": body.embedding_type}
     try:
-        if single:  # concurrent single queries of one set run as one batch
-            hits = [service.search_one(queries[0], top_k=body.top_k, metric=body.metric, **where)]
+        if single:  # concurrent single queries of one set (and filter) run as one batch
+            hits = [service.search_one(queries[0], top_k=body.top_k, metric=body.metric, **scope)]
         else:
             hits = service.search(
-                queries, top_k=body.top_k, metric=body.metric, field="vectors", **where
+                queries, top_k=body.top_k, metric=body.metric, field="vectors", **scope
             )
     finally:
         service.release(queries)

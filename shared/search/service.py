@@ -12,7 +12,7 @@ import time
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -26,11 +26,15 @@ from shared.vectors import codec
 from shared.vectors.errors import DimensionMismatchError
 from shared.vectors.pool import BufferPool, default_pool
 
+if TYPE_CHECKING:
+    from shared.search.metadata_filter import MetadataFilter
+
 
 @dataclass(frozen=True)
 class _One:
     query: np.ndarray
     top_k: int
+    where: MetadataFilter | None = None
 
 
 class SearchService:
@@ -78,12 +82,17 @@ class SearchService:
         model_id: str | None = None,
         embedding_type: str | None = None,
         field: str = "vector",
+        where: MetadataFilter | None = None,
+        include_metadata: bool = False,
     ) -> list[list[SearchHit]]:
-        """Top-k hits per query row, best first."""
+        """Top-k hits per query row, best first; with ``where``, the top
+        ``min(top_k, matches)`` of the rows whose metadata it matches, in each set."""
         started = time.perf_counter()
         scanned = 0
         try:
-            hits, scanned = self._search(queries, top_k, metric, model_id, embedding_type, field)
+            hits, scanned = self._search(
+                queries, top_k, metric, model_id, embedding_type, field, where, include_metadata
+            )
         finally:
             telemetry.record(
                 "hartonomous.search.duration",
@@ -101,10 +110,16 @@ class SearchService:
         model_id: str | None = None,
         embedding_type: str | None = None,
         field: str = "vector",
+        where: MetadataFilter | None = None,
+        include_metadata: bool = False,
     ) -> list[SearchHit]:
         """Top-k hits of one query, best first: with concurrent single queries of the same
         set and metric, as one batch (the same rows and scores as alone: each query's
-        hits are the batch's top max(k) cut to its own k, ties broken by entity id)."""
+        hits are the batch's top max(k) cut to its own k, ties broken by entity id).
+
+        Filtered queries join a batch only with queries of an equal filter (its
+        canonical text is part of the batch key): one mask then serves the whole batch,
+        where mixing filters would need a mask per query and a scan of their union."""
         if self.batcher is None:
             return self.search(
                 query.reshape(1, -1),
@@ -113,12 +128,22 @@ class SearchService:
                 model_id=model_id,
                 embedding_type=embedding_type,
                 field=field,
+                where=where,
+                include_metadata=include_metadata,
             )[0]
-        key = (model_id, embedding_type, metric, int(query.shape[-1]), field)
-        return self.batcher.submit(key, _One(np.array(query.reshape(-1)), top_k))
+        key = (
+            model_id,
+            embedding_type,
+            metric,
+            int(query.shape[-1]),
+            field,
+            None if where is None else where.canonical(),
+            include_metadata,
+        )
+        return self.batcher.submit(key, _One(np.array(query.reshape(-1)), top_k, where))
 
     def _run_batch(self, key: Hashable, items: Sequence[_One]) -> list[list[SearchHit]]:
-        model_id, embedding_type, metric, _dim, field = key  # type: ignore[misc]
+        model_id, embedding_type, metric, _dim, field, _filter, include_metadata = key  # type: ignore[misc]
         queries = np.stack([one.query for one in items])
         hits = self.search(
             queries,
@@ -127,6 +152,8 @@ class SearchService:
             model_id=model_id,
             embedding_type=embedding_type,
             field=field,
+            where=items[0].where,  # equal in every item: the key holds its canonical text
+            include_metadata=include_metadata,
         )
         return [found[: one.top_k] for found, one in zip(hits, items, strict=True)]
 
@@ -138,6 +165,8 @@ class SearchService:
         model_id: str | None,
         embedding_type: str | None,
         field: str,
+        where: MetadataFilter | None = None,
+        include_metadata: bool = False,
     ) -> tuple[list[list[SearchHit]], int]:
         """The hits, and how many stored rows were scanned (for the metric's bucket)."""
         dim = int(queries.shape[1])
@@ -150,7 +179,8 @@ class SearchService:
         per_query: list[list[SearchHit]] = [[] for _ in range(queries.shape[0])]
         scanned = sum(len(loaded.ids) for loaded in sets)
         for loaded in sets:
-            results = loaded.search(queries, top_k, metric, self.pool)
+            results = loaded.search(queries, top_k, metric, self.pool, where)
+            meta = loaded.metadata_of if include_metadata else _no_metadata
             for qi, result in enumerate(results):
                 idx, dist, sim = result.indices, result.distances, result.similarities
                 per_query[qi].extend(
@@ -160,6 +190,7 @@ class SearchService:
                         loaded.embedding_type,
                         float(d),
                         float(s),
+                        meta(int(i)),
                     )
                     for i, d, s in zip(idx, dist, sim, strict=True)
                     if i >= 0
@@ -170,6 +201,10 @@ class SearchService:
                 for hits in per_query
             ]
         return per_query, scanned
+
+
+def _no_metadata(row: int) -> None:
+    return None
 
 
 @cache

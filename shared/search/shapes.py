@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, Field, model_validator
 
@@ -28,6 +28,15 @@ class SearchRequest(Strict):
     metric: Metric = "cosine"
     model_id: Name | None = None
     embedding_type: Name | None = None
+    filter: dict[str, Any] | None = Field(
+        default=None,
+        description="Only rows whose metadata matches, in Pinecone's filter language: "
+        "$eq $ne $gt $gte $lt $lte $in $nin $exists $and $or; a bare value is $eq, keys "
+        'at one level are and-ed. Example: {"genre": "drama", "year": {"$gte": 2020}}.',
+    )
+    include_metadata: bool = Field(
+        default=False, description="Put each hit's metadata in the reply (null otherwise)."
+    )
 
     @model_validator(mode="after")
     def _one_query_field(self) -> SearchRequest:
@@ -49,6 +58,7 @@ class SearchHit:
     embedding_type: str
     distance: float
     similarity: float
+    metadata: dict[str, Any] | None = None
 
 
 class SearchResponse(BaseModel):

@@ -4,7 +4,11 @@
 
 The header names the set and its SQL version, and each member's dtype, shape, offset
 and CRC-32; the members are the int8 codes and per-row bounds (resident once loaded),
-the row ids as JSON, and the float32 rows, laid out so numpy maps each without a copy.
+the row ids as JSON, the rows' metadata as JSON (a list: an object or null per row),
+and the float32 rows, laid out so numpy maps each without a copy.
+
+A header of another ``format`` is no snapshot to this code: the set loads from SQL and
+is snapshotted again in this format (format 1 carried no metadata).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from shared.search.loaded import SnapshotRowsError
 
 MAGIC = b"HSNAP001"
 ALIGN = 64
-FORMAT = 1
+FORMAT = 2
 
 
 #: Resident members, in blob order; ``rows`` follows them.
@@ -69,7 +73,7 @@ def encode(header: dict[str, Any], arrays: dict[str, np.ndarray]) -> tuple[list[
 def head_size(header: dict[str, Any]) -> int:
     """Bytes the encoded header takes, rounded up with slack for the CRCs and offsets
     still to be filled in."""
-    size = len(encode_head(header)) + 64 * (len(MEMBERS) + 2) + 256
+    size = len(encode_head(header)) + 64 * (len(MEMBERS) + 3) + 256
     return -(-size // ALIGN) * ALIGN
 
 

@@ -28,7 +28,7 @@ import numpy as np
 
 from shared.search import quantized
 from shared.search import snapshot_format as fmt
-from shared.search.loaded import LoadedSet, SnapshotRowsError
+from shared.search.loaded import LoadedSet, SnapshotRowsError, metadata_columns
 from shared.search.rowfile import map_rows
 
 log = logging.getLogger(__name__)
@@ -244,8 +244,11 @@ class SnapshotStore:
         if qr is None:
             raise ValueError("only compressed sets are snapshotted")
         ids = json.dumps(loaded.ids, ensure_ascii=False).encode()
+        rows_meta = [loaded.metadata_of(i) for i in range(qr.count)]
+        meta = json.dumps(rows_meta, ensure_ascii=False, separators=(",", ":")).encode()
         arrays = {name: np.ascontiguousarray(getattr(qr, name)) for name in fmt.MEMBERS}
         arrays["ids"] = np.frombuffer(ids, np.uint8)
+        arrays["metadata"] = np.frombuffer(meta, np.uint8)
         arrays["rows"] = np.asarray(qr.rows)
         header = {
             "format": fmt.FORMAT,
@@ -325,13 +328,13 @@ class SnapshotStore:
 
         members = header["members"]
         first = members[fmt.MEMBERS[0]]["offset"]
-        last = members["ids"]
+        last = members["metadata"]
         length = last["offset"] + last["nbytes"] - first
         buf = bytearray(length)
         stream = client.download_blob(offset=first, length=length, max_concurrency=CONCURRENCY)
         if stream.readinto(_Into(buf)) != length:
             raise ValueError("snapshot shorter than its header says")
-        arrays = fmt.decode_members(buf, first, members, (*fmt.MEMBERS, "ids"))
+        arrays = fmt.decode_members(buf, first, members, (*fmt.MEMBERS, "ids", "metadata"))
         rows_m = members["rows"]
         count, dim = int(header["count"]), int(header["dim"])
         if rows_m["shape"] != [count, dim] or arrays["codes"].shape != (count, dim):
@@ -340,11 +343,20 @@ class SnapshotStore:
         ids = json.loads(bytes(arrays.pop("ids")).decode())
         if len(ids) != count:
             raise ValueError("ids disagree with the row count")
+        rows_meta = json.loads(bytes(arrays.pop("metadata")).decode())
+        if not isinstance(rows_meta, list) or len(rows_meta) != count:
+            raise ValueError("metadata disagrees with the row count")
         remote = RemoteRows(client, rows_m, (count, dim), rows_dir)
         lazy = rows_m["nbytes"] >= self.lazy_rows_from
         rows: Any = remote if lazy else remote.array(wait=True)
         qr = quantized.QuantizedRows(**arrays, rows=rows)
         remote.check = fmt.row_check(qr)
         return LoadedSet(
-            header["model_id"], header["embedding_type"], int(header["version"]), ids, None, qr
+            header["model_id"],
+            header["embedding_type"],
+            int(header["version"]),
+            ids,
+            None,
+            qr,
+            metadata=metadata_columns(rows_meta),
         )

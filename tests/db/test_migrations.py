@@ -140,7 +140,7 @@ def test_version_id_columns_keep_their_rows_key_and_cascade(tmp_path: Path, driv
         (ts,),
     )
 
-    assert apply_migrations(db) == [3]
+    assert apply_migrations(db, MIGRATIONS[:3]) == [3]
     for table in ("model_tensors", "inference_log"):
         columns = {r["name"] for r in db.query(f"SELECT name FROM pragma_table_info('{table}')")}
         assert "version_id" in columns and "model_id" not in columns, table
@@ -155,6 +155,33 @@ def test_version_id_columns_keep_their_rows_key_and_cascade(tmp_path: Path, driv
         )
     assert models.delete("v1")
     assert models.tensors("v1") == []  # the foreign key still cascades
+    db.close()
+
+
+@pytest.mark.parametrize("driver", ["sqlite3", "pyodbc"])
+def test_embeddings_made_before_metadata_keep_their_rows_with_none(
+    tmp_path: Path, driver: str
+) -> None:
+    """Migration 4 adds `embeddings.metadata`: rows written before it keep their vectors
+    and have no metadata; the search reads them as rows without any."""
+    from shared.search.repository import SetRepository
+
+    db = open_database(connection_string(driver, tmp_path / "old.db"))
+    assert apply_migrations(db, MIGRATIONS[:3]) == [1, 2, 3]
+    ts = "2024-01-01T00:00:00.000"
+    db.execute(
+        "INSERT INTO embedding_sets (model_id, embedding_type, dimension, version, updated_at) "
+        "VALUES ('m', 't', 1, 1, ?)",
+        (ts,),
+    )
+    db.execute(
+        "INSERT INTO embeddings (entity_id, model_id, embedding_type, dimension, vector, "
+        "created_at, updated_at) VALUES ('e', 'm', 't', 1, ?, ?, ?)",
+        (b"\x00\x00\x80?", ts, ts),
+    )
+    assert apply_migrations(db) == [4]
+    rows = SetRepository(db).load_rows("m", "t")
+    assert (rows.ids, rows.vectors, rows.metadata) == (["e"], b"\x00\x00\x80?", [None])
     db.close()
 
 

@@ -38,9 +38,9 @@ class CountingRepo(SetRepository):
 
     row_reads = 0
 
-    def load_set(self, model_id: str, embedding_type: str):
+    def load_rows(self, model_id: str, embedding_type: str):
         self.row_reads += 1
-        return super().load_set(model_id, embedding_type)
+        return super().load_rows(model_id, embedding_type)
 
 
 def _process(db_path: Path, tmp: Path, service: BlobServiceClient | None, container: str):
