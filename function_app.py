@@ -27,6 +27,7 @@ from shared.registry import routes as models
 from shared.registry.shapes import ModelPayload
 from shared.rerank import routes as rerank
 from shared.search import routes as search
+from shared.search import text_queries as search_text_queries
 from shared.vectors import routes as vectors
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
@@ -72,6 +73,16 @@ def _text_embedding_job():
 job_handlers.register(JobKind.MODEL, ModelPayload, _model_ingestion)
 job_handlers.register(JobKind.EMBEDDINGS, EmbeddingsPayload, _embeddings_ingestion)
 job_handlers.register(JobKind.EMBED_TEXT, EmbedTextPayload, _text_embedding_job)
+
+
+def _embed_search_text(model: str, text: str) -> object:
+    from shared.embeddings.service import text_embeddings
+
+    return text_embeddings().embed(model, [text], truncate=False, field="text").vectors[0]
+
+
+# POST /api/search by "text": the embeddings feature embeds it (search may not import it).
+search_text_queries.use(_embed_search_text)
 
 
 def _vector_sql_functions(connection: object) -> None:

@@ -144,3 +144,14 @@ ALTER TABLE dbo.embeddings ADD metadata NVARCHAR(MAX)');
   COMMIT;
 END
 GO
+-- 5: ix_embeddings_set_id
+IF NOT EXISTS (SELECT 1 FROM dbo.schema_version WHERE version = 5)
+BEGIN
+  BEGIN TRANSACTION;
+  EXEC(N'IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE name = N''ix_embeddings_set_id'')
+CREATE INDEX ix_embeddings_set_id ON dbo.embeddings (model_id, embedding_type, id)');
+  INSERT INTO dbo.schema_version (version, name, applied_at)
+  VALUES (5, N'ix_embeddings_set_id', SYSUTCDATETIME());
+  COMMIT;
+END
+GO

@@ -160,4 +160,13 @@ MIGRATIONS: tuple[Migration, ...] = (
     # A row's metadata (a JSON object, or none): what filtered search and listing
     # select rows by.
     Migration(4, "embeddings.metadata", columns=(("embeddings", C("metadata", "json")),)),
+    # Listing a set walks it by row id (GET /api/embeddings): with this index a page
+    # reads only its own rows, where the unique index would read and sort the whole set.
+    Migration(
+        5,
+        "ix_embeddings_set_id",
+        indexes=(
+            Index("ix_embeddings_set_id", "embeddings", ("model_id", "embedding_type", "id")),
+        ),
+    ),
 )

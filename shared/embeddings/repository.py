@@ -9,12 +9,16 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shared.db.connection import Database
 from shared.db.filters import and_equal
 from shared.db.timestamps import now, to_iso
+from shared.embeddings.metadata_sql import metadata_condition
 from shared.errors import ConflictError
+
+if TYPE_CHECKING:
+    from shared.search.metadata_filter import MetadataFilter
 
 
 class EmbeddingDimensionError(ConflictError):
@@ -42,6 +46,16 @@ class EmbeddingRow:
     created_at: str
     updated_at: str
     metadata: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class ListedRow:
+    """One row of a set as listing returns it; ``id`` is the row's serial key, which
+    an upsert of the same entity keeps (it updates in place), so it orders a walk."""
+
+    id: int
+    entity_id: str
+    metadata: dict[str, Any] | None
 
 
 @dataclass(frozen=True)
@@ -218,6 +232,61 @@ class EmbeddingRepository:
             for s in sets:
                 self._bump(s["model_id"], s["embedding_type"], ts)
         return deleted
+
+    def list_page(
+        self,
+        model_id: str,
+        embedding_type: str,
+        flt: MetadataFilter,
+        after_id: int,
+        limit: int,
+    ) -> list[ListedRow]:
+        """Up to ``limit`` rows of the set matching ``flt`` whose id is above
+        ``after_id``, by id. Rows written during a walk get larger ids and rows updated
+        keep theirs, so walking page by page sees every row that stays exactly once."""
+        where, params = self._where(model_id, embedding_type, flt)
+        sql = self.db.dialect.limit(
+            f"SELECT id, entity_id, metadata FROM embeddings WHERE {where} AND id > ?",  # noqa: S608
+            "id",
+        )
+        rows = self.db.query(sql, [*params, after_id, limit])
+        return [
+            ListedRow(
+                id=int(r["id"]),
+                entity_id=r["entity_id"],
+                metadata=json.loads(r["metadata"]) if r["metadata"] is not None else None,
+            )
+            for r in rows
+        ]
+
+    def count_matching(self, model_id: str, embedding_type: str, flt: MetadataFilter) -> int:
+        """Rows of the set that ``flt`` matches."""
+        where, params = self._where(model_id, embedding_type, flt)
+        sql = f"SELECT COUNT(*) AS n FROM embeddings WHERE {where}"  # noqa: S608
+        return int(self.db.scalar(sql, params) or 0)
+
+    def delete_matching(self, model_id: str, embedding_type: str, flt: MetadataFilter) -> int:
+        """Delete the set's rows that ``flt`` matches, bumping the set's version in the
+        same transaction when any went; the number deleted."""
+        where, params = self._where(model_id, embedding_type, flt)
+        ts = now()
+        with self.db.transaction():
+            deleted = self.db.execute(f"DELETE FROM embeddings WHERE {where}", params)  # noqa: S608
+            if deleted:
+                self._bump(model_id, embedding_type, ts)
+        return deleted
+
+    def _where(
+        self, model_id: str, embedding_type: str, flt: MetadataFilter
+    ) -> tuple[str, list[Any]]:
+        # The condition's text comes from code; keys and values are its parameters.
+        sql = "model_id = ? AND embedding_type = ?"
+        params: list[Any] = [model_id, embedding_type]
+        if not flt.matches_all:
+            condition, values = metadata_condition(flt, self.db.dialect)
+            sql += f" AND {condition}"
+            params += values
+        return sql, params
 
     @staticmethod
     def _filtered(

@@ -1,18 +1,29 @@
-"""PUT/GET/DELETE /api/embeddings: vectors stored in SQL as float32 bytes."""
+"""PUT/GET/PATCH/DELETE /api/embeddings: vectors stored in SQL as float32 bytes; listing,
+counting and deleting a set's rows by metadata filter."""
 
 from __future__ import annotations
+
+import json
+from typing import Any
 
 import azure.functions as func
 
 from shared.embeddings.shapes import (
+    EmbeddingCountQuery,
+    EmbeddingCountResponse,
+    EmbeddingDeleteByFilterRequest,
+    EmbeddingDeleteByFilterResponse,
     EmbeddingDeleteResponse,
     EmbeddingGetResponse,
+    EmbeddingListQuery,
+    EmbeddingListResponse,
     EmbeddingMetadataPatch,
     EmbeddingMetadataResponse,
     EmbeddingOut,
     EmbeddingQuery,
     EmbeddingUpsertRequest,
     EmbeddingUpsertResponse,
+    ListedEmbedding,
     TextEmbedRequest,
     TextEmbedResponse,
     TruncatedText,
@@ -55,6 +66,83 @@ def upsert_embeddings(req: func.HttpRequest) -> func.HttpResponse:
         updated=counts.updated,
     )
     return json_response(out.model_dump())
+
+
+def _query_filter(text: str | None) -> Any:
+    """The `filter` query parameter's JSON, or None when it is absent."""
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        raise RequestError(
+            400, "invalid_request", "filter: not valid JSON (URL-encode it)", "filter"
+        ) from None
+
+
+@http_route(
+    bp,
+    "embeddings",
+    ["GET"],
+    summary="One page of a set's rows (entity_id and metadata), optionally matching a "
+    "metadata filter; walk with `cursor`.",
+    tags=("embeddings",),
+    query=EmbeddingListQuery,
+    response=EmbeddingListResponse,
+    errors=(400,),
+)
+@handle_errors
+def list_embeddings(req: func.HttpRequest) -> func.HttpResponse:
+    from shared.embeddings.service import embedding_store
+
+    q = read_query(req, EmbeddingListQuery)
+    rows, cursor = embedding_store().list_rows(
+        q.model_id, q.embedding_type, _query_filter(q.filter), q.limit, q.cursor
+    )
+    out = EmbeddingListResponse(
+        items=[ListedEmbedding(entity_id=r.entity_id, metadata=r.metadata) for r in rows],
+        next_cursor=cursor,
+    )
+    return json_response(out.model_dump())
+
+
+@http_route(
+    bp,
+    "embeddings/count",
+    ["GET"],
+    summary="How many rows of a set match a metadata filter (all of them without one).",
+    tags=("embeddings",),
+    query=EmbeddingCountQuery,
+    response=EmbeddingCountResponse,
+    errors=(400,),
+)
+@handle_errors
+def count_embeddings(req: func.HttpRequest) -> func.HttpResponse:
+    from shared.embeddings.service import embedding_store
+
+    q = read_query(req, EmbeddingCountQuery)
+    n = embedding_store().count(q.model_id, q.embedding_type, _query_filter(q.filter))
+    return json_response(EmbeddingCountResponse(count=n).model_dump())
+
+
+@http_route(
+    bp,
+    "embeddings/delete",
+    ["POST"],
+    summary="Delete a set's rows matching a metadata filter (`{}`: all), bumping its "
+    "version and removing its search snapshot.",
+    tags=("embeddings",),
+    request=EmbeddingDeleteByFilterRequest,
+    response=EmbeddingDeleteByFilterResponse,
+    errors=(400,),
+)
+@handle_errors
+def delete_embeddings_by_filter(req: func.HttpRequest) -> func.HttpResponse:
+    from shared.embeddings.service import embedding_store
+
+    body = read_json(req, EmbeddingDeleteByFilterRequest)
+    n = embedding_store().delete_matching(body.model_id, body.embedding_type, body.filter)
+    return json_response(EmbeddingDeleteByFilterResponse(deleted=n).model_dump())
 
 
 def _entity_id(req: func.HttpRequest) -> str:

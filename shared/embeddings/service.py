@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import logging
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
@@ -11,8 +12,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from shared.batching import Batchers, BatchLimits, limits_from_settings
-from shared.embeddings.repository import EmbeddingRepository, EmbeddingRow, UpsertCounts
-from shared.errors import NotFoundError
+from shared.embeddings.repository import (
+    EmbeddingRepository,
+    EmbeddingRow,
+    ListedRow,
+    UpsertCounts,
+)
+from shared.errors import InvalidInputError, NotFoundError
 from shared.inference.embedder import Tokens
 from shared.settings import get_settings
 from shared.vectors import codec
@@ -21,6 +27,7 @@ if TYPE_CHECKING:
     from shared.inference.embedder import TokenLimit
     from shared.inference.text_models import TextModels
     from shared.registry.repository import ModelRecord
+    from shared.search.metadata_filter import MetadataFilter
 
 from shared.vectors.errors import (
     DimensionMismatchError,
@@ -151,6 +158,75 @@ class EmbeddingStore:
                 except Exception:
                     log.warning("search snapshot of %s/%s not removed yet", *key, exc_info=True)
         return deleted
+
+    def list_rows(
+        self,
+        model_id: str,
+        embedding_type: str,
+        filter_value: Any,
+        limit: int,
+        cursor: str | None,
+    ) -> tuple[list[ListedRow], str | None]:
+        """One page of the set's rows matching ``filter_value`` (a filter as JSON, None
+        for all), ordered by row id, and the cursor of the next page (None at the end).
+        A page that comes back full may be followed by an empty one."""
+        flt = _filter(filter_value)
+        after = decode_cursor(cursor) if cursor else 0
+        rows = self.repo.list_page(model_id, embedding_type, flt, after, limit)
+        return rows, encode_cursor(rows[-1].id) if len(rows) == limit else None
+
+    def count(self, model_id: str, embedding_type: str, filter_value: Any) -> int:
+        """Rows of the set that ``filter_value`` (None: all) matches."""
+        return self.repo.count_matching(model_id, embedding_type, _filter(filter_value))
+
+    def delete_matching(self, model_id: str, embedding_type: str, filter_value: Any) -> int:
+        """Delete the set's rows ``filter_value`` matches (``{}``: all of them), then the
+        set's search snapshot, as ``delete`` does."""
+        if filter_value is None:
+            raise InvalidInputError(
+                "filter: required; {} deletes every row of the set", field="filter"
+            )
+        deleted = self.repo.delete_matching(model_id, embedding_type, _filter(filter_value))
+        if deleted and self.forget_snapshot is not None:
+            try:
+                self.forget_snapshot(model_id, embedding_type)
+            except Exception:
+                log.warning(
+                    "search snapshot of %s/%s not removed yet",
+                    model_id,
+                    embedding_type,
+                    exc_info=True,
+                )
+        return deleted
+
+
+_CURSOR_PREFIX = b"id:"
+
+
+def encode_cursor(row_id: int) -> str:
+    """An opaque cursor: the last listed row's id, base64url without padding."""
+    return base64.urlsafe_b64encode(_CURSOR_PREFIX + str(row_id).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int:
+    """The row id in a cursor from ``encode_cursor``; InvalidInputError naming
+    ``cursor`` for anything else."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        digits = raw[len(_CURSOR_PREFIX) :]
+        if raw.startswith(_CURSOR_PREFIX) and digits.isdigit() and len(digits) <= 18:
+            return int(digits)
+    except (ValueError, TypeError):
+        pass
+    raise InvalidInputError(
+        "cursor: not a cursor this API returned (pass next_cursor as given)", field="cursor"
+    )
+
+
+def _filter(value: Any) -> MetadataFilter:
+    from shared.search.metadata_filter import parse_filter
+
+    return parse_filter({} if value is None else value, "filter")
 
 
 def _checked(metadata: Sequence[Any] | None, field: str) -> list[dict[str, Any] | None] | None:

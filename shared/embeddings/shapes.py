@@ -91,6 +91,73 @@ class EmbeddingDeleteResponse(BaseModel):
     deleted: int
 
 
+#: A filter in a URL: the whole request line must stay within the hosts' limits (8 KiB on
+#: Azure Functions, 16 KiB on the local host) however its characters are percent-encoded.
+FILTER_QUERY_MAX_CHARS = 1500
+_FILTER_QUERY = (
+    "A metadata filter as URL-encoded JSON, in the language of POST /api/search's "
+    f"`filter` (docs/search.md), at most {FILTER_QUERY_MAX_CHARS} characters; left out, "
+    "every row of the set."
+)
+
+
+class EmbeddingListQuery(Strict):
+    """GET /api/embeddings: one page of a set's rows."""
+
+    model_id: Name
+    embedding_type: Name = "default"
+    limit: int = Field(default=100, ge=1, le=1000)
+    cursor: str | None = Field(
+        default=None,
+        max_length=64,
+        description="The previous page's `next_cursor`; left out, the first page.",
+    )
+    filter: str | None = Field(
+        default=None, max_length=FILTER_QUERY_MAX_CHARS, description=_FILTER_QUERY
+    )
+
+
+class EmbeddingCountQuery(Strict):
+    """GET /api/embeddings/count: rows of a set matching a filter."""
+
+    model_id: Name
+    embedding_type: Name = "default"
+    filter: str | None = Field(
+        default=None, max_length=FILTER_QUERY_MAX_CHARS, description=_FILTER_QUERY
+    )
+
+
+class ListedEmbedding(BaseModel):
+    entity_id: str
+    metadata: dict[str, Any] | None
+
+
+class EmbeddingListResponse(BaseModel):
+    items: list[ListedEmbedding]
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next page; null when this page is the last."
+    )
+
+
+class EmbeddingCountResponse(BaseModel):
+    count: int
+
+
+class EmbeddingDeleteByFilterRequest(Strict):
+    """POST /api/embeddings/delete: the set's rows matching `filter` go."""
+
+    model_id: Name
+    embedding_type: Name = "default"
+    filter: dict[str, Any] = Field(
+        description="Which rows to delete, in the language of POST /api/search's `filter`; "
+        "required: `{}` deletes every row of the set."
+    )
+
+
+class EmbeddingDeleteByFilterResponse(BaseModel):
+    deleted: int
+
+
 class TextEmbedStore(Strict):
     """Where the vectors go: the same ids and types ``PUT /api/embeddings`` accepts, each
     id once (a repeated id would keep only its last text's vector)."""

@@ -20,7 +20,8 @@ if TYPE_CHECKING:
 #: most this share of its rows match; above, one scan of every row with the other rows'
 #: scores masked out. The rows are stored column-major, so gathering one row touches a
 #: cache line per dimension where the scan streams 16 values per line: measured on
-#: 200k x 384 rows, the gather took half the scan's time at 1% and as long at 2%.
+#: 200k x 384 rows, the gather took half the scan's time at 1% and as long at 2%; on
+#: 1M rows, about the scan's time at 1% (docs/search.md, "Filtered scans").
 GATHER_SHARE = 1 / 64
 
 

@@ -20,11 +20,12 @@ bp = func.Blueprint()
     "search",
     ["POST"],
     summary="Exact top-k search over stored embeddings (cosine, euclidean or dot), "
-    "optionally among the rows whose metadata matches a filter.",
+    "optionally among the rows whose metadata matches a filter; the query is a vector, "
+    "several, or a text a registered text model embeds.",
     tags=("search",),
     request=SearchRequest,
     response=SearchResponse,
-    errors=(400, 429),
+    errors=(400, 404, 409, 429),
 )
 @handle_errors
 def search(req: func.HttpRequest) -> func.HttpResponse:
@@ -41,7 +42,10 @@ def search(req: func.HttpRequest) -> func.HttpResponse:
         from shared.search.metadata_filter import parse_filter
 
         scope["where"] = parse_filter(body.filter, "filter")
-    queries, single = service.decode_queries(body.vector, body.vectors)
+    if body.text is not None and body.model is not None:  # the shape checks they pair
+        queries, single = service.embed_query(body.model, body.text), True
+    else:
+        queries, single = service.decode_queries(body.vector, body.vectors)
     try:
         if single:  # concurrent single queries of one set (and filter) run as one batch
             hits = [service.search_one(queries[0], top_k=body.top_k, metric=body.metric, **scope)]

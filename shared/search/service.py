@@ -18,6 +18,8 @@ import numpy as np
 
 from shared import telemetry
 from shared.batching import Batcher, BatchLimits, limits_from_settings
+from shared.errors import HartonomousError, NotSupportedError
+from shared.search import text_queries
 from shared.search.cache import IndexCache
 from shared.search.shapes import SearchHit
 from shared.search.snapshots import SnapshotStore
@@ -69,6 +71,23 @@ class SearchService:
             vectors, "vectors", max_dim=self.max_dim, max_rows=self.max_queries, pool=self.pool
         )
         return m, False
+
+    def embed_query(self, model: str, text: str) -> np.ndarray:
+        """``text`` embedded by the text model ``model`` as a (1, d) query rented from the
+        pool (``release`` it when done); a text over the model's token limit is refused
+        (400 naming ``text``), an unknown model is a 404 naming ``model``."""
+        embed = text_queries.embedder()
+        if embed is None:
+            raise NotSupportedError("text: no text embedder in this process", field="text")
+        try:
+            vector = np.asarray(embed(model, text), dtype=np.float32).reshape(-1)
+        except HartonomousError as exc:
+            if exc.field == "text[0]":  # the embedder's list of one: the request's field
+                exc.field, exc.message = "text", f"text: {exc.reason}"
+            raise
+        query = self.pool.rent_array((1, vector.shape[0]))
+        query[0] = vector
+        return query
 
     def release(self, queries: np.ndarray) -> None:
         self.pool.give_back(queries)

@@ -24,6 +24,20 @@ def _json_integer(value: object) -> object:
 class SearchRequest(Strict):
     vector: VectorJson | None = Field(default=None, description="One query vector.")
     vectors: MatrixJson | None = Field(default=None, description="Several query vectors.")
+    text: str | None = Field(
+        default=None,
+        min_length=1,
+        description="One query as text, embedded with `model` (as POST /api/embeddings/text "
+        "does) and searched as a vector. A text over the model's token limit is a 400 "
+        "naming `text`, not cut: a cut query would search for something else.",
+    )
+    model: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=128,
+        description="The registered text model that embeds `text` (required with it; 404 "
+        "when unknown). Search its own vectors with `model_id` set to the same name.",
+    )
     top_k: Annotated[int, BeforeValidator(_json_integer)] = Field(default=10, ge=1, le=1000)
     metric: Metric = "cosine"
     model_id: Name | None = None
@@ -40,12 +54,17 @@ class SearchRequest(Strict):
 
     @model_validator(mode="after")
     def _one_query_field(self) -> SearchRequest:
-        if (self.vector is None) == (self.vectors is None):
-            # Not a ValueError: pydantic would report it with no field; this names one.
-            field = "vector" if self.vectors is None else "vectors"
+        given = [f for f in ("vector", "vectors", "text") if getattr(self, f) is not None]
+        if len(given) != 1:
+            # Not a ValueError: pydantic would report it with no field; this names one
+            # (the second given, or "vector" when none is).
+            field = given[1] if given else "vector"
             raise InvalidInputError(
-                f"{field}: give exactly one of 'vector' or 'vectors'", field=field
+                f"{field}: give exactly one of 'vector' or 'vectors' or 'text'", field=field
             )
+        if (self.text is None) != (self.model is None):
+            need = "required with 'text'" if self.model is None else "only with 'text'"
+            raise InvalidInputError(f"model: {need} (the model embeds the text)", field="model")
         return self
 
 

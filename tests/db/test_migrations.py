@@ -179,7 +179,7 @@ def test_embeddings_made_before_metadata_keep_their_rows_with_none(
         "created_at, updated_at) VALUES ('e', 'm', 't', 1, ?, ?, ?)",
         (b"\x00\x00\x80?", ts, ts),
     )
-    assert apply_migrations(db) == [4]
+    assert apply_migrations(db) == [m.version for m in MIGRATIONS[3:]]
     rows = SetRepository(db).load_rows("m", "t")
     assert (rows.ids, rows.vectors, rows.metadata) == (["e"], b"\x00\x00\x80?", [None])
     db.close()

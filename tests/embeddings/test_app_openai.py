@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.support.host import Host, upload_blob, wait_for_model
+from tests.support.host import Host, register_minilm, upload_blob, wait_for_model
 from tests.support.models import write_classifier
 from tests.support.pretrained import find_minilm
 
@@ -57,13 +57,7 @@ def _token_counts(texts: list[str]) -> list[int]:
 
 @pytest.fixture(scope="module")
 def minilm(app_host: Host) -> str:
-    assert MINILM is not None
-    model_path, tokenizer_path = MINILM
-    upload_blob(app_host, "minilm.tokenizer.json", tokenizer_path.read_bytes())
-    upload_blob(app_host, "minilm.onnx", model_path.read_bytes())
-    model = wait_for_model(app_host, "minilm", timeout=180)
-    assert model["status"] == "ready", model
-    return "minilm"
+    return register_minilm(app_host)
 
 
 @pytest.fixture(scope="module")

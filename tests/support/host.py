@@ -253,3 +253,18 @@ def b64(text: str) -> str:
 
 def unb64(text: str) -> str:
     return base64.b64decode(text).decode()
+
+
+def register_minilm(host: Host, name: str = "minilm") -> str:
+    """MiniLM and its tokenizer uploaded to the host's models container as `name`; the
+    name once the version is ready (the MiniLM data packages must be installed)."""
+    from tests.support.pretrained import find_minilm
+
+    found = find_minilm()
+    assert found is not None, "the MiniLM data packages are not installed"
+    model_path, tokenizer_path = found
+    upload_blob(host, f"{name}.tokenizer.json", tokenizer_path.read_bytes())
+    upload_blob(host, f"{name}.onnx", model_path.read_bytes())
+    model = wait_for_model(host, name, timeout=180)
+    assert model["status"] == "ready", model
+    return name
