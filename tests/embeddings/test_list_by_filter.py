@@ -29,6 +29,7 @@ from shared.embeddings.service import EmbeddingStore, Limits, decode_cursor, enc
 from shared.errors import InvalidInputError
 from shared.search.metadata_filter import check_metadata, parse_filter
 from tests.support.db import BOTH_DRIVERS
+from tests.support.filters import random_filters
 from tests.support.host import Host
 
 FUZZING = "FUZZ_EXAMPLES" in os.environ
@@ -155,43 +156,7 @@ values = st.one_of(
 metadata_rows = st.one_of(st.none(), st.dictionaries(st.sampled_from(KEYS), values, max_size=5))
 scalars = st.one_of(words, st.booleans(), numbers)
 field = st.sampled_from([*KEYS, "zz"])
-leaf = st.one_of(
-    st.builds(lambda k, v: {k: v}, field, scalars),
-    st.builds(lambda k, op, v: {k: {op: v}}, field, st.sampled_from(["$eq", "$ne"]), scalars),
-    st.builds(
-        lambda k, op, v: {k: {op: v}},
-        field,
-        st.sampled_from(["$gt", "$gte", "$lt", "$lte"]),
-        numbers,
-    ),
-    st.builds(
-        lambda k, op, v: {k: {op: v}},
-        field,
-        st.sampled_from(["$in", "$nin"]),
-        st.lists(st.one_of(words, numbers), max_size=6),
-    ),
-    st.builds(lambda k, v: {k: {"$exists": v}}, field, st.booleans()),
-)
-
-
-def _merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
-    """Several clauses as keys of one object (and-ed), where their keys differ."""
-    out: dict[str, Any] = {}
-    for part in parts:
-        for k, v in part.items():
-            out.setdefault(k, v)
-    return out
-
-
-filters = st.recursive(
-    leaf,
-    lambda inner: st.one_of(
-        st.lists(inner, min_size=1, max_size=3).map(lambda cs: {"$and": cs}),
-        st.lists(inner, min_size=1, max_size=3).map(lambda cs: {"$or": cs}),
-        st.lists(inner, max_size=3).map(_merge),
-    ),
-    max_leaves=8,
-)
+filters = random_filters(field, scalars, numbers, st.one_of(words, numbers), max_in=6, max_leaves=8)
 
 
 @PROPERTY

@@ -27,6 +27,7 @@ from shared.search.metadata_filter import (
     check_metadata,
     parse_filter,
 )
+from tests.support.filters import random_filters
 
 FUZZING = "FUZZ_EXAMPLES" in os.environ
 PROPERTY = settings(
@@ -426,41 +427,8 @@ operand_numbers = st.one_of(
 )
 scalars = st.one_of(words, st.booleans(), operand_numbers)
 field = st.sampled_from([*KEYS, "zz"])
-leaf = st.one_of(
-    st.builds(lambda k, v: {k: v}, field, scalars),
-    st.builds(lambda k, op, v: {k: {op: v}}, field, st.sampled_from(["$eq", "$ne"]), scalars),
-    st.builds(
-        lambda k, op, v: {k: {op: v}},
-        field,
-        st.sampled_from(["$gt", "$gte", "$lt", "$lte"]),
-        operand_numbers,
-    ),
-    st.builds(
-        lambda k, op, v: {k: {op: v}},
-        field,
-        st.sampled_from(["$in", "$nin"]),
-        st.lists(st.one_of(elements, operand_numbers), max_size=12),
-    ),
-    st.builds(lambda k, v: {k: {"$exists": v}}, field, st.booleans()),
-)
-
-
-def _merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
-    merged: dict[str, Any] = {}
-    for part in parts:
-        for key, value in part.items():
-            merged.setdefault(key, value)
-    return merged
-
-
-filters = st.recursive(
-    leaf,
-    lambda inner: st.one_of(
-        st.lists(inner, min_size=1, max_size=3).map(lambda cs: {"$and": cs}),
-        st.lists(inner, min_size=1, max_size=3).map(lambda cs: {"$or": cs}),
-        st.lists(inner, max_size=3).map(_merge),
-    ),
-    max_leaves=10,
+filters = random_filters(
+    field, scalars, operand_numbers, st.one_of(elements, operand_numbers), max_in=12, max_leaves=10
 )
 
 
