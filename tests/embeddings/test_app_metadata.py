@@ -3,7 +3,10 @@ POST /api/search, through the local host."""
 
 from __future__ import annotations
 
+import json
+import urllib.parse
 import uuid
+from typing import Any
 
 import numpy as np
 
@@ -139,3 +142,78 @@ def test_an_embeddings_job_stores_inline_metadata(app_host: Host) -> None:
     reply = app_host.call("POST", "/jobs", {"kind": "embeddings", "payload": bad})
     assert reply.status == 400, reply.body
     assert "items" in reply.json()["error"]["field"]
+
+
+def _q(value: Any) -> str:
+    return urllib.parse.quote(json.dumps(value), safe="")
+
+
+def test_list_count_and_delete_by_filter_through_the_host(app_host: Host) -> None:
+    model = f"m-list-{uuid.uuid4().hex[:6]}"
+    rng = np.random.default_rng(7)
+    vectors = rng.standard_normal((12, 4)).astype(np.float32)
+    items = [
+        {
+            "entity_id": f"e{i}",
+            "vector": v.tolist(),
+            "metadata": {"tenant": "acme" if i % 3 else "globex", "year": 2010 + i},
+        }
+        for i, v in enumerate(vectors)
+    ]
+    assert app_host.call("PUT", "/embeddings", {"model_id": model, "items": items}).status == 200
+
+    acme = {"tenant": "acme"}
+    walked: list[str] = []
+    cursor = None
+    while True:
+        path = f"/embeddings?model_id={model}&limit=3&filter={_q(acme)}"
+        reply = app_host.call("GET", path + (f"&cursor={cursor}" if cursor else ""))
+        assert reply.status == 200, reply.body
+        page = reply.json()
+        assert len(page["items"]) <= 3
+        walked += [item["entity_id"] for item in page["items"]]
+        assert all(item["metadata"]["tenant"] == "acme" for item in page["items"])
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert walked == [f"e{i}" for i in range(12) if i % 3]
+
+    count = app_host.call("GET", f"/embeddings/count?model_id={model}&filter={_q(acme)}")
+    assert count.status == 200 and count.json() == {"count": 8}
+    assert app_host.call("GET", f"/embeddings/count?model_id={model}").json() == {"count": 12}
+
+    doomed = {"tenant": "acme", "year": {"$lt": 2016}}
+    reply = app_host.call("POST", "/embeddings/delete", {"model_id": model, "filter": doomed})
+    assert reply.status == 200 and reply.json() == {"deleted": 4}, reply.body
+    # The set's version moved: a search sees the deletion at once.
+    search = {"vector": vectors[1].tolist(), "top_k": 12, "model_id": model, "metric": "cosine"}
+    hits = [h["entity_id"] for h in app_host.call("POST", "/search", search).json()["results"]]
+    assert sorted(hits) == sorted(f"e{i}" for i in range(12) if not (i % 3 and i < 6))
+    assert app_host.call("GET", f"/embeddings/count?model_id={model}").json() == {"count": 8}
+
+    # The 400s name what is wrong.
+    listing = f"/embeddings?model_id={model}"
+    counting = f"/embeddings/count?model_id={model}"
+    for path, field in [
+        (f"{listing}&limit=0", "limit"),
+        (f"{listing}&limit=1001", "limit"),
+        (f"{listing}&cursor=nonsense", "cursor"),
+        (f"{listing}&filter=%7Bnot-json", "filter"),
+        (f"{listing}&filter=%7B{'a' * 1500}", "filter"),  # longer than a URL may carry
+        (f"{listing}&filter={_q({'year': {'$gte': '2020'}})}", "filter.year.$gte"),
+        (f"{counting}&filter={_q({'year': {'$in': 3}})}", "filter.year.$in"),
+    ]:
+        reply = app_host.call("GET", path)
+        assert reply.status == 400 and reply.json()["error"]["field"] == field, (path, reply.body)
+    reply = app_host.call("POST", "/embeddings/delete", {"model_id": model})
+    assert reply.status == 400 and reply.json()["error"]["field"] == "filter", reply.body
+    reply = app_host.call("POST", "/embeddings/delete", {"model_id": model, "filter": {"$nor": []}})
+    assert reply.status == 400 and reply.json()["error"]["field"] == "filter.$nor", reply.body
+
+    # {} empties the set.
+    reply = app_host.call("POST", "/embeddings/delete", {"model_id": model, "filter": {}})
+    assert reply.json() == {"deleted": 8}
+    assert app_host.call("GET", f"/embeddings?model_id={model}").json() == {
+        "items": [],
+        "next_cursor": None,
+    }

@@ -31,7 +31,7 @@ from tests.support.filters import random_filters
 
 FUZZING = "FUZZ_EXAMPLES" in os.environ
 PROPERTY = settings(
-    max_examples=int(os.environ.get("FUZZ_EXAMPLES", "300")),
+    max_examples=int(os.environ.get("FUZZ_EXAMPLES", "120")),
     deadline=None,
     derandomize=not FUZZING,
     database=None,
