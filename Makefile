@@ -60,7 +60,8 @@ $(AZURITE):
 
 $(CHECKOV):
 	$(PY) -m venv $(CHECKOV_VENV)
-	$(CHECKOV_VENV)/bin/pip install --quiet checkov==$(CHECKOV_VERSION)
+	$(CHECKOV_VENV)/bin/pip install --quiet --disable-pip-version-check uv
+	$(CHECKOV_VENV)/bin/uv pip install --quiet --python $(CHECKOV_VENV)/bin/python checkov==$(CHECKOV_VERSION)
 
 # PORT: the host's HTTP port (default: local.settings.json's Host.LocalHttpPort, else 7071).
 run: setup-run
