@@ -391,10 +391,8 @@ def _bounds(env: dict[str, str]) -> str:
     )
 
 
-def main() -> None:
-    from devhost import azurite
-    from devhost.launcher import launch_app
-
+def search_data() -> tuple[np.ndarray, list[bytes]]:
+    """The N x D set and 256 single-query search bodies (the same seed on every run)."""
     rng = np.random.default_rng(0)
     vectors = rng.standard_normal((N, D)).astype(np.float32)
     queries = rng.standard_normal((256, D)).astype(np.float32)
@@ -402,6 +400,14 @@ def main() -> None:
         json.dumps({"vector": q.tolist(), "top_k": TOP_K, "metric": "cosine"}).encode()
         for q in queries
     ]
+    return vectors, bodies
+
+
+def main() -> None:
+    from devhost import azurite
+    from devhost.launcher import launch_app
+
+    vectors, bodies = search_data()
     envs: dict[str, dict[str, str]] = {}
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)

@@ -36,7 +36,6 @@ keeping.
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 import time
@@ -63,6 +62,7 @@ from benchmarks.bench_concurrency import (
     _resident_kb,
     _run,
     _wait_registered,
+    search_data,
 )
 from benchmarks.timing import table
 from devhost.launcher import LaunchedHost, Reply, launch_app
@@ -373,13 +373,7 @@ def measure(quota: CpuQuota | None, client_cpu: int) -> Measured:
     sizes = [s for s in SIZES if s.mb != 512 or quota is not None]
     every_cpu = os.sched_getaffinity(0)
     one_cpu = {min(every_cpu - {client_cpu})}
-    rng = np.random.default_rng(0)
-    vectors = rng.standard_normal((N, D)).astype(np.float32)
-    queries = rng.standard_normal((256, D)).astype(np.float32)
-    bodies = [
-        json.dumps({"vector": q.tolist(), "top_k": TOP_K, "metric": "cosine"}).encode()
-        for q in queries
-    ]
+    vectors, bodies = search_data()
     hosts: dict[str, LaunchedHost] = {}
     memory: dict[str, _Memory] = {}
     loads: dict[str, float] = {}
