@@ -2,7 +2,7 @@
 compressed sets.
 
 The sets are built in this process as the search cache builds them (``cache.py``): a
-float32 ``LoadedSet`` over the column-major rows, and a compressed one (int8 codes, the
+float32 ``LoadedSet`` over the row-major rows, and a compressed one (int8 codes, the
 float32 rows in a memory-mapped file for the re-score), both with the same metadata of
 four fields per row (``bench_filters`` makes it: genre, year, draft, tags). Each timed
 call is ``LoadedSet.search`` with a parsed filter, so the mask over the metadata columns

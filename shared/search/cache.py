@@ -160,7 +160,7 @@ class IndexCache:
     def _load_sql(self, model_id: str, embedding_type: str) -> LoadedSet:
         try:
             return self._build_from_sql(model_id, embedding_type)
-        finally:  # the rows read from SQL are freed by now; their heap pages go back
+        finally:  # what was read from SQL and not kept is freed by now; its heap pages go back
             release_freed_memory()
 
     def _build_from_sql(self, model_id: str, embedding_type: str) -> LoadedSet:
@@ -176,7 +176,7 @@ class IndexCache:
         else:
             rows = np.zeros((0, max(dim, 1)), dtype=np.float32)
         if len(ids) < self.compress_from or self.rows_dir is None:
-            # The column-major copy is the only one kept; the bytes read from SQL go.
+            # The bytes read from SQL are the stored rows: prepare keeps them, no copy.
             base = core.prepare(rows, "dot")
             return LoadedSet(model_id, embedding_type, version, ids, base, metadata=metadata)
         mapped = write_rows(self.rows_dir, rows)

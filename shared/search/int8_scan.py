@@ -51,10 +51,15 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from shared.search.kernel_sessions import kernel_session
 from shared.settings import usable_cores
+
+if TYPE_CHECKING:
+    from onnx import GraphProto
 
 log = logging.getLogger(__name__)
 
@@ -125,49 +130,24 @@ def _simsimd_dots(codes: np.ndarray, code_sum: np.ndarray, u: np.ndarray) -> np.
     return raw
 
 
-_session_lock = threading.Lock()
-_sessions: dict[int, object] = {}
-
-
 def _onnx_dots(codes: np.ndarray, code_sum: np.ndarray, u: np.ndarray) -> np.ndarray:
-    return _session().run(None, {"A": codes, "B": np.ascontiguousarray(u.T)})[0]  # type: ignore[attr-defined]
+    session = kernel_session("int8_scan", _int8_graph, THREADS)
+    return session.run(None, {"A": codes, "B": np.ascontiguousarray(u.T)})[0]  # type: ignore[return-value]
 
 
-def _session(threads: int = THREADS) -> object:
-    """One MatMulInteger session per thread count, built once per process (a 200-byte
-    graph made here, so no model file ships)."""
-    got = _sessions.get(threads)
-    if got is not None:
-        return got
-    with _session_lock:
-        got = _sessions.get(threads)
-        if got is None:
-            import onnxruntime as ort
-            from onnx import TensorProto, helper
+def _int8_graph() -> GraphProto:
+    from onnx import TensorProto, helper
 
-            graph = helper.make_graph(
-                [helper.make_node("MatMulInteger", ["A", "B", "zero"], ["Y"])],
-                "int8_scan",
-                [
-                    helper.make_tensor_value_info("A", TensorProto.UINT8, [None, None]),
-                    helper.make_tensor_value_info("B", TensorProto.INT8, [None, None]),
-                ],
-                [helper.make_tensor_value_info("Y", TensorProto.INT32, [None, None])],
-                initializer=[helper.make_tensor("zero", TensorProto.UINT8, [], [CENTER])],
-            )
-            model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-            model.ir_version = 8
-            options = ort.SessionOptions()
-            options.intra_op_num_threads = threads
-            options.inter_op_num_threads = 1
-            # Sleep, not spin, between runs: spinning threads take CPU from concurrent
-            # searches (docs/concurrency.md has the figures).
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-            got = ort.InferenceSession(
-                model.SerializeToString(), options, providers=["CPUExecutionProvider"]
-            )
-            _sessions[threads] = got
-    return got
+    return helper.make_graph(
+        [helper.make_node("MatMulInteger", ["A", "B", "zero"], ["Y"])],
+        "int8_scan",
+        [
+            helper.make_tensor_value_info("A", TensorProto.UINT8, [None, None]),
+            helper.make_tensor_value_info("B", TensorProto.INT8, [None, None]),
+        ],
+        [helper.make_tensor_value_info("Y", TensorProto.INT32, [None, None])],
+        initializer=[helper.make_tensor("zero", TensorProto.UINT8, [], [CENTER])],
+    )
 
 
 def f32_dots(codes: np.ndarray, code_sum: np.ndarray, u: np.ndarray) -> np.ndarray:

@@ -16,13 +16,13 @@ from shared.vectors.pool import BufferPool
 if TYPE_CHECKING:
     from shared.search.metadata_filter import MetadataColumns, MetadataFilter
 
-#: A float32 set scores only the matching rows (gathered into a small matrix) when at
-#: most this share of its rows match; above, one scan of every row with the other rows'
-#: scores masked out. The rows are stored column-major, so gathering one row touches a
-#: cache line per dimension where the scan streams 16 values per line: measured on
-#: 200k x 384 rows, the gather took half the scan's time at 1% and as long at 2%; on
-#: 1M rows, about the scan's time at 1% (docs/search.md, "Filtered scans").
-GATHER_SHARE = 1 / 64
+#: A float32 set scores only the matching rows (gathered block by block) when at most
+#: this share of its rows match; above, one scan of every row with the other rows'
+#: scores masked out. Rows are stored row-major, so a gathered row is one contiguous
+#: read: on 200k and 1M x 384 rows, one query's gather at 1/8 took ~0.4x the masked
+#: scan and at 1/4 as long; a batch of 16 at 1/8 ~0.4-0.7x (docs/search.md, "Filtered
+#: scans").
+GATHER_SHARE = 1 / 8
 
 
 # A ValueError, not a kind of shared.errors: it is a signal inside the search package,
@@ -109,15 +109,16 @@ class LoadedSet:
     def _search_gathered(
         self, queries: np.ndarray, top_k: int, metric: str, pool: BufferPool, sel: np.ndarray
     ) -> list[core.SearchResult]:
-        """Score only the rows ``sel`` (sorted): a matrix of just them, searched, its row
-        numbers mapped back. Their order is kept, so ties still break by row."""
+        """Score only the rows ``sel`` (sorted). One query gathers them block by block
+        from the prepared matrix; a batch searches a matrix of just them and maps its row
+        numbers back. Their order is kept, so ties still break by row."""
         assert self.base is not None
-        cols = np.take(self.base.columns, sel, axis=1)  # (d, m), C-contiguous
-        sub = core.prepare(cols.T, metric)  # type: ignore[arg-type]
         if queries.shape[0] == 1:
-            found = [core.search(sub, queries[0], top_k, pool=pool)]
-        else:
-            found = core.search_batch(sub, queries, top_k, pool=pool)
+            matrix = self.prepared(metric)
+            return [core.search_rows(matrix, queries[0], top_k, sel, pool=pool)]
+        rows = np.take(self.base.vectors, sel, axis=0)  # (m, d), C-contiguous
+        sub = core.prepare(rows, metric)  # type: ignore[arg-type]
+        found = core.search_batch(sub, queries, top_k, pool=pool)
         return [core.SearchResult(sel[r.indices], r.distances, r.similarities) for r in found]
 
     def metadata_columns(self) -> MetadataColumns:
@@ -137,7 +138,7 @@ class LoadedSet:
 
     @property
     def nbytes(self) -> int:
-        """Memory held: the stored columns plus what each prepared metric added (a
+        """Memory held: the stored rows plus what each prepared metric added (a
         compressed set: its codes and per-row bounds; the mapped rows are not resident)."""
         meta = 0 if self.metadata is None else self.metadata.nbytes
         if self.compressed is not None:
@@ -145,16 +146,16 @@ class LoadedSet:
         assert self.base is not None
         extra = 0
         for prepared in list(self._prepared.values()):
-            if prepared.columns is not self.base.columns:
-                extra += prepared.columns.nbytes
+            if prepared.vectors is not self.base.vectors:
+                extra += prepared.vectors.nbytes
             if prepared.sq_norms is not None:
                 extra += prepared.sq_norms.nbytes
-        return self.base.columns.nbytes + extra + meta
+        return self.base.vectors.nbytes + extra + meta
 
     def prepared(self, metric: str) -> core.SearchMatrix:
         """The matrix prepared for `metric`, built once per loaded version.
 
-        dot and euclidean share the stored columns (euclidean adds squared norms);
+        dot and euclidean share the stored rows (euclidean adds squared norms);
         cosine keeps one normalised copy.
         """
         assert self.base is not None
@@ -171,9 +172,9 @@ class LoadedSet:
 
     def _prepare(self, metric: str) -> core.SearchMatrix:
         assert self.base is not None
-        cols = self.base.columns
+        rows = self.base.vectors
         if metric == "euclidean":
-            sq_norms = np.einsum("ij,ij->j", cols, cols, dtype=np.float32)
-            return core.SearchMatrix("euclidean", cols, sq_norms)
+            sq_norms = np.einsum("ij,ij->i", rows, rows, dtype=np.float32)
+            return core.SearchMatrix("euclidean", rows, sq_norms)
         # cosine: a normalised copy for the scan; the float64 re-score reads the base rows.
         return core.prepare(self.base.vectors, metric)  # type: ignore[arg-type]

@@ -125,7 +125,7 @@ class QuantizedRows:
 
     def shape_check(self, metric: core.Metric) -> core.SearchMatrix:
         """A matrix of the right shape for argument checks (reads no row)."""
-        return core.SearchMatrix(metric, self.codes.T, None, max_norm=1.0)
+        return core.SearchMatrix(metric, self.codes, None, max_norm=1.0)
 
 
 class RowSource(Protocol):
@@ -144,7 +144,7 @@ GATHER_MAX = 50_000
 
 
 def _matrix(rows: np.ndarray, metric: core.Metric) -> core.SearchMatrix:
-    return core.SearchMatrix(metric, rows.T, None, max_norm=1.0, raw=rows)
+    return core.SearchMatrix(metric, rows, None, max_norm=1.0)
 
 
 def _finish(

@@ -148,7 +148,7 @@ def test_prepare_keeps_work_out_of_the_query_path(rng: np.random.Generator) -> N
     original = m.copy()
     cos = search.prepare(m, "cosine")
     assert np.allclose(np.linalg.norm(cos.vectors, axis=1), 1, atol=1e-6)
-    assert cos.columns.shape == (6, 10) and cos.columns.flags.c_contiguous  # scan layout
+    assert cos.vectors.shape == (10, 6) and cos.vectors.flags.c_contiguous  # scan layout
     assert np.array_equal(m, original)  # copy=True leaves the caller's rows alone
     search.prepare(m, "cosine", copy=False)
     assert np.allclose(np.linalg.norm(m, axis=1), 1, atol=1e-6)  # normalised in place
@@ -307,3 +307,47 @@ def test_cosine_on_a_strided_view_keeps_one_contiguous_copy_for_the_rescore(
     assert (
         search.search(prepared, q, 5).indices.tolist() == reference(view, q, 5, "cosine").tolist()
     )
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_search_rows_is_the_brute_force_over_those_rows_across_blocks(
+    rng: np.random.Generator, metric: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The chosen rows span several gather blocks and hold near-duplicates float32
+    cannot order and exact ties: the hits are the float64 top-k among them alone."""
+    monkeypatch.setattr(search, "GATHER_BLOCK", 64)
+    d = 96
+    base = rng.standard_normal(d)
+    m = rng.standard_normal((3000, d))
+    m[100:400] = base + rng.standard_normal((300, d)) * 1e-6
+    m[500:520] = base  # exact ties: broken by row
+    m = m.astype(np.float32)
+    prepared = search.prepare(m, metric)  # type: ignore[arg-type]
+    rows = np.flatnonzero(rng.random(len(m)) < 0.3)
+    q = (base + rng.standard_normal(d) * 1e-3).astype(np.float32)
+    for k in (1, 10, 50):
+        got = search.search_rows(prepared, q, k, rows, pool=BufferPool())
+        want = rows[reference(m[rows], q, k, metric)]
+        assert got.indices.tolist() == want.tolist()
+        keys = reference_keys(m[want], q, metric)
+        found = got.distances if metric == "euclidean" else -got.similarities
+        np.testing.assert_allclose(found, keys, rtol=1e-12, atol=1e-12)
+    few = rows[:3]
+    want_few = few[reference(m[few], q, 3, metric)]  # fewer rows than k: all of them
+    assert search.search_rows(prepared, q, 10, few).indices.tolist() == want_few.tolist()
+    assert search.search_rows(prepared, q, 10, rows[:0]).indices.tolist() == []
+
+
+def test_block_dots_is_the_float32_product_within_the_error_bound(
+    rng: np.random.Generator,
+) -> None:
+    """The batch scan's gemm (onnxruntime) against float64: within ``error_bound``."""
+    m = rng.standard_normal((700, 384)).astype(np.float32)
+    q = rng.standard_normal((5, 384)).astype(np.float32)
+    out = np.full((5, 700), np.nan, np.float32)
+    search.block_dots(q, m, out)
+    exact = q.astype(np.float64) @ m.astype(np.float64).T
+    prepared = search.prepare(m, "dot")
+    bound = search.error_bound(prepared, np.linalg.norm(q.astype(np.float64), axis=1))
+    assert np.all(np.abs(out - exact) <= bound[:, None])
+    assert not np.array_equal(out, np.zeros_like(out))
