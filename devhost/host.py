@@ -18,6 +18,7 @@ import socket
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +29,7 @@ from . import azurite as azurite_mod
 from .auth import KeyRing
 from .bindings import OutputWriter
 from .blob_listener import BlobScanner, sanitize_host_id
-from .console import banner, say, setup_logging
+from .console import banner, say, setup_logging, stop_logging
 from .hostconfig import HostConfig, load_host_config
 from .http_server import DEFAULT_BODY_LIMIT, HostServer, HttpApp, http_target
 from .invocation import Invoker
@@ -248,6 +249,18 @@ class Host:
         say("Host started")
 
 
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's event loop when it is installed (requirements-run.txt installs it where
+    it builds: not on Windows), else asyncio's. With uvicorn's httptools parser it cuts
+    the host's own time per request, so local load tests measure the app more than the
+    local host (docs/concurrency.md has the figures)."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
 def run(options: Options) -> int:
     """Run the host until SIGINT/SIGTERM; the process exit code."""
     script = options.script.resolve()
@@ -282,7 +295,8 @@ def run(options: Options) -> int:
         port = options.port or settings.local_http_port or 7071
         sock = bind_socket(options.host, port)
         host = Host(options, config, specs, skipped, storage, sock)
-        code = asyncio.run(host.serve())
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            code = runner.run(host.serve())
     except KeyboardInterrupt:
         code = 0
     except (OSError, ValueError) as exc:
@@ -298,6 +312,7 @@ def run(options: Options) -> int:
             log.info("Stopping Azurite")
             azurite.stop()
     if host is not None and host.leftover:
+        stop_logging()
         sys.stdout.flush()
         os._exit(code)  # worker threads still run: do not wait for them at exit
     return code

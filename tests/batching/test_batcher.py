@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from shared import batching
 from shared.batching import Batcher
 from shared.errors import TooBusyError
 from tests.support.concurrent import together
@@ -146,3 +147,63 @@ def test_a_models_limits_override_the_settings_and_are_checked() -> None:
     assert batchers.get(base) is batchers.get(BatchLimits(16, 0.0, 256))
     assert batchers.get(base) is not batchers.get(BatchLimits(4, 0.0, 256))
     assert batchers.get(BatchLimits(4, 0.0, 256)).max_batch == 4
+
+
+class Slow(Recorder):
+    """A batch that takes a few ms, so callers looping on it overlap."""
+
+    def __call__(self, key: Hashable, items: Sequence[int]) -> list[int]:
+        time.sleep(0.005)
+        return super().__call__(key, items)
+
+
+def _closed_loop(batcher: Batcher, callers: int, calls: int) -> None:
+    """Each caller submits its next call as soon as its last one returns."""
+
+    def caller(i: int) -> list[object]:
+        return [batcher.submit("k", i) for _ in range(calls)]
+
+    assert together(callers, caller) == [[2 * i] * calls for i in range(callers)]
+
+
+def test_callers_under_steady_load_keep_running_together(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """When a batch of several ends, the first of its callers back waits for the
+    others: batches stay whole instead of splitting into one caller and the rest."""
+    # Generous, so no timing is in play; the last batch waits it out for a caller
+    # that is done (the one that ran alone first has one call fewer left).
+    monkeypatch.setattr(batching, "REJOIN_SECONDS", 0.5)
+    run = Slow()
+    batcher = Batcher("t", run, max_batch=8, max_delay=0.0, max_queue=64)
+    _closed_loop(batcher, callers=6, calls=12)
+    sizes = [len(items) for _, items in run.batches]
+    assert sum(sizes) == 72
+    # The start can split once (the first caller runs alone while the others gather);
+    # from the third batch on, every caller is in every batch.
+    assert len(sizes) >= 12 and sizes[2:-1] == [6] * (len(sizes) - 3), sizes
+
+
+def test_without_the_rejoin_window_closed_loop_callers_split(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The window is what keeps them together: with none, the first caller back runs
+    alone whenever no batch is running."""
+    monkeypatch.setattr(batching, "REJOIN_SECONDS", 0.0)
+    run = Slow()
+    batcher = Batcher("t", run, max_batch=8, max_delay=0.0, max_queue=64)
+    _closed_loop(batcher, callers=6, calls=12)
+    assert any(len(items) < 6 for _, items in run.batches)
+
+
+def test_a_lone_call_after_the_window_runs_alone_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(batching, "REJOIN_SECONDS", 0.05)
+    run = Recorder()
+    batcher = Batcher("t", run, max_batch=8, max_delay=5.0, max_queue=64)
+    assert together(4, lambda i: batcher.submit("k", i)) == [0, 2, 4, 6]
+    lone = Batcher("t", run, max_batch=8, max_delay=0.0, max_queue=64)
+    lone._ended["k"] = batching._Ended(time.perf_counter() - 1.0, 4)  # long over
+    assert lone.submit("k", 5) == 10
+    assert run.batches[-1] == ("k", [5]) and "k" not in lone._ended
