@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import sqlglot
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -183,6 +184,35 @@ def test_keys_and_values_never_reach_the_sql_text() -> None:
         )
         assert dialect_sql.count("?") == len(params)
         assert "'; DROP TABLE embeddings; --" in params and 3.0 in params
+
+
+@PROPERTY
+@given(spec=filters)
+def test_the_azure_sql_text_is_t_sql_with_a_parameter_for_each_value(spec: Any) -> None:
+    """No SQL Server runs here, so the Azure SQL rendering is held to T-SQL's grammar
+    (sqlglot's T-SQL parser) in the three statements the repository sends, with one
+    placeholder per parameter; SQLite runs the same filters for their results above."""
+    condition, params = metadata_condition(parse_filter(spec), MSSQL)
+    where = f"model_id = ? AND embedding_type = ? AND {condition}"
+    statements = [
+        MSSQL.limit(
+            f"SELECT id, entity_id, metadata FROM embeddings WHERE {where} AND id > ?", "id"
+        ),
+        f"SELECT COUNT(*) AS n FROM embeddings WHERE {where}",
+        f"DELETE FROM embeddings WHERE {where}",
+    ]
+    extra = [4, 2, 2]  # model_id, embedding_type (, after id, page size)
+    for sql, more in zip(statements, extra, strict=True):
+        tree = sqlglot.parse_one(sql, read="tsql")
+        assert len(list(tree.find_all(sqlglot.exp.Placeholder))) == len(params) + more, sql
+
+
+def test_the_t_sql_check_refuses_broken_text() -> None:
+    """The check above can fail: text a renderer could get wrong is refused."""
+    condition, _ = metadata_condition(parse_filter({"a": {"$in": ["x", 1]}}), MSSQL)
+    for broken in (condition[:-1], condition.replace(" AS s", " AS", 1), f"{condition} AND"):
+        with pytest.raises(sqlglot.errors.ParseError):
+            sqlglot.parse_one(f"SELECT id FROM embeddings WHERE {broken}", read="tsql")
 
 
 # -- walking a set -------------------------------------------------------------------------
