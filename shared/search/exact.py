@@ -361,6 +361,21 @@ def _excluded_top_k(top_k: int, rows: int, exclude: np.ndarray | None) -> int:
 _EMPTY = SearchResult(np.empty(0, np.int64), np.empty(0), np.empty(0))
 
 
+def _one_query(matrix: SearchMatrix, query: np.ndarray, top_k: int) -> np.ndarray:
+    """One query vector as float32, checked against the matrix and ``top_k``."""
+    q = np.asarray(query, dtype=np.float32)
+    if q.ndim != 1:
+        raise VectorFormatError("query", f"expected a vector (1-D), got shape {q.shape}")
+    _check(matrix, q, top_k)
+    return q
+
+
+def _scan_side(matrix: SearchMatrix, q: np.ndarray) -> tuple[np.ndarray, float]:
+    """The query as the scan sees it, and the float32 error bound of its scores."""
+    qs = _query_side(matrix, q)
+    return qs, float(error_bound(matrix, np.array([np.linalg.norm(qs)]))[0])
+
+
 def search(
     matrix: SearchMatrix,
     query: np.ndarray,
@@ -374,16 +389,12 @@ def search(
     ``exclude`` (bool per row) keeps rows out of the answer: their float32 scores are
     set to -inf before the selection, and no band or re-score ever sees them, so the
     result is the float64 top ``min(top_k, rows left)`` of the other rows."""
-    q = np.asarray(query, dtype=np.float32)
-    if q.ndim != 1:
-        raise VectorFormatError("query", f"expected a vector (1-D), got shape {q.shape}")
-    _check(matrix, q, top_k)
+    q = _one_query(matrix, query, top_k)
     top_k = _excluded_top_k(top_k, matrix.rows, exclude)
     if top_k < 1:
         return _EMPTY
     pool = pool or default_pool()
-    qs = _query_side(matrix, q)
-    eps = float(error_bound(matrix, np.array([np.linalg.norm(qs)]))[0])
+    qs, eps = _scan_side(matrix, q)
     with pool.rent(matrix.rows, np.float32) as scores:
         np.matmul(matrix.vectors, qs, out=scores)
         _to_scores(matrix, scores, 0, matrix.rows)
@@ -406,16 +417,12 @@ def search_rows(
     """``search`` over only the rows ``rows`` (sorted row numbers): the float64 top
     ``min(top_k, len(rows))`` among them. Those rows are gathered a block at a time into
     a pooled buffer and scored there, so the cost follows the rows kept, not the set."""
-    q = np.asarray(query, dtype=np.float32)
-    if q.ndim != 1:
-        raise VectorFormatError("query", f"expected a vector (1-D), got shape {q.shape}")
-    _check(matrix, q, top_k)
+    q = _one_query(matrix, query, top_k)
     top_k = min(top_k, rows.size)
     if top_k < 1:
         return _EMPTY
     pool = pool or default_pool()
-    qs = _query_side(matrix, q)
-    eps = float(error_bound(matrix, np.array([np.linalg.norm(qs)]))[0])
+    qs, eps = _scan_side(matrix, q)
     with pool.rent(rows.size, np.float32) as scores:
         for lo in range(0, rows.size, GATHER_BLOCK):
             part = rows[lo : lo + GATHER_BLOCK]
