@@ -3,6 +3,7 @@ records the route's request and response shapes for the OpenAPI document."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -78,5 +79,48 @@ def http_route(
             )
         )
         return bp.route(route=route, methods=methods, auth_level=auth)(fn)
+
+    return register
+
+
+def bearer_route(
+    bp: func.Blueprint,
+    route: str,
+    methods: list[str],
+    *,
+    summary: str,
+    tags: tuple[str, ...] = (),
+    request: ModelRef | None = None,
+    response: ModelRef | None = None,
+    errors: tuple[int, ...] = (),
+) -> Callable[[Callable], Callable]:
+    """An ``/api/v1`` route for the clients that send ``Authorization: Bearer <key>``
+    (the openai SDK and those built on it). The host reads keys only from
+    ``x-functions-key`` and ``?code=``, so the route is anonymous at the host and the key
+    is checked here, before the function runs (``shared.http.api_keys``); every error,
+    the 401 included, answers in OpenAI's shape."""
+    from shared.http.api_keys import require_api_key
+    from shared.http.errors import openai_errors
+    from shared.http.shapes import OpenAIErrorBody
+
+    def register(fn: Callable) -> Callable:
+        @functools.wraps(fn)
+        def checked(req: func.HttpRequest) -> func.HttpResponse:
+            require_api_key(req.headers)
+            return fn(req)
+
+        return http_route(
+            bp,
+            route,
+            methods,
+            summary=summary,
+            tags=tags,
+            auth=func.AuthLevel.ANONYMOUS,
+            request=request,
+            response=response,
+            errors=tuple(sorted({401, *errors})),
+            error_body=OpenAIErrorBody,
+            bearer=True,
+        )(openai_errors(checked))
 
     return register

@@ -4,9 +4,10 @@
 The openai SDK (and LangChain, LlamaIndex and the rest built on it) sends its key as
 ``Authorization: Bearer <key>``; the Functions host reads keys only from
 ``x-functions-key`` or ``?code=``, so these routes are anonymous at the host and check
-the Bearer key first thing (``shared.http.api_keys``). Errors answer in OpenAI's shape
-(``openai_errors``), from the same mapping as every other route, so the SDK raises its
-own ``AuthenticationError`` (401), ``NotFoundError`` (404) or ``BadRequestError`` (400).
+the Bearer key first thing (``bearer_route`` in ``shared.http.routing``). Errors answer
+in OpenAI's shape (``openai_errors``), from the same mapping as every other route, so
+the SDK raises its own ``AuthenticationError`` (401), ``NotFoundError`` (404) or
+``BadRequestError`` (400).
 """
 
 from __future__ import annotations
@@ -19,12 +20,9 @@ from shared.embeddings.openai.shapes import (
     ModelDetail,
     ModelList,
 )
-from shared.http.api_keys import require_api_key
-from shared.http.errors import openai_errors
 from shared.http.requests import read_json
 from shared.http.responses import json_response
-from shared.http.routing import http_route
-from shared.http.shapes import OpenAIErrorBody
+from shared.http.routing import bearer_route
 
 bp = func.Blueprint()
 
@@ -32,7 +30,7 @@ bp = func.Blueprint()
 OWNER = "hartonomous"
 
 
-@http_route(
+@bearer_route(
     bp,
     "v1/embeddings",
     ["POST"],
@@ -40,19 +38,14 @@ OWNER = "hartonomous"
     "(Authorization: Bearer <key>). An input over the model's token limit is a 400 naming "
     "input[i]; token ids are refused.",
     tags=("openai",),
-    auth=func.AuthLevel.ANONYMOUS,
-    bearer=True,
-    error_body=OpenAIErrorBody,
     request=EmbeddingsRequest,
     response=EmbeddingsResponse,
     errors=(400, 401, 404, 409, 429),
 )
-@openai_errors
 def openai_embeddings(req: func.HttpRequest) -> func.HttpResponse:
     from shared.embeddings.openai.codec import embeddings_body, shorten
     from shared.embeddings.service import text_embeddings
 
-    require_api_key(req.headers)
     body = read_json(req, EmbeddingsRequest)
     out = text_embeddings().embed(body.model, body.input, truncate=False, field="input")
     vectors = shorten(out.vectors, body.dimensions)
@@ -61,25 +54,20 @@ def openai_embeddings(req: func.HttpRequest) -> func.HttpResponse:
     )
 
 
-@http_route(
+@bearer_route(
     bp,
     "v1/models",
     ["GET"],
     summary="OpenAI models API: the registered models that can embed text (ready, with a "
     "tokenizer beside them).",
     tags=("openai",),
-    auth=func.AuthLevel.ANONYMOUS,
-    bearer=True,
-    error_body=OpenAIErrorBody,
     response=ModelList,
     errors=(401,),
 )
-@openai_errors
 def openai_models(req: func.HttpRequest) -> func.HttpResponse:
     from shared.embeddings.openai.codec import unix_seconds
     from shared.embeddings.service import text_embeddings
 
-    require_api_key(req.headers)
     data = [
         {
             "id": record.name,
@@ -92,24 +80,19 @@ def openai_models(req: func.HttpRequest) -> func.HttpResponse:
     return json_response({"object": "list", "data": data})
 
 
-@http_route(
+@bearer_route(
     bp,
     "v1/models/{model}",
     ["GET"],
     summary="OpenAI models API: one text model, with its version and token limit.",
     tags=("openai",),
-    auth=func.AuthLevel.ANONYMOUS,
-    bearer=True,
-    error_body=OpenAIErrorBody,
     response=ModelDetail,
     errors=(401, 404, 409),
 )
-@openai_errors
 def openai_model(req: func.HttpRequest) -> func.HttpResponse:
     from shared.embeddings.openai.codec import unix_seconds
     from shared.embeddings.service import text_embeddings
 
-    require_api_key(req.headers)
     record, limit = text_embeddings().text_model(req.route_params.get("model", ""))
     return json_response(
         ModelDetail(
