@@ -13,7 +13,6 @@ one run with the variants interleaved round by round so machine drift hits all a
 from __future__ import annotations
 
 import statistics
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,7 +21,7 @@ import numpy as np
 from shared.inference.embedder import TextEmbedder
 from tests.support.pretrained import find_minilm
 
-from .timing import table
+from .timing import interleaved_samples, table
 
 SENTENCES, BATCH, MAX_LENGTH, ROUNDS = 512, 32, 256, 3
 VOCABULARY = (
@@ -95,12 +94,7 @@ def main() -> None:
     reference = results["direct (input order)"]
     drift = max(float(np.abs(r - reference).max()) for r in results.values())
 
-    times: dict[str, list[float]] = {name: [] for name in variants}
-    for _ in range(ROUNDS):
-        for name, fn in variants.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
+    times = interleaved_samples(variants, rounds=ROUNDS)
 
     base = min(times["direct (input order)"])
     rows = []

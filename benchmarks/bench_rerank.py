@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import statistics
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -39,7 +38,7 @@ from shared.rerank.service import RerankService
 from tests.support.pretrained import find_minilm
 
 from .bench_embedding import VOCABULARY
-from .timing import table
+from .timing import interleaved_samples, table
 
 PAIRS, LIMIT, ROUNDS = 32, 128, 15
 WORDS = VOCABULARY.split()
@@ -173,12 +172,7 @@ def main() -> None:
         drift = float(np.abs(got.scores - want).max())
         cut = len(got.pairs.truncated())
 
-        times: dict[str, list[float]] = {name: [] for name in variants}
-        for _ in range(ROUNDS):
-            for name, fn in variants.items():
-                start = time.perf_counter()
-                fn()
-                times[name].append(time.perf_counter() - start)
+        times = interleaved_samples(variants, rounds=ROUNDS)
         flush_inference_log()
         db.close()
 

@@ -27,6 +27,20 @@ def per_call(fn: Callable[[], object], *, repeat: int = 5, min_time: float = 0.0
     return best
 
 
+def interleaved_samples(
+    fns: dict[str, Callable[[], object]], *, rounds: int
+) -> dict[str, list[float]]:
+    """Seconds of one call of each function per round, the functions taking turns in
+    each round (as ``interleaved``), for a best and a median of each."""
+    samples: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            samples[name].append(time.perf_counter() - start)
+    return samples
+
+
 def interleaved(
     fns: dict[str, Callable[[], object]], *, rounds: int = 5, min_time: float = 0.05
 ) -> dict[str, float]:

@@ -10,13 +10,12 @@ FUZZ_EXAMPLES and lets hypothesis pick new inputs each run.
 from __future__ import annotations
 
 import itertools
-import os
 from typing import Any
 
 import numpy as np
 import pytest
 import sqlglot
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from shared.db.connection import Database
@@ -27,20 +26,7 @@ from shared.embeddings.service import EmbeddingStore, Limits, decode_cursor, enc
 from shared.errors import InvalidInputError
 from shared.search.metadata_filter import check_metadata, parse_filter
 from tests.support.db import BOTH_DRIVERS
-from tests.support.filters import random_filters
-
-FUZZING = "FUZZ_EXAMPLES" in os.environ
-PROPERTY = settings(
-    max_examples=int(os.environ.get("FUZZ_EXAMPLES", "120")),
-    deadline=None,
-    derandomize=not FUZZING,
-    database=None,
-    suppress_health_check=[
-        HealthCheck.too_slow,
-        HealthCheck.data_too_large,
-        HealthCheck.function_scoped_fixture,
-    ],
-)
+from tests.support.filters import PROPERTY, random_filters
 
 _fresh = itertools.count()
 

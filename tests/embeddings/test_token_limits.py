@@ -21,6 +21,7 @@ from shared.inference.embedder import (
     read_tokenizer,
     token_limit,
 )
+from tests.support.models import save_graph
 from tests.support.pretrained import find_minilm
 from tests.support.text_exports import HIDDEN, WORDS, table, write_tokenizer
 
@@ -170,7 +171,6 @@ FIXED = 6
 
 def _fixed_length_model(path: Path) -> Path:
     """input_ids [b, 6] -> token states [b, 6, HIDDEN] (rows of the word table)."""
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     ids = helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["b", FIXED])
@@ -183,11 +183,7 @@ def _fixed_length_model(path: Path) -> Path:
         [out],
         initializer=[numpy_helper.from_array(table(), "E")],
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    path.write_bytes(model.SerializeToString())
-    return path
+    return save_graph(graph, path)
 
 
 def test_a_fixed_sequence_length_is_the_limit_and_every_batch_is_padded_to_it(

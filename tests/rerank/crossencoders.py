@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tests.support.models import save_graph
+
 #: Whole words of the vocabulary: a text of them has one token per word.
 TEXT_WORDS = (
     "a the cat dog sleeps runs on mat bank river money interest rates rise park green"
@@ -68,7 +70,6 @@ def write_cross_encoder(
     dimension (an int fixes it); without `token_type_ids` the model has no such input.
     `positions` adds a position-embedding table of that many rows, named as BERT exports
     name it, added to each token's embedding: a longer pair fails in the model."""
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(seed)
@@ -140,11 +141,7 @@ def write_cross_encoder(
         out_dims = ["b", logits]
     output = helper.make_tensor_value_info("logits", TensorProto.FLOAT, out_dims)
     graph = helper.make_graph(nodes, "cross_encoder", inputs, [output], initializer=inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    path.write_bytes(model.SerializeToString())
-    return path
+    return save_graph(graph, path)
 
 
 def bare_logits(

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from shared.errors import InvalidInputError
@@ -27,16 +26,7 @@ from shared.search.metadata_filter import (
     check_metadata,
     parse_filter,
 )
-from tests.support.filters import random_filters
-
-FUZZING = "FUZZ_EXAMPLES" in os.environ
-PROPERTY = settings(
-    max_examples=int(os.environ.get("FUZZ_EXAMPLES", "120")),
-    deadline=None,
-    derandomize=not FUZZING,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+from tests.support.filters import PROPERTY, random_filters
 
 ROWS: list[dict[str, Any] | None] = [
     {"genre": "drama", "year": 2020, "tags": ["b", "a"], "seen": True},  # 0

@@ -3,9 +3,25 @@ several keys in one object (and-ed), built from the caller's own value strategie
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
+from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
+
+#: The property tests' settings: bounded and derandomized in `make test`; `make fuzz`
+#: sets FUZZ_EXAMPLES and lets hypothesis pick new inputs each run.
+PROPERTY = settings(
+    max_examples=int(os.environ.get("FUZZ_EXAMPLES", "120")),
+    deadline=None,
+    derandomize="FUZZ_EXAMPLES" not in os.environ,
+    database=None,
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.function_scoped_fixture,
+    ],
+)
 
 
 def _merge(parts: list[dict[str, Any]]) -> dict[str, Any]:

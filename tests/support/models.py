@@ -141,5 +141,17 @@ def write_external(folder: Path, location: str, name: str = "ext.onnx") -> Path:
     return path
 
 
+def save_graph(graph: object, path: Path, opset: int = 13) -> Path:
+    """``graph`` (an onnx GraphProto) as a checked model file at ``path``."""
+    import onnx
+    from onnx import helper
+
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    path.write_bytes(model.SerializeToString())
+    return path
+
+
 def sha256_of(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tests.support.models import save_graph
+
 WORDS = ["[PAD]", "[UNK]", "a", "cat", "sleeps", "on", "the", "mat", "rates", "rise", "bank"]
 HIDDEN = 8
 
@@ -31,7 +33,6 @@ def write_export(path: Path, outputs: list[str]) -> Path:
     """A model whose outputs are, in this order, any of: `ids` (int64 echo of input_ids),
     `mask` (int64 echo), `token_embeddings` / `last_hidden_state` / `tokens_b` (float
     [b, s, h]), `sentence_embedding` / `pooled_b` (float [b, h], mean over all tokens)."""
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     ids = helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["b", "s"])
@@ -66,11 +67,7 @@ def write_export(path: Path, outputs: list[str]) -> Path:
     graph = helper.make_graph(
         nodes, "export", [ids, mask], values, initializer=[numpy_helper.from_array(table(), "E")]
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    path.write_bytes(model.SerializeToString())
-    return path
+    return save_graph(graph, path)
 
 
 def expected(texts: list[str]) -> np.ndarray:
