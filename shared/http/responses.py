@@ -7,12 +7,23 @@ import math
 from typing import Any
 
 import azure.functions as func
+import orjson
 
 
 def dumps(body: Any) -> str:
     """Standard JSON: Python writes a non-finite float as a bare NaN/Infinity token, which
     no JSON parser reads (one such value would make a whole page of jobs unreadable); here
-    it becomes null. The check costs nothing when every number is finite."""
+    it becomes null. The check costs nothing when every number is finite.
+
+    orjson writes it first: an embedding of 384 floats takes ~200 us with ``json`` and
+    ~10 us with orjson, time concurrent callers wait for under Python's lock
+    (docs/concurrency.md). It writes the same values (non-finite floats as null, text as
+    UTF-8 rather than escapes); what it cannot write (an integer past 64 bits, a key
+    that is not a string, a numpy scalar) goes to ``json`` as before."""
+    try:
+        return orjson.dumps(body).decode()
+    except orjson.JSONEncodeError:
+        pass
     try:
         return json.dumps(body, separators=(",", ":"), allow_nan=False)
     except ValueError:
