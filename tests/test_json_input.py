@@ -14,39 +14,13 @@ from hypothesis import strategies as st
 
 from shared.json_input import JsonInputError, loads
 from tests.support.filters import PROPERTY
+from tests.support.json_values import DOCUMENTS, same
 
-_scalars = (
-    st.none()
-    | st.booleans()
-    | st.integers(min_value=-(2**70), max_value=2**70)
-    | st.floats(allow_nan=True, allow_infinity=True)
-    | st.text(st.characters(codec=None, exclude_categories=()), max_size=12)
-)
-_documents = st.recursive(
-    _scalars,
-    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=6), inner),
-    max_leaves=30,
-)
 # Numbers as a sender may write them: signs, leading-zero fractions, long mantissas,
 # exponents of every case and sign, integers past 64 bits.
 _number_text = st.from_regex(
     r"\A-?(0|[1-9][0-9]{0,30})(\.[0-9]{1,30})?([eE][+-]?[0-9]{1,4})?\Z", fullmatch=True
 )
-
-
-def _same(a: Any, b: Any) -> bool:
-    """Equal values of equal types; -0.0 is not 0.0 and NaN equals NaN."""
-    if type(a) is not type(b):
-        return False
-    if isinstance(a, float):
-        return (math.isnan(a) and math.isnan(b)) or (
-            a == b and math.copysign(1, a) == math.copysign(1, b)
-        )
-    if isinstance(a, list):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
-    if isinstance(a, dict):
-        return list(a) == list(b) and all(_same(a[k], b[k]) for k in a)
-    return a == b
 
 
 def _agrees(data: bytes | str) -> None:
@@ -56,12 +30,12 @@ def _agrees(data: bytes | str) -> None:
         with pytest.raises(JsonInputError):
             loads(data)
         return
-    assert _same(loads(data), want), data
+    assert same(loads(data), want), data
 
 
 @PROPERTY
-@given(_documents, st.booleans(), st.sampled_from([None, 2]))
-def test_documents_read_as_json_reads_them(doc: Any, ascii_only: bool, indent: int | None) -> None:
+@given(DOCUMENTS, st.booleans(), st.sampled_from([None, 2]))
+def testDOCUMENTS_read_as_json_reads_them(doc: Any, ascii_only: bool, indent: int | None) -> None:
     text = json.dumps(doc, ensure_ascii=ascii_only, indent=indent)
     _agrees(text)
     _agrees(text.encode("utf-8", "surrogatepass"))
@@ -98,7 +72,7 @@ def test_what_orjson_reads_otherwise_or_refuses_reads_as_json(data: bytes, want:
     if want is None:
         assert math.isnan(got[0]) and got[1] == -math.inf
     else:
-        assert _same(got, want)
+        assert same(got, want)
 
 
 @pytest.mark.parametrize(
