@@ -472,8 +472,8 @@ def main() -> None:
                 )
                 watchers[label] = _Memory(hosts[label].process.pid)
                 _run(hosts[label].port, bodies[:4], 1, 2.0)  # warm-up: loads the set
-            # Both hosts up at once, each phase run on one then the other: neither is
-            # measured on a quieter machine than the other.
+            # Both hosts up at once, each phase run on both in turn, round after round
+            # (`_rounds`): neither is measured on a quieter machine than the other.
             watching = list(watchers.values())
             with _phase(watching, f"search {CLIENTS}"):
                 search = _rounds(hosts, bodies)
