@@ -10,24 +10,26 @@ import azure.functions as func
 import orjson
 
 
-def dumps(body: Any) -> str:
-    """Standard JSON: Python writes a non-finite float as a bare NaN/Infinity token, which
-    no JSON parser reads (one such value would make a whole page of jobs unreadable); here
-    it becomes null. The check costs nothing when every number is finite.
+def dumps(body: Any) -> bytes:
+    """A reply body, in standard JSON: Python writes a non-finite float as a bare
+    NaN/Infinity token, which no JSON parser reads (one such value would make a whole page
+    of jobs unreadable); here it becomes null. The check costs nothing when every number is finite.
 
     orjson writes it first: an embedding of 384 floats takes ~200 us with ``json`` and
     ~10 us with orjson, time concurrent callers wait for under Python's lock
     (docs/concurrency.md). It writes the same values (non-finite floats as null, text as
     UTF-8 rather than escapes); what it cannot write (an integer past 64 bits, a key
-    that is not a string, a numpy scalar) goes to ``json`` as before."""
+    that is not a string, a numpy scalar) goes to ``json`` as before. Bytes, as the
+    reply sends them: no decode to text here and encode back in the response."""
     try:
-        return orjson.dumps(body).decode()
+        return orjson.dumps(body)
     except orjson.JSONEncodeError:
         pass
     try:
-        return json.dumps(body, separators=(",", ":"), allow_nan=False)
+        text = json.dumps(body, separators=(",", ":"), allow_nan=False)
     except ValueError:
-        return json.dumps(_finite(body), separators=(",", ":"), allow_nan=False)
+        text = json.dumps(_finite(body), separators=(",", ":"), allow_nan=False)
+    return text.encode()
 
 
 def _finite(value: Any) -> Any:
