@@ -33,6 +33,7 @@ rows match, only their codes are scanned.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -44,6 +45,8 @@ from shared.vectors.errors import VectorFormatError
 from shared.vectors.pool import BufferPool, default_pool
 
 _U = 2.0**-53  # float64 unit roundoff
+_U32 = 2.0**-24  # float32 unit roundoff
+_TINY32 = 2.0**-149  # the spacing of float32 subnormals
 LEVELS = 127
 #: Rows quantised per step at build time (float64 temporaries of this many rows).
 BUILD_CHUNK = 4096
@@ -96,6 +99,14 @@ class QuantizedRows:
             "zero_rows": np.flatnonzero(~nz).astype(np.int64),
             "inv_norms": np.divide(1.0, self.norms, out=np.zeros(n, f64), where=nz),
         }
+        inv = stats["inv_norms"]
+        stats["inv_lo"] = float(inv.min(initial=np.inf)) if n else 0.0
+        stats["inv_hi"] = float(inv.max(initial=0.0))
+        # A power of two (exact) that brings the largest inverse norm into [0.5, 1): the
+        # float32 copy then neither overflows nor loses more than it must to subnormals.
+        shift = math.ldexp(1.0, -math.frexp(stats["inv_hi"])[1]) if stats["inv_hi"] else 1.0
+        stats["inv_shift"] = shift
+        stats["inv32"] = (inv * shift).astype(np.float32)
         object.__setattr__(self, "_stats", stats)
 
     @property
@@ -114,7 +125,7 @@ class QuantizedRows:
     def nbytes(self) -> int:
         """Resident bytes: everything but the float32 rows."""
         parts = (self.codes, self.residual, self.code_norm, self.code_sum, self.norms)
-        extra = self.stats["inv_norms"].nbytes + self.recon_sq.nbytes
+        extra = self.stats["inv_norms"].nbytes + self.stats["inv32"].nbytes + self.recon_sq.nbytes
         return sum(p.nbytes for p in parts) + extra
 
     def view(self, metric: core.Metric) -> core.SearchMatrix:
@@ -310,9 +321,7 @@ def _thresholds(qr: QuantizedRows, p: _Queries, floor: np.ndarray) -> np.ndarray
     (dot and cosine; -inf where nothing can be ruled out yet)."""
     g = _gamma(qr.dim)
     st = qr.stats
-    a_max = np.abs(p.c0) + p.ad_max
-    e_max = p.qn * st["max_residual"] + p.dn * st["max_code_norm"]
-    e_max += g * (p.qn * (st["offset_norm"] + st["max_norm"]) + p.ad_max + a_max)
+    e_max = _error_max(qr, p)
     need = floor.copy()
     if p.metric == "cosine":
         finite = np.where(np.isfinite(floor), floor, 0.0)
@@ -324,6 +333,57 @@ def _thresholds(qr: QuantizedRows, p: _Queries, floor: np.ndarray) -> np.ndarray
     t = np.where(live, (need - e_max - p.c0) / safe, -np.inf)
     slack = 1e-9 * (np.abs(t) + (np.abs(need) + e_max + np.abs(p.c0)) / safe)
     return _unless_infinite(floor, np.floor(t - slack) - 1, -np.inf, np.inf)
+
+
+def _error_max(qr: QuantizedRows, p: _Queries) -> np.ndarray:
+    """Per query, at least the error term ``e`` of ``_intervals`` of every row (dot and
+    cosine), from the set's largest per-row terms."""
+    g = _gamma(qr.dim)
+    st = qr.stats
+    a_max = np.abs(p.c0) + p.ad_max
+    e_max = p.qn * st["max_residual"] + p.dn * st["max_code_norm"]
+    return e_max + g * (p.qn * (st["offset_norm"] + st["max_norm"]) + p.ad_max + a_max)
+
+
+def _scaled_error(qr: QuantizedRows) -> float:
+    """The absolute part of the error of a scaled value (``int8_scan.scaled_dots`` with
+    ``inv32``): with ``w = (u . c) * inv * inv_shift`` exactly, the float32 value ``v``
+    has ``|v - w| <= 4 * _U32 * |v| + _scaled_error`` (three roundings to nearest, and
+    what subnormals lose: at most ``|u . c| + 1`` spacings)."""
+    return 2.0 * (LEVELS * LEVELS * qr.dim + 2) * _TINY32
+
+
+def _cosine_terms(qr: QuantizedRows, p: _Queries) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per query: the least and the most ``c0 * inv`` over the rows (``inv`` runs from
+    ``inv_lo`` to ``inv_hi``, 0 for a zero row), and a bound on ``e * inv`` plus the
+    rounding ``_intervals`` adds to a cosine interval, for every row."""
+    g = _gamma(qr.dim)
+    st = qr.stats
+    e_max = _error_max(qr, p)
+    ends = (p.c0 * st["inv_lo"], p.c0 * st["inv_hi"])
+    c_lo, c_hi = np.minimum(*ends), np.maximum(*ends)
+    size = 2 * (np.abs(p.c0) + p.ad_max + e_max) * st["inv_hi"]  # >= |lo|, |hi|
+    return c_lo, c_hi, e_max * st["inv_hi"] + 4 * g * (1 + size)
+
+
+def _scaled_thresholds(qr: QuantizedRows, p: _Queries, floor: np.ndarray) -> np.ndarray:
+    """Per query (cosine), the least scaled value (``_block_values``) a row needs for
+    ``hi >= floor``, as float32 rounded down; -inf where nothing can be ruled out yet.
+
+    ``hi <= c_hi + alpha * w / inv_shift + spread`` (``_cosine_terms``) for the exact
+    scaled dot ``w``, so a row with ``w < w*`` (the ``w`` where that bound meets the
+    floor) is out. A row's float32 value under ``t`` has ``w < t + 4 * _U32 * |t| + z``:
+    ``t`` is ``w*`` less a margin (1e-6, relative) that covers both, and float64's own
+    rounding of ``w*``."""
+    st = qr.stats
+    c_lo, c_hi, spread = _cosine_terms(qr, p)
+    live = (p.alpha > 0) & np.isfinite(floor)
+    per = st["inv_shift"] / np.where(live, p.alpha, 1.0)
+    finite = np.where(np.isfinite(floor), floor, 0.0)
+    w = (finite - c_hi - spread) * per
+    margin = 1e-6 * (np.abs(w) + (np.abs(finite) + np.abs(c_hi) + spread) * per)
+    t = np.where(live, w - margin - 2 * _scaled_error(qr), -np.inf)
+    return core._down_to_f32(_unless_infinite(floor, t, -np.inf, np.inf))
 
 
 def _unless_infinite(floor: np.ndarray, value: np.ndarray, low: float, high: float) -> np.ndarray:
@@ -465,8 +525,9 @@ def _search_within(
 
 
 def _best_bound(qr: QuantizedRows, p: _Queries, v: np.ndarray) -> np.ndarray:
-    """Per query, a ``lo`` that every row reaching ``v`` has: for dot and cosine, any row
-    whose centred dot is at least ``v``; for euclidean, any row whose
+    """Per query, a ``lo`` that every row reaching ``v`` has: for dot, any row whose
+    centred dot is at least ``v``; for cosine, any row whose scaled value
+    (``_block_values``) is at least ``v``; for euclidean, any row whose
     ``recon_sq - 2 * alpha * (u . c)`` is at most ``v``. The per-row error terms take
     their largest values over the set, so no row needs to be named."""
     g = _gamma(qr.dim)
@@ -478,17 +539,17 @@ def _best_bound(qr: QuantizedRows, p: _Queries, v: np.ndarray) -> np.ndarray:
         eps += 2 * g * (st["max_recon_sq"] + 2 * p.ad_max + p.qsq + np.abs(v))
         shift = st["max_residual"] + 2 * _U * p.qn
         return -(np.sqrt(np.maximum(e2 + eps, 0.0)) + shift) * (1 + g)
+    if p.metric == "cosine":
+        # v is a scaled value: the row's exact w is at least v - 4 * _U32 * |v| - z
+        c_lo, _, spread = _cosine_terms(qr, p)
+        w = v - 1e-6 * np.abs(v) - 2 * _scaled_error(qr)
+        lo = c_lo + p.alpha * w / st["inv_shift"] - spread
+        return lo - 1e-6 * (np.abs(lo) + np.abs(c_lo) + spread)
     ad = p.alpha * v
     a = p.c0 + ad
     e = p.qn * st["max_residual"] + p.dn * st["max_code_norm"]
     e += g * (p.qn * (st["offset_norm"] + st["max_norm"]) + p.ad_max + np.abs(a))
-    lo = a - e
-    if p.metric == "cosine":
-        if not np.isfinite(st["min_norm"]):  # every row is zero: cosine 0 throughout
-            return np.zeros_like(lo)
-        lo = np.where(lo >= 0, lo / st["max_norm"], lo / st["min_norm"])
-        lo -= 8 * g * (1 + np.abs(lo))
-    return lo
+    return a - e
 
 
 def _block_entries(
@@ -497,11 +558,10 @@ def _block_entries(
     """The (row, query) entries of one block that may still reach each query's top k,
     in row order, after raising ``band.floor`` from the block itself.
 
-    ``values`` is the block's (rows, queries) integer dots, or for euclidean its
-    ``recon_sq - 2 * alpha * dots`` (smaller is better). The floor comes from disjoint
-    strided groups of rows (row ``i`` in group ``i % groups``): the k-th best of the
-    groups' bests is reached by k distinct rows, and ``_best_bound`` turns it into a
-    ``lo`` those rows share. One pass over the block, no sort of it."""
+    ``values`` is the block's ``_block_values`` (smaller is better for euclidean). The
+    floor comes from disjoint strided groups of rows (row ``i`` in group ``i % groups``):
+    the k-th best of the groups' bests is reached by k distinct rows, and ``_best_bound``
+    turns it into a ``lo`` those rows share. One pass over the block, no sort of it."""
     rows, nq = values.shape
     larger = p.metric != "euclidean"
     groups = min(rows, max(GROUPS, 4 * band.k))
@@ -509,10 +569,35 @@ def _block_entries(
     body = values[: per * groups].reshape(per, groups * nq)
     best = body.max(axis=0) if larger else -body.min(axis=0)
     band.raise_floor(qr, p, best.reshape(groups, nq))
+    if p.metric == "cosine":
+        return core._nonzero(values >= _scaled_thresholds(qr, p, band.floor)[None, :])
     if larger:
         thr = np.clip(_thresholds(qr, p, band.floor), -(2.0**31), 2.0**31 - 1)
         return core._nonzero(values >= thr.astype(values.dtype)[None, :])
     return core._nonzero(values <= _euclid_limit(qr, p, band.floor)[None, :])
+
+
+def _block_values(
+    qr: QuantizedRows,
+    p: _Queries,
+    engine: int8_scan.Engine,
+    codes: np.ndarray,
+    rows: np.ndarray | slice,
+) -> tuple[np.ndarray, np.ndarray]:
+    """A block's exact centred dots (rows, queries), and what its entries are picked by:
+    the dots themselves (dot); each dot times its row's ``inv32`` in float32 (cosine: a
+    row's norm then narrows its own threshold, where one threshold for every norm would
+    let in ~10x the entries on rows of varied norms); ``recon_sq - 2 * alpha * dot``
+    (euclidean, smaller is better)."""
+    code_sum = qr.code_sum[rows]
+    if p.metric == "cosine":
+        return int8_scan.scaled_dots(engine, codes, code_sum, p.u, qr.stats["inv32"][rows])
+    dots = engine.dots(codes, code_sum, p.u)
+    if p.metric == "euclidean":
+        values = dots * (-2 * p.alpha)[None, :]
+        values += qr.recon_sq[rows, None]
+        return dots, values
+    return dots, dots
 
 
 class _Band:
@@ -633,15 +718,11 @@ def search_batch(
         stop = min(n, start + cap)
         if sel is None:
             rows = np.arange(start, stop)
-            dots = engine.dots(qr.codes[start:stop], qr.code_sum[start:stop], p.u)
+            dots, values = _block_values(qr, p, engine, qr.codes[start:stop], slice(start, stop))
         else:
             rows = sel[start:stop]
-            dots = engine.dots(np.ascontiguousarray(qr.codes[rows]), qr.code_sum[rows], p.u)
-        if metric == "euclidean":
-            values = dots * (-2 * p.alpha)[None, :]
-            values += qr.recon_sq[rows, None]
-        else:
-            values = dots
+            codes = np.ascontiguousarray(qr.codes[rows])
+            dots, values = _block_values(qr, p, engine, codes, rows)
         ri, qi = _block_entries(qr, p, band, values)
         if zero_rows.size:  # already in the band
             fresh = ~np.isin(rows[ri], zero_rows)

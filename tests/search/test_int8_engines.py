@@ -4,6 +4,7 @@ caught by the check and replaced, and the search stays exact either way."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 import numpy as np
@@ -107,6 +108,54 @@ def test_an_engine_that_should_never_fail_its_check_is_a_warning(
     assert int8_scan.check(broken) is None  # its own levels are safe ...
     with pytest.raises(RuntimeError, match="exact fallback failed"):
         int8_scan.select("one", (F32, wrong))  # ... and a failing last resort is fatal
+
+
+def test_the_scaled_values_of_every_selected_engine_are_numpys_float32_products(
+    rng: np.random.Generator,
+) -> None:
+    """What a cosine batch picks its entries by: each dot as float32 times its row's
+    scale, rounded to nearest, whichever engine serves (in its session or in numpy), for
+    scales of every size, a subnormal one among them."""
+    for engine in int8_scan.engines("batch").engines:
+        for d in (3, 384):
+            codes, u = _extreme_and_random(rng, d, engine.levels)
+            scale = rng.uniform(0.5, 1.0, len(codes)).astype(np.float32)
+            scale[:4] = [1e-42, 0.0, 2.0**-120, 1.0]
+            dots, values = int8_scan.scaled_dots(engine, codes, _code_sum(codes), u, scale)
+            want = _reference(codes, u)
+            assert np.array_equal(np.asarray(dots), want), (engine.name, d)
+            expect = np.multiply(want.astype(np.float32), scale[:, None], dtype=np.float32)
+            assert values.dtype == np.float32 and np.array_equal(values, expect), (engine.name, d)
+
+
+def test_an_engine_whose_scaled_values_are_off_serves_its_dots_and_numpy_scales_them(
+    rng: np.random.Generator, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A CPU where the session's cast or multiply rounds otherwise (or flushes subnormals
+    to zero) keeps the engine's exact gemm; only the scaling moves to numpy, and the log
+    says so."""
+
+    def nudged(codes, code_sum, u, scale):  # one ulp up: what a wrong rounding gives
+        dots = SATURATING_7BIT.dots(codes, code_sum, u)
+        values = np.multiply(dots.astype(np.float32), scale[:, None], dtype=np.float32)
+        return dots, np.nextafter(values, np.float32(np.inf))
+
+    off = dataclasses.replace(SATURATING_7BIT, name="nudged-7bit", scaled=nudged)
+    assert int8_scan.check(off) is None
+    why = int8_scan.check_scaled(off)
+    assert why == "its values are not the float32 products rounded to nearest"
+    with caplog.at_level(logging.INFO, logger=int8_scan.__name__):
+        chosen = int8_scan.select("batch", (off, F32))
+    assert [e.name for e in chosen.engines] == ["nudged-7bit", "numpy-f32"]
+    assert chosen.engines[0].scaled is None and chosen.engines[0].dots is off.dots
+    assert "engine nudged-7bit scales its dots inexactly on this CPU" in caplog.text
+    assert "engine nudged-7bit (checked exact" in caplog.text  # not "in place of" itself
+    m, queries = saturating_set(rng)
+    qr = quantized.quantize(m)
+    want = [reference(m, q, 10, "cosine").tolist() for q in queries]
+    with candidates(batch=(off, F32)):
+        got = quantized.search_batch(qr, queries, 10, "cosine")
+    assert [r.indices.tolist() for r in got] == want
 
 
 @pytest.mark.parametrize("metric", METRICS)

@@ -3,13 +3,15 @@ exact where quantisation error decides the order, and its resident part is small
 
 from __future__ import annotations
 
+import dataclasses
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from shared.search import quantized
+from shared.search import int8_scan, quantized
 from tests.search.reference import METRICS, reference, reference_keys
 
 
@@ -104,8 +106,55 @@ def test_many_single_queries_in_a_row_do_not_wear_out_the_interpreter(
     assert answers == {tuple(want)}
 
 
+def _query_per_row(p: quantized._Queries, i: int, n: int) -> quantized._Queries:
+    """Query ``i`` of ``p`` repeated ``n`` times: the per-query bounds, one per row."""
+    same = np.full(n, i)
+    fields = {f.name: getattr(p, f.name)[same] for f in dataclasses.fields(p) if f.name != "metric"}
+    return dataclasses.replace(p, **fields)
+
+
+def _sign_flips(
+    rng: np.random.Generator, scale: float
+) -> tuple[np.ndarray, quantized.QuantizedRows, np.ndarray]:
+    """Rows that are one vector with its signs flipped at random: every row has the same
+    norm, is quantised exactly and has the same error terms, so the set's largest terms
+    are every row's own and only the rounding margins separate a row from its bounds."""
+    base = rng.uniform(0.5, 2.0, 40)
+    m = (base * rng.choice([-1.0, 1.0], (3000, 40)) * scale).astype(np.float32)
+    queries = (rng.standard_normal((5, 40)) * scale).astype(np.float32)
+    return m, quantized.quantize(m), queries
+
+
 @pytest.mark.parametrize("metric", METRICS)
-@pytest.mark.parametrize("scale", [1.0, 1e-20, 1e15])
+@pytest.mark.parametrize("scale", [1.0, 1e-20, 1e15, 1e-36, 1e30])
+@pytest.mark.parametrize("data", [_varied_norms, _sign_flips])
+def test_the_batch_bounds_hold_for_every_rows_own_interval(
+    rng: np.random.Generator, metric: str, scale: float, data: Callable
+) -> None:
+    """The set-wide bounds a batch picks its entries by, row by row against the row's own
+    interval: the floor a row's value (``_block_values``) gives is at most its ``lo``, and
+    with the floor at its own ``hi`` the row passes the threshold. Through the k-th best
+    float64 score these bounds are loose by whatever the data leaves (an error term can go
+    missing unseen); against each row's own interval there is no slack to hide in."""
+    m, qr, queries = data(rng, scale)
+    p = quantized._prepare_queries(qr, queries, metric)
+    dots, values = quantized._block_values(qr, p, int8_scan.NUMPY_F32, qr.codes, slice(None))
+    rows = np.arange(qr.count)
+    for i in range(len(queries)):
+        each = _query_per_row(p, i, qr.count)
+        lo, hi = quantized._intervals(qr, each, rows, rows, dots[:, i].astype(np.float64))
+        value = values[:, i].astype(np.float64)
+        assert np.all(quantized._best_bound(qr, each, value) <= lo)
+        if metric == "cosine":
+            assert np.all(values[:, i] >= quantized._scaled_thresholds(qr, each, hi))
+        elif metric == "dot":
+            assert np.all(dots[:, i] >= quantized._thresholds(qr, each, hi))
+        else:
+            assert np.all(values[:, i] <= quantized._euclid_limit(qr, each, hi))
+
+
+@pytest.mark.parametrize("metric", METRICS)
+@pytest.mark.parametrize("scale", [1.0, 1e-20, 1e15, 1e-36, 1e30])
 @pytest.mark.parametrize("k", [1, 7, 40])
 @pytest.mark.parametrize("groups", [128, 3000])
 def test_a_block_floor_never_passes_the_kth_float64_score(
@@ -123,10 +172,7 @@ def test_a_block_floor_never_passes_the_kth_float64_score(
     monkeypatch.setattr(quantized, "GROUPS", groups)
     m, qr, queries = _varied_norms(rng, scale)
     p = quantized._prepare_queries(qr, queries, metric)
-    dots = (qr.codes.astype(np.int64) - quantized.LEVELS) @ p.u.T.astype(np.int64)
-    values = dots.astype(np.int32)
-    if metric == "euclidean":
-        values = dots * (-2 * p.alpha)[None, :] + qr.recon_sq[:, None]
+    _, values = quantized._block_values(qr, p, int8_scan.NUMPY_F32, qr.codes, slice(None))
     band = quantized._Band(len(queries), k, 10**6)
     ri, qi = quantized._block_entries(qr, p, band, values)
     assert np.all(np.isfinite(band.floor))
