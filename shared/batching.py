@@ -153,6 +153,11 @@ class Batcher(Generic[In, Out]):
             raise pending.error
         return pending.result
 
+    def waiting(self) -> int:
+        """Calls gathered into batches that have not started yet, over every key."""
+        with self._lock:
+            return sum(len(queue.items) for queue in self._open.values())
+
     def _run_alone(self, key: Hashable, item: In) -> Out:
         """A lone caller's batch of one, with none of a gathered batch's bookkeeping: the
         calls that arrive meanwhile gather into the next batch, as they would behind any

@@ -29,13 +29,23 @@ from shared.vectors.errors import DimensionMismatchError
 from shared.vectors.pool import BufferPool, default_pool
 
 if TYPE_CHECKING:
+    from shared.search.exact import SearchResult
+    from shared.search.loaded import LoadedSet
     from shared.search.metadata_filter import MetadataFilter
+
+    #: Per set: the set and the scan's result for one query.
+    _Found = list[tuple[LoadedSet, SearchResult]]
 
 
 @dataclass(frozen=True)
 class _One:
+    """One caller's query in a batch, with the sets it resolved in SQL before it joined
+    (``resolved``: when, on this process's clock)."""
+
     query: np.ndarray
     top_k: int
+    sets: list[LoadedSet]
+    resolved: float
     where: MetadataFilter | None = None
 
 
@@ -106,19 +116,31 @@ class SearchService:
     ) -> list[list[SearchHit]]:
         """Top-k hits per query row, best first; with ``where``, the top
         ``min(top_k, matches)`` of the rows whose metadata it matches, in each set."""
+        sets = self._sets(model_id, embedding_type, int(queries.shape[1]), field)
+        found = self._timed_scan(sets, queries, top_k, metric, where)
+        return self._hits(found, top_k, include_metadata)
+
+    def _timed_scan(
+        self,
+        sets: list[LoadedSet],
+        queries: np.ndarray,
+        top_k: int,
+        metric: str,
+        where: MetadataFilter | None,
+    ) -> list[_Found]:
+        """``_scan``, its duration recorded with the rows it scanned."""
         started = time.perf_counter()
-        scanned = 0
         try:
-            hits, scanned = self._search(
-                queries, top_k, metric, model_id, embedding_type, field, where, include_metadata
-            )
+            return self._scan(sets, queries, top_k, metric, where)
         finally:
             telemetry.record(
                 "hartonomous.search.duration",
                 (time.perf_counter() - started) * 1000,
-                {"metric": metric, "rows": telemetry.rows_bucket(scanned)},
+                {
+                    "metric": metric,
+                    "rows": telemetry.rows_bucket(sum(len(one.ids) for one in sets)),
+                },
             )
-        return hits
 
     def search_one(
         self,
@@ -133,8 +155,9 @@ class SearchService:
         include_metadata: bool = False,
     ) -> list[SearchHit]:
         """Top-k hits of one query, best first: with concurrent single queries of the same
-        set and metric, as one batch (the same rows and scores as alone: each query's
-        hits are the batch's top max(k) cut to its own k, ties broken by entity id).
+        set and metric, as one batch (the same rows and scores as alone: each set's
+        result for the batch's largest k starts with its result for this query's own k,
+        which is all this caller keeps).
 
         Filtered queries join a batch only with queries of an equal filter (its
         canonical text is part of the batch key): one mask then serves the whole batch,
@@ -150,59 +173,75 @@ class SearchService:
                 where=where,
                 include_metadata=include_metadata,
             )[0]
+        dim = int(query.shape[-1])
         key = (
             model_id,
             embedding_type,
             metric,
-            int(query.shape[-1]),
+            dim,
             field,
             None if where is None else where.canonical(),
-            include_metadata,
         )
-        return self.batcher.submit(key, _One(np.array(query.reshape(-1)), top_k, where))
+        # The SQL lookup and the hits are this caller's own work, done on its own thread:
+        # a batch's runner only scans, and the next batch waits for no caller's lookup.
+        resolved = time.perf_counter()  # when the lookup starts (see _run_batch)
+        sets = self._sets(model_id, embedding_type, dim, field)
+        one = _One(np.array(query.reshape(-1)), top_k, sets, resolved, where)
+        found = self.batcher.submit(key, one)
+        return self._hits([found], top_k, include_metadata)[0]
 
-    def _run_batch(self, key: Hashable, items: Sequence[_One]) -> list[list[SearchHit]]:
-        model_id, embedding_type, metric, _dim, field, _filter, include_metadata = key  # type: ignore[misc]
+    def _run_batch(self, key: Hashable, items: Sequence[_One]) -> list[_Found]:
+        """The scan of a batch, over the sets its latest caller resolved: a lookup that
+        started later than another sees every write the earlier one would have, so
+        every caller gets at least what its own lookup found."""
+        _model_id, _embedding_type, metric, *_ = key  # type: ignore[misc]
+        latest = max(items, key=lambda one: one.resolved)
         queries = np.stack([one.query for one in items])
-        hits = self.search(
-            queries,
-            top_k=max(one.top_k for one in items),
-            metric=metric,
-            model_id=model_id,
-            embedding_type=embedding_type,
-            field=field,
-            where=items[0].where,  # equal in every item: the key holds its canonical text
-            include_metadata=include_metadata,
-        )
-        return [found[: one.top_k] for found, one in zip(hits, items, strict=True)]
+        top_k = max(one.top_k for one in items)
+        return self._timed_scan(latest.sets, queries, top_k, metric, latest.where)
 
-    def _search(
-        self,
-        queries: np.ndarray,
-        top_k: int,
-        metric: str,
-        model_id: str | None,
-        embedding_type: str | None,
-        field: str,
-        where: MetadataFilter | None = None,
-        include_metadata: bool = False,
-    ) -> tuple[list[list[SearchHit]], int]:
-        """The hits, and how many stored rows were scanned (for the metric's bucket)."""
-        dim = int(queries.shape[1])
+    def _sets(
+        self, model_id: str | None, embedding_type: str | None, dim: int, field: str
+    ) -> list[LoadedSet]:
+        """The fresh sets a search of dimension ``dim`` scans (one SQL lookup); a 400
+        naming ``field`` when stored embeddings exist only at other dimensions."""
         sets, other_dims = self.cache.candidates(model_id, embedding_type, dim)
         if not sets and other_dims:
             dims = ", ".join(str(d) for d in sorted(set(other_dims)))
             raise DimensionMismatchError(
                 field, f"dimension {dim} does not match the stored embeddings (dimension {dims})"
             )
-        per_query: list[list[SearchHit]] = [[] for _ in range(queries.shape[0])]
-        scanned = sum(len(loaded.ids) for loaded in sets)
+        return sets
+
+    def _scan(
+        self,
+        sets: list[LoadedSet],
+        queries: np.ndarray,
+        top_k: int,
+        metric: str,
+        where: MetadataFilter | None,
+    ) -> list[_Found]:
+        """Per query row, each set's top-k result."""
+        per_query: list[_Found] = [[] for _ in range(queries.shape[0])]
         for loaded in sets:
             results = loaded.search(queries, top_k, metric, self.pool, where)
-            meta = loaded.metadata_of if include_metadata else _no_metadata
-            for qi, result in enumerate(results):
-                idx, dist, sim = result.indices, result.distances, result.similarities
-                per_query[qi].extend(
+            for found, result in zip(per_query, results, strict=True):
+                found.append((loaded, result))
+        return per_query
+
+    def _hits(
+        self, found: list[_Found], top_k: int, include_metadata: bool
+    ) -> list[list[SearchHit]]:
+        """Each query's hits, best first, cut to ``top_k`` (a batch scans for the largest
+        k of its callers); several sets' hits merge by distance, ties by entity id."""
+        per_query: list[list[SearchHit]] = []
+        for results in found:
+            hits: list[SearchHit] = []
+            for loaded, result in results:
+                meta = loaded.metadata_of if include_metadata else _no_metadata
+                idx, dist = result.indices[:top_k], result.distances[:top_k]
+                sim = result.similarities[:top_k]
+                hits.extend(
                     SearchHit(
                         loaded.ids[int(i)],
                         loaded.model_id,
@@ -214,12 +253,10 @@ class SearchService:
                     for i, d, s in zip(idx, dist, sim, strict=True)
                     if i >= 0
                 )
-        if len(sets) > 1:
-            per_query = [
-                heapq.nsmallest(top_k, hits, key=lambda h: (h.distance, h.entity_id))
-                for hits in per_query
-            ]
-        return per_query, scanned
+            if len(results) > 1:
+                hits = heapq.nsmallest(top_k, hits, key=lambda h: (h.distance, h.entity_id))
+            per_query.append(hits)
+        return per_query
 
 
 def _no_metadata(row: int) -> None:
