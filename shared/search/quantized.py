@@ -776,7 +776,7 @@ def _rescore(
         x -= q
         d = np.sqrt(np.einsum("ij,ij->i", x, x))
         return d, d, 1.0 / (1.0 + d)
-    dots = core.pair_dots(x, np.broadcast_to(q, x.shape))
+    dots = core.query_dots(x, q)
     if metric == "dot":
         return -dots, -dots, dots
     denom = np.sqrt(np.einsum("ij,ij->i", x, x) * core.squared_norm(q))

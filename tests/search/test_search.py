@@ -351,3 +351,15 @@ def test_block_dots_is_the_float32_product_within_the_error_bound(
     bound = search.error_bound(prepared, np.linalg.norm(q.astype(np.float64), axis=1))
     assert np.all(np.abs(out - exact) <= bound[:, None])
     assert not np.array_equal(out, np.zeros_like(out))
+
+
+@pytest.mark.parametrize("d", [1, 2, 3, 7, 8, 15, 16, 17, 31, 33, 64, 127, 383, 384, 1536, 4099])
+def test_one_query_against_many_rows_sums_as_the_pairs_do(rng: np.random.Generator, d: int) -> None:
+    """``query_dots`` (one query, no copy per row) and ``pair_dots`` (a query per row)
+    give the same digits: a batch and a single search re-score with either, and their
+    answers must agree to the last bit."""
+    for scale in (1e-30, 1.0, 1e30):
+        x = (rng.standard_normal((37, d)) * scale).astype(np.float32).astype(np.float64)
+        q = rng.standard_normal(d).astype(np.float32)
+        want = search.pair_dots(x, np.broadcast_to(q.astype(np.float64), x.shape))
+        assert np.array_equal(search.query_dots(x, q), want)
