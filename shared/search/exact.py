@@ -50,6 +50,11 @@ RERANK_MARGIN = 16
 RESCORE_CHUNK = 8192
 #: A band of this many rows that fills a quarter of its span is read as a dense span.
 DENSE_FROM = 2048
+#: A one-query search of a set of at most this many values (rows x dimension) scores
+#: every row in float64 straight away: below it the float32 scan, its band and the
+#: gather for the re-score cost more (50 x 384 rows: 59 us against 213; even at
+#: 400 x 384 and 1,600 x 32).
+DIRECT_VALUES = 1 << 16
 #: A batch query whose band of near-ties outgrows this many rows (degenerate data, such
 #: as thousands of identical vectors) finishes through the single-query path instead.
 BAND_CAP = 4096
@@ -403,6 +408,8 @@ def search(
     top_k = _excluded_top_k(top_k, matrix.rows, exclude)
     if top_k < 1:
         return _EMPTY
+    if matrix.rows * matrix.dim <= DIRECT_VALUES:
+        return _direct(matrix, q, top_k, exclude)
     pool = pool or default_pool()
     qs, eps = _scan_side(matrix, q)
     with pool.rent(matrix.rows, np.float32) as scores:
@@ -414,6 +421,19 @@ def search(
     if exclude is not None:  # a -inf score can still tie into a band of -inf
         cand = cand[~exclude[cand]]
     return _finish(matrix, q, cand, top_k, pool)
+
+
+def _direct(
+    matrix: SearchMatrix, query: np.ndarray, top_k: int, exclude: np.ndarray | None
+) -> SearchResult:
+    """``search`` on a small set: every row scored in float64 as the re-score scores it,
+    best first by (score, row index), with no scan, band or gather before it."""
+    key, dist, sim = _rescore_span(matrix, np.asarray(query, dtype=np.float64), 0, matrix.rows)
+    order = np.argsort(key, kind="stable")  # ties stay in row order
+    if exclude is not None:
+        order = order[~exclude[order]]
+    pick = order[:top_k]
+    return SearchResult(pick.astype(np.int64), dist[pick], sim[pick])
 
 
 def search_rows(

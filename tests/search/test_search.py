@@ -363,3 +363,34 @@ def test_one_query_against_many_rows_sums_as_the_pairs_do(rng: np.random.Generat
         q = rng.standard_normal(d).astype(np.float32)
         want = search.pair_dots(x, np.broadcast_to(q.astype(np.float64), x.shape))
         assert np.array_equal(search.query_dots(x, q), want)
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_a_small_set_scored_directly_answers_as_the_scan_does(
+    rng: np.random.Generator, metric: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A set of at most ``DIRECT_VALUES`` values skips the float32 scan: every row is
+    re-scored in float64. Same rows, same digits, same ties (by row) as the scan's path,
+    with rows left out, a zero row and a zero query."""
+    m = rng.standard_normal((120, 64)).astype(np.float32)
+    m[9] = m[5]  # a tie
+    m[11] = 0
+    queries = [rng.standard_normal(64).astype(np.float32), m[5].copy(), np.zeros(64, np.float32)]
+    exclude = np.zeros(len(m), bool)
+    exclude[[3, 5, 40]] = True
+    prepared = search.prepare(m, metric)
+    cases = [(q, k, ex) for q in queries for k in (1, 7, 120) for ex in (None, exclude)]
+    pool = BufferPool()
+    direct = [search.search(prepared, q, k, pool=pool, exclude=ex) for q, k, ex in cases]
+    assert pool.stats().rents == 0  # no scan, no band: nothing rented
+    monkeypatch.setattr(search, "DIRECT_VALUES", 0)
+    scanned = [search.search(prepared, q, k, pool=pool, exclude=ex) for q, k, ex in cases]
+    assert pool.stats().rents > 0
+    for (q, k, ex), a, b in zip(cases, direct, scanned, strict=True):
+        assert np.array_equal(a.indices, b.indices)
+        assert np.array_equal(a.distances, b.distances)
+        assert np.array_equal(a.similarities, b.similarities)
+        if ex is None:
+            assert np.array_equal(a.indices, reference(m, q, k, metric))
+        else:
+            assert not set(a.indices.tolist()) & {3, 5, 40} and len(a.indices) == min(k, 117)
