@@ -25,6 +25,7 @@ from __future__ import annotations
 import sys
 import tempfile
 import tracemalloc
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -169,7 +170,49 @@ def main() -> None:
             rows,
         )
     )
+    print(
+        table(
+            f"One cosine query on a small set, top-{K}: every row scored in float64 at once"
+            " vs the float32 scan with its band and re-score, interleaved",
+            ["rows x d", "scan path", "direct", "direct/scan", "search uses"],
+            small_sets(rng),
+        )
+    )
     main_compressed()
+
+
+#: Small sets (rows x dimension) on both sides of ``DIRECT_VALUES`` (65,536 values).
+SMALL_SETS = ((50, 384), (150, 384), (400, 384), (1_000, 32), (4_000, 32))
+
+
+def small_sets(rng: np.random.Generator) -> list[list[str]]:
+    """Both paths of ``search`` on the same small sets, with the same answer."""
+    return [_small_set_row(n, d, rng) for n, d in SMALL_SETS]
+
+
+def _small_set_row(n: int, d: int, rng: np.random.Generator) -> list[str]:
+    from shared.vectors.pool import BufferPool
+
+    m = rng.standard_normal((n, d)).astype(np.float32)
+    prepared, q, pool = search.prepare(m, "cosine"), m[0] + rng.standard_normal(d), BufferPool()
+
+    def under(limit: int) -> Callable[[], search.SearchResult]:
+        def call() -> search.SearchResult:
+            saved, search.DIRECT_VALUES = search.DIRECT_VALUES, limit
+            try:
+                return search.search(prepared, q, K, pool=pool)
+            finally:
+                search.DIRECT_VALUES = saved
+
+        return call
+
+    scan, direct = under(0), under(n * d)
+    a, b = direct(), scan()
+    assert np.array_equal(a.indices, b.indices) and np.array_equal(a.distances, b.distances)
+    t = interleaved({"scan": scan, "direct": direct}, rounds=7, min_time=0.02)
+    used = "direct" if n * d <= search.DIRECT_VALUES else "scan"
+    ratio = t["direct"] / t["scan"]
+    return [f"{n:,} x {d}", fmt_time(t["scan"]), fmt_time(t["direct"]), f"{ratio:.2f}x", used]
 
 
 def _rss_anon() -> int:
