@@ -394,3 +394,35 @@ def test_a_small_set_scored_directly_answers_as_the_scan_does(
             assert np.array_equal(a.indices, reference(m, q, k, metric))
         else:
             assert not set(a.indices.tolist()) & {3, 5, 40} and len(a.indices) == min(k, 117)
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_a_small_batch_on_a_small_set_scored_directly_answers_as_the_scan_does(
+    rng: np.random.Generator, metric: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch of few queries on a small set is scored row by row in float64 as well:
+    each query's answer as the batch's scan path gives it, to the last digit."""
+    m = rng.standard_normal((100, 48)).astype(np.float32)
+    m[9] = m[5]
+    queries = rng.standard_normal((6, 48)).astype(np.float32)
+    queries[1] = m[5]
+    exclude = np.zeros(len(m), bool)
+    exclude[[2, 9]] = True
+    prepared = search.prepare(m, metric)
+    pool = BufferPool()
+    direct = [
+        search.search_batch(prepared, queries, 7, pool=pool, exclude=ex) for ex in (None, exclude)
+    ]
+    assert pool.stats().rents == 0
+    monkeypatch.setattr(search, "DIRECT_VALUES", 0)
+    scanned = [
+        search.search_batch(prepared, queries, 7, pool=pool, exclude=ex) for ex in (None, exclude)
+    ]
+    assert pool.stats().rents > 0
+    for a_list, b_list in zip(direct, scanned, strict=True):
+        for a, b in zip(a_list, b_list, strict=True):
+            assert np.array_equal(a.indices, b.indices)
+            assert np.array_equal(a.distances, b.distances)
+            assert np.array_equal(a.similarities, b.similarities)
+    for q, got in zip(queries, direct[0], strict=True):
+        assert np.array_equal(got.indices, reference(m, q, 7, metric))
