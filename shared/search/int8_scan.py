@@ -17,9 +17,10 @@ scan uses) against numpy int64. One that fails is not used, the next one is, and
 says which runs and why. The last engine of each list is exact on every CPU.
 
 A cosine batch also needs each dot times its row's inverse norm (``scaled_dots``): the
-onnxruntime engines compute it in the gemm's own session (a cast and a multiply on the
-gemm's threads, next to free), the others in numpy. The check covers those values too:
-they must be the float32 product of the exact dot and the scale, correctly rounded.
+onnxruntime engines compute it in the gemm's own session (a per-row DequantizeLinear on
+the gemm's threads), the others in numpy. A check covers those values too: they must be
+the float32 product of the exact dot and the scale, rounded to nearest; where they are
+not, the engine still serves its dots and numpy scales them.
 
 One query, in order of preference:
 
