@@ -338,7 +338,7 @@ def _rescore_span(
     """``_rescore`` for one query and every row in ``[lo, hi)``, read as a contiguous
     block in whichever layout the stored rows have."""
     source = matrix.vectors if matrix.raw is None else matrix.raw
-    x = source[lo:hi].astype(np.float64)  # a (rows, d) copy
+    x = source[lo:hi].astype(np.float64, order="C")  # a (rows, d) copy, rows contiguous
     return _scored(x, None, q, matrix.metric, in_place=True)
 
 
@@ -446,7 +446,7 @@ def _direct(
     re-score scores it, best first by (score, row index), with no scan, band or gather
     before it. The rows are converted (and their norms summed) once for all queries."""
     source = matrix.vectors if matrix.raw is None else matrix.raw
-    x = source.astype(np.float64)
+    x = source.astype(np.float64, order="C")  # rows contiguous, as the re-score sums them
     row_sq = np.einsum("ij,ij->i", x, x) if matrix.metric == "cosine" else None
     results = []
     for query in queries:
