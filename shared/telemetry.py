@@ -74,7 +74,7 @@ INSTRUMENTS: tuple[Instrument, ...] = (
         "hartonomous.search.duration",
         "histogram",
         "ms",
-        "Time of one exact search.",
+        "Time of one exact search's scan (or of one batch's).",
         ("metric", "rows"),
     ),
     Instrument(
