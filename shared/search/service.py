@@ -117,30 +117,8 @@ class SearchService:
         """Top-k hits per query row, best first; with ``where``, the top
         ``min(top_k, matches)`` of the rows whose metadata it matches, in each set."""
         sets = self._sets(model_id, embedding_type, int(queries.shape[1]), field)
-        found = self._timed_scan(sets, queries, top_k, metric, where)
+        found = self._scan(sets, queries, top_k, metric, where)
         return self._hits(found, top_k, include_metadata)
-
-    def _timed_scan(
-        self,
-        sets: list[LoadedSet],
-        queries: np.ndarray,
-        top_k: int,
-        metric: str,
-        where: MetadataFilter | None,
-    ) -> list[_Found]:
-        """``_scan``, its duration recorded with the rows it scanned."""
-        started = time.perf_counter()
-        try:
-            return self._scan(sets, queries, top_k, metric, where)
-        finally:
-            telemetry.record(
-                "hartonomous.search.duration",
-                (time.perf_counter() - started) * 1000,
-                {
-                    "metric": metric,
-                    "rows": telemetry.rows_bucket(sum(len(one.ids) for one in sets)),
-                },
-            )
 
     def search_one(
         self,
@@ -198,7 +176,7 @@ class SearchService:
         latest = max(items, key=lambda one: one.resolved)
         queries = np.stack([one.query for one in items])
         top_k = max(one.top_k for one in items)
-        return self._timed_scan(latest.sets, queries, top_k, metric, latest.where)
+        return self._scan(latest.sets, queries, top_k, metric, latest.where)
 
     def _sets(
         self, model_id: str | None, embedding_type: str | None, dim: int, field: str
@@ -221,12 +199,24 @@ class SearchService:
         metric: str,
         where: MetadataFilter | None,
     ) -> list[_Found]:
-        """Per query row, each set's top-k result."""
+        """Per query row, each set's top-k result; the scan's duration is recorded with
+        the rows it scanned."""
+        started = time.perf_counter()
         per_query: list[_Found] = [[] for _ in range(queries.shape[0])]
-        for loaded in sets:
-            results = loaded.search(queries, top_k, metric, self.pool, where)
-            for found, result in zip(per_query, results, strict=True):
-                found.append((loaded, result))
+        try:
+            for loaded in sets:
+                results = loaded.search(queries, top_k, metric, self.pool, where)
+                for found, result in zip(per_query, results, strict=True):
+                    found.append((loaded, result))
+        finally:
+            telemetry.record(
+                "hartonomous.search.duration",
+                (time.perf_counter() - started) * 1000,
+                {
+                    "metric": metric,
+                    "rows": telemetry.rows_bucket(sum(len(one.ids) for one in sets)),
+                },
+            )
         return per_query
 
     def _hits(
