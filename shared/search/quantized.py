@@ -23,7 +23,8 @@ near-duplicates included.
 
 Most rows are ruled out without computing their interval: a per-query threshold on the
 integer dot (from a valid ``L`` of a sample of rows and the largest per-row error)
-keeps only rows that may pass.
+keeps only rows that may pass. A cosine batch compares each dot times its row's inverse
+norm instead (``_block_values``), so the spread of the rows' norms does not widen it.
 
 A ``mask`` (a metadata filter's matching rows) narrows the answer to those rows: ``L``
 is then taken over matching rows only (the bound holds for the top k of the rows that
@@ -376,7 +377,7 @@ def _scaled_thresholds(qr: QuantizedRows, p: _Queries, floor: np.ndarray) -> np.
     ``t`` is ``w*`` less a margin (1e-6, relative) that covers both, and float64's own
     rounding of ``w*``."""
     st = qr.stats
-    c_lo, c_hi, spread = _cosine_terms(qr, p)
+    _, c_hi, spread = _cosine_terms(qr, p)
     live = (p.alpha > 0) & np.isfinite(floor)
     per = st["inv_shift"] / np.where(live, p.alpha, 1.0)
     finite = np.where(np.isfinite(floor), floor, 0.0)
@@ -586,8 +587,8 @@ def _block_values(
 ) -> tuple[np.ndarray, np.ndarray]:
     """A block's exact centred dots (rows, queries), and what its entries are picked by:
     the dots themselves (dot); each dot times its row's ``inv32`` in float32 (cosine: a
-    row's norm then narrows its own threshold, where one threshold for every norm would
-    let in ~10x the entries on rows of varied norms); ``recon_sq - 2 * alpha * dot``
+    row's norm then narrows its own threshold, where one threshold for every norm lets
+    in ~6x the entries on rows of varied norms); ``recon_sq - 2 * alpha * dot``
     (euclidean, smaller is better)."""
     code_sum = qr.code_sum[rows]
     if p.metric == "cosine":

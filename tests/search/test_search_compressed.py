@@ -180,3 +180,17 @@ def test_a_block_floor_never_passes_the_kth_float64_score(
         score = -reference_keys(m, q, metric)
         assert band.floor[i] <= np.sort(score)[::-1][k - 1]
         assert set(reference(m, q, k, metric).tolist()) <= set(ri[qi == i].tolist())
+
+
+def test_a_cosine_batch_over_zero_rows_ranks_them_at_cosine_zero(rng: np.random.Generator) -> None:
+    """Every row zero (no norm to scale by), then one row not: a zero row's cosine is
+    exactly 0, above any negative one and tied with the others by row."""
+    m = np.zeros((3000, 16), np.float32)
+    queries = rng.standard_normal((6, 16)).astype(np.float32)
+    for ones in (False, True):
+        if ones:
+            m[5] = 1.0
+        qr = quantized.quantize(m)
+        got = quantized.search_batch(qr, queries, 4, "cosine")
+        for q, result in zip(queries, got, strict=True):
+            assert result.indices.tolist() == reference(m, q, 4, "cosine").tolist()
