@@ -746,8 +746,7 @@ def _finish_batch(
     gemv, where one gemm of every band row against every query would do ~nq times the
     work."""
     nq = len(queries)
-    empty = core.SearchResult(np.empty(0, np.int64), np.empty(0), np.empty(0))
-    results = [empty] * nq
+    results = [_EMPTY] * nq
     rows = band.row
     source = qr.rows
     if rows.size and not isinstance(source, np.ndarray):
@@ -760,26 +759,9 @@ def _finish_batch(
     bounds = np.searchsorted(band.q, np.arange(nq + 1))
     for i in np.flatnonzero(np.diff(bounds)):
         a, b = bounds[i], bounds[i + 1]
-        key, dist, sim = _rescore(source[rows[a:b]], queries[i], metric)
+        x = source[rows[a:b]].astype(np.float64, order="C")
+        q = queries[i].astype(np.float64)
+        key, dist, sim = core._scored(x, None, q, metric, in_place=True)
         pick = np.lexsort((band.row[a:b], key))[:top_k]
         results[i] = core.SearchResult(band.row[a:b][pick].astype(np.int64), dist[pick], sim[pick])
     return results
-
-
-def _rescore(
-    rows: np.ndarray, query: np.ndarray, metric: str
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """float64 (key, distance, similarity) of ``rows`` against one query, as
-    ``search._rescore`` computes them."""
-    x = rows.astype(np.float64)
-    q = query.astype(np.float64)
-    if metric == "euclidean":
-        x -= q
-        d = np.sqrt(np.einsum("ij,ij->i", x, x))
-        return d, d, 1.0 / (1.0 + d)
-    dots = core.query_dots(x, q)
-    if metric == "dot":
-        return -dots, -dots, dots
-    denom = np.sqrt(np.einsum("ij,ij->i", x, x) * core.squared_norm(q))
-    cos = np.divide(dots, denom, out=np.zeros_like(dots), where=denom > 0)
-    return -cos, 1.0 - cos, cos
