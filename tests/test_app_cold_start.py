@@ -14,7 +14,6 @@ from __future__ import annotations
 import io
 import re
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -55,13 +54,6 @@ def _first_requests(host: Host, model: bytes, name: str) -> list[tuple[str, int,
     return answers
 
 
-def _wait_for_line(host: Host, line: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while line not in host.log():
-        assert time.monotonic() < deadline, f"no {line!r} in the host log"
-        time.sleep(0.1)
-
-
 @pytest.mark.timeout(600)
 def test_first_invocations_of_a_cold_instance_at_once_answer_no_500(
     tmp_path: Path, app_storage: str
@@ -86,7 +78,7 @@ def test_first_invocations_of_a_cold_instance_at_once_answer_no_500(
             # Nothing left for a later host: both models settled, both triggers ran.
             for name in (left, uploaded):
                 assert wait_for_model(host, name)["status"] == "ready"
-            _wait_for_line(host, f"model {left} v1 registered")
-            _wait_for_line(host, f"model {uploaded} v1 already registered")
+            host.wait_for_log(f"model {left} v1 registered", 60)
+            host.wait_for_log(f"model {uploaded} v1 already registered", 60)
         finally:
             stop_host(host)  # also fails on any failed invocation or poison message

@@ -41,7 +41,7 @@ def test_host_runs_with_no_connection_string(keyless_host: Host, identity_endpoi
     names = {item.split(b"=", 1)[0].decode() for item in environ if item}
     assert "AzureWebJobsStorage" not in names
     assert "AzureWebJobsStorage__clientId" in names
-    assert f"identity: managedidentity, client id {CLIENT_ID}" in keyless_host.log()
+    keyless_host.wait_for_log(f"identity: managedidentity, client id {CLIENT_ID}")
     ready = keyless_host.call("GET", "/ready", key=None)
     assert ready.status == 200, ready.body
     assert any(q["client_id"] == CLIENT_ID for q in identity_endpoint.requests)

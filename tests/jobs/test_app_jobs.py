@@ -131,7 +131,8 @@ def test_duplicate_queue_messages_run_a_job_once(app_host: Host) -> None:
         job = app_host.call("GET", f"/jobs/{job_id}").json()
         assert job["attempts"] == 1, job
         assert job["result"] == {"rows": rows, "inserted": rows, "updated": 0}, job
-        assert app_host.log().count(f"job {job_id} succeeded") == 1
+        log = app_host.wait_for_log(f"job {job_id} succeeded")
+        assert log.count(f"job {job_id} succeeded") == 1
 
 
 def test_a_job_id_reused_with_another_payload_or_kind_is_a_409(app_host: Host) -> None:

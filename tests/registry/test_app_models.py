@@ -155,10 +155,7 @@ def test_nested_names_in_the_models_container_are_ignored_once_without_a_failure
     invocation, no poison message (the fixture checks both), no model."""
     upload_blob(app_host, "team/nested.onnx", b"not looked at")
     line = "ignored blob team/nested.onnx"
-    deadline = time.monotonic() + 30
-    while line not in app_host.log() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert line in app_host.log()
+    app_host.wait_for_log(line)
     time.sleep(1.0)  # later scans of the container must not fire it again
     assert app_host.log().count(line) == 1
     assert app_host.call("GET", "/models?name=nested").json()["models"] == []

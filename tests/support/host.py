@@ -100,6 +100,16 @@ class Host:
     def log(self) -> str:
         return self.launched.log()
 
+    def wait_for_log(self, line: str, timeout: float = 30) -> str:
+        """The log once it holds `line`. The host writes its log from a listener thread,
+        so a line about a call can land just after the call's reply."""
+
+        def holding() -> str:
+            text = self.log()
+            return text if line in text else ""
+
+        return wait_for(holding, timeout, what=f"{line!r} in the host log")
+
     def records(self, kind: str) -> list[dict]:
         """What a fixture app wrote to `<record_dir>/<kind>.jsonl`."""
         path = (self.record_dir or Path("/nonexistent")) / f"{kind}.jsonl"
