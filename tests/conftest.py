@@ -1,7 +1,7 @@
 """The fixtures that several folders of tests use, and how the suite runs in parallel.
 
-Real parts only: an Azurite per test session (and a fresh one per module for the app's
-hosts), a fresh migrated SQLite database per test, the app on the local host. Code that
+Real parts only: an Azurite per test session (and one for the app's hosts, emptied for
+each module), a fresh migrated SQLite database per test, the app on the local host. Code that
 tests share as a library lives in tests/support/, never in a conftest.
 
 `make test` runs the suite in parallel with pytest-xdist (`--dist loadgroup`). Each
