@@ -167,23 +167,26 @@ def test_small_sets_stay_float32(stack, tmp_path, rng) -> None:
     assert loaded.compressed is None and loaded.base is not None
 
 
-def _hold_rows(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
-    """Rows downloads wait for the returned event: searches must gather by range."""
+def _hold_rows(monkeypatch: pytest.MonkeyPatch) -> tuple[threading.Event, list[snap.RemoteRows]]:
+    """Rows downloads wait for the returned event: searches must gather by range. The
+    list gets each download that starts."""
     release = threading.Event()
+    started: list[snap.RemoteRows] = []
     fetch_all = snap.RemoteRows._fetch_all
 
     def held(self, rows_dir):
+        started.append(self)
         release.wait(30)
         fetch_all(self, rows_dir)
 
     monkeypatch.setattr(snap.RemoteRows, "_fetch_all", held)
-    return release
+    return release, started
 
 
 def test_a_large_snapshot_answers_before_its_rows_arrive(stack, tmp_path, rng, monkeypatch) -> None:
     vectors = _snapshot(stack, tmp_path, rng)
     db_path, _, service, container = stack
-    release = _hold_rows(monkeypatch)
+    release, _ = _hold_rows(monkeypatch)
     repo, cache, search = _process(db_path, tmp_path / "p2", service, container)
     cache.snapshots.lazy_rows_from = 0  # this small set counts as large
     _check(search, vectors, rng)  # answered from rows read by range
@@ -204,14 +207,20 @@ def test_a_damaged_row_read_by_range_falls_back_to_sql(stack, tmp_path, rng, mon
     at = header["members"]["rows"]["offset"] + 42 * 24 * 4 + 8  # row 42, third value
     data[at : at + 4] = np.float32(vectors[42, 2] + 0.5).tobytes()
     blob.upload_blob(bytes(data), overwrite=True)
-    _hold_rows(monkeypatch)
+    release, started = _hold_rows(monkeypatch)
     repo, cache, search = _process(db_path, tmp_path / "p2", service, container)
     cache.snapshots.lazy_rows_from = 0
     hits = search.search(vectors[42:43], top_k=3, metric="euclidean", model_id=MODEL)[0]
     assert hits[0].entity_id == "e42" and hits[0].distance == 0.0
     assert repo.row_reads == 1  # the damaged row was caught and SQL answered
     _check(search, vectors, rng)
-    assert repo.row_reads == 1 and cache._sets[(MODEL, ETYPE)].compressed.rows is not None
+    assert repo.row_reads == 1
+    assert cache._sets[(MODEL, ETYPE)].compressed.rows is not None
+    cache.wait_for_snapshots()
+    assert cache.snapshot_writes == 1  # the damaged snapshot is written again from SQL
+    (download,) = started
+    release.set()  # finished while this test's Azurite answers: it reads the new snapshot
+    assert np.array_equal(download.array(wait=True), vectors)
 
 
 def _snapshot_names(service: BlobServiceClient, container: str) -> list[str]:
