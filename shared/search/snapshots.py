@@ -9,6 +9,8 @@ with parallel ranged reads (``max_concurrency``): the resident ones into one buf
 (arrays are views of it), the float32 rows straight into the memory-mapped rows file.
 It is used only if its version is the one SQL reports and every CRC matches; anything
 else (missing, stale, truncated, corrupt) returns None and the caller loads from SQL.
+Every read after the first names the etag that first read saw, so a snapshot another
+instance rewrites meanwhile is refused, never read half old and half new.
 """
 
 from __future__ import annotations
@@ -69,14 +71,25 @@ class RemoteRows:
     requests at once) and checks each against the set's codes and bounds (the decoded
     row plus at most the residual norm, and the stored norm), so a damaged row is
     caught before it is used; ``array`` is the mapped file once complete and CRC-checked.
+
+    Every read carries ``conditions`` (the etag the header was read with): rows of a
+    snapshot rewritten since are refused by storage, never mixed with this one's codes.
+    A read that fails, refused or not answered, is a ``SnapshotRowsError``: the set then
+    loads from SQL, as it does for a damaged row.
     """
 
     def __init__(
-        self, client: Any, member: dict[str, Any], shape: tuple[int, int], rows_dir: Path
+        self,
+        client: Any,
+        member: dict[str, Any],
+        shape: tuple[int, int],
+        rows_dir: Path,
+        conditions: dict[str, Any],
     ) -> None:
         self.shape = shape
         self._client = client
         self._member = member
+        self._conditions = conditions
         self._done = threading.Event()
         self._array: np.ndarray | None = None
         self.failed: Exception | None = None
@@ -91,7 +104,10 @@ class RemoteRows:
 
         def fill(f: Any) -> None:
             self._client.download_blob(
-                offset=m["offset"], length=m["nbytes"], max_concurrency=CONCURRENCY
+                offset=m["offset"],
+                length=m["nbytes"],
+                max_concurrency=CONCURRENCY,
+                **self._conditions,
             ).readinto(f)
 
         try:
@@ -130,13 +146,19 @@ class RemoteRows:
             data = self._client.download_blob(
                 offset=self._member["offset"] + int(idx[a]) * row_bytes,
                 length=(b - a) * row_bytes,
+                **self._conditions,
             ).readall()
             if len(data) != (b - a) * row_bytes:
                 raise SnapshotRowsError("snapshot rows shorter than their header says")
             out[a:b] = np.frombuffer(data, "<f4").reshape(b - a, dim)
 
-        with ThreadPoolExecutor(CONCURRENCY) as pool:
-            list(pool.map(fetch, zip(starts.tolist(), stops.tolist(), strict=True)))
+        from azure.core.exceptions import AzureError
+
+        try:
+            with ThreadPoolExecutor(CONCURRENCY) as pool:
+                list(pool.map(fetch, zip(starts.tolist(), stops.tolist(), strict=True)))
+        except AzureError as err:
+            raise SnapshotRowsError(f"snapshot rows unreadable: {err}") from err
         if self.check is not None:
             self.check(idx, out)
         return out
@@ -299,15 +321,21 @@ class SnapshotStore:
         self, model_id: str, embedding_type: str, version: int, rows_dir: Path
     ) -> LoadedSet | None:
         """The set at ``version`` from its snapshot, or None (missing, stale, corrupt)."""
-        from azure.core.exceptions import ResourceNotFoundError
+        from azure.core import MatchConditions
+        from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
 
         client = self._client(model_id, embedding_type)
         try:
             head = client.download_blob(offset=0, length=HEAD_READ, retry_total=LOAD_RETRIES)
             first = head.readall()
+            # Every later read is of the blob this header came from, or refused.
+            pinned = {
+                "etag": head.properties.etag,
+                "match_condition": MatchConditions.IfNotModified,
+            }
             needed = fmt.head_length(first)
             if needed is not None and needed > len(first):
-                first = client.download_blob(offset=0, length=needed).readall()
+                first = client.download_blob(offset=0, length=needed, **pinned).readall()
             header = fmt.decode_head(first)
             if header is None:
                 log.warning("search snapshot %s: unreadable header", client.blob_name)
@@ -317,21 +345,28 @@ class SnapshotStore:
                 if stored[:2] == (model_id, embedding_type) and stored[2] < version:
                     self._drop_stale(client, head.properties.etag)
                 return None  # stale: SQL has moved on
-            return self._read(client, header, rows_dir)
+            return self._read(client, header, rows_dir, pinned)
         except ResourceNotFoundError:
+            return None
+        except ResourceModifiedError:
+            log.warning("search snapshot %s rewritten while it was read", client.blob_name)
             return None
         except (ValueError, KeyError, TypeError) as err:  # SnapshotRowsError included
             log.warning("search snapshot %s unusable: %s", client.blob_name, err)
             return None
 
-    def _read(self, client: Any, header: dict[str, Any], rows_dir: Path) -> LoadedSet:
+    def _read(
+        self, client: Any, header: dict[str, Any], rows_dir: Path, pinned: dict[str, Any]
+    ) -> LoadedSet:
 
         members = header["members"]
         first = members[fmt.MEMBERS[0]]["offset"]
         last = members["metadata"]
         length = last["offset"] + last["nbytes"] - first
         buf = bytearray(length)
-        stream = client.download_blob(offset=first, length=length, max_concurrency=CONCURRENCY)
+        stream = client.download_blob(
+            offset=first, length=length, max_concurrency=CONCURRENCY, **pinned
+        )
         if stream.readinto(_Into(buf)) != length:
             raise ValueError("snapshot shorter than its header says")
         arrays = fmt.decode_members(buf, first, members, (*fmt.MEMBERS, "ids", "metadata"))
@@ -346,7 +381,7 @@ class SnapshotStore:
         rows_meta = json.loads(bytes(arrays.pop("metadata")).decode())
         if not isinstance(rows_meta, list) or len(rows_meta) != count:
             raise ValueError("metadata disagrees with the row count")
-        remote = RemoteRows(client, rows_m, (count, dim), rows_dir)
+        remote = RemoteRows(client, rows_m, (count, dim), rows_dir, pinned)
         lazy = rows_m["nbytes"] >= self.lazy_rows_from
         rows: Any = remote if lazy else remote.array(wait=True)
         qr = quantized.QuantizedRows(**arrays, rows=rows)

@@ -21,6 +21,7 @@ from shared.errors import NotFoundError
 from shared.search import snapshot_format
 from shared.search import snapshots as snap
 from shared.search.cache import IndexCache
+from shared.search.loaded import SnapshotRowsError
 from shared.search.repository import SetRepository
 from shared.search.service import SearchService
 from shared.vectors.pool import BufferPool
@@ -219,8 +220,60 @@ def test_a_damaged_row_read_by_range_falls_back_to_sql(stack, tmp_path, rng, mon
     cache.wait_for_snapshots()
     assert cache.snapshot_writes == 1  # the damaged snapshot is written again from SQL
     (download,) = started
-    release.set()  # finished while this test's Azurite answers: it reads the new snapshot
-    assert np.array_equal(download.array(wait=True), vectors)
+    release.set()  # finished while this test's Azurite answers
+    with pytest.raises(SnapshotRowsError):  # the blob its header came from is gone
+        download.array(wait=True)
+
+
+def test_a_snapshot_rewritten_while_its_rows_arrive_is_not_read_and_sql_answers(
+    stack, tmp_path, rng, monkeypatch
+) -> None:
+    """Rows are read only from the blob whose header was decoded: another instance's
+    rewrite (here the same bytes, so only the etag tells) refuses every later read, and
+    the set loads from SQL instead of mixing two snapshots."""
+    vectors = _snapshot(stack, tmp_path, rng)
+    db_path, _, service, container = stack
+    blob = service.get_blob_client(container, snap.blob_name(MODEL, ETYPE))
+    release, started = _hold_rows(monkeypatch)
+    repo, cache, search = _process(db_path, tmp_path / "p2", service, container)
+    cache.snapshots.lazy_rows_from = 0
+    cache.settle_seconds = 3600  # no snapshot write of its own in this test
+    hits = search.search(vectors[3:4], top_k=3, metric="dot", model_id=MODEL)[0]
+    assert repo.row_reads == 0 and cache.snapshot_loads == 1  # rows read by range
+    blob.upload_blob(blob.download_blob().readall(), overwrite=True)
+    again = search.search(vectors[3:4], top_k=3, metric="dot", model_id=MODEL)[0]
+    assert repo.row_reads == 1  # refused by storage, answered from SQL
+    assert [h.entity_id for h in again] == [h.entity_id for h in hits]
+    _check(search, vectors, rng)
+    (download,) = started
+    release.set()
+    with pytest.raises(SnapshotRowsError):
+        download.array(wait=True)
+
+
+def test_storage_gone_while_rows_arrive_leaves_sql_to_answer(
+    stack, tmp_path, rng, monkeypatch, azurite
+) -> None:
+    vectors = _snapshot(stack, tmp_path, rng)
+    db_path, _, _, container = stack
+    proxy = CuttableProxy(azurite.blob_port)
+    release, _ = _hold_rows(monkeypatch)
+    try:
+        port = proxy.port
+        service = BlobServiceClient.from_connection_string(
+            connection_string(port, azurite.queue_port, azurite.table_port)
+        )
+        repo, cache, search = _process(db_path, tmp_path / "p2", service, container)
+        cache.snapshots.lazy_rows_from = 0
+        cache.settle_seconds = 3600
+        search.search(vectors[:1], top_k=3, metric="dot", model_id=MODEL)
+        assert repo.row_reads == 0 and cache.snapshot_loads == 1
+        proxy.cut()
+        _check(search, vectors, rng)
+        assert repo.row_reads == 1
+    finally:
+        release.set()
+        proxy.close()
 
 
 def _snapshot_names(service: BlobServiceClient, container: str) -> list[str]:
