@@ -17,7 +17,8 @@ Compressed (int8) engine, side by side with the float32 scan in the same run
 (goal <= 0.6x float32 at 1M), batch-of-64 per-query gain (goal >= 5x at 100k), resident
 memory of a loaded set with its float32 rows memory-mapped (tracemalloc and RssAnon;
 goal <= 0.35x the float32 size), recall@10 vs float64 (= 1), and the row count where
-the compressed scan starts to win (``SEARCH_COMPRESS_FROM_ROWS``).
+the compressed scan starts to win (``SEARCH_COMPRESS_FROM_ROWS``), and a euclidean
+batch with its values in float32 against float64.
 """
 
 from __future__ import annotations
@@ -294,6 +295,48 @@ def _crossover_row(n: int, rng: np.random.Generator) -> list[str]:
     return [f"{n:,}", fmt_time(best["f32"]), fmt_time(best["int8"]), f"{ratio:.2f}x"]
 
 
+def euclidean_values(rng: np.random.Generator) -> list[list[str]]:
+    """A euclidean batch with its values in float32 against the same batch with them in
+    float64 (what it falls back to when a magnitude leaves float32's range), interleaved,
+    on 200k rows of varied norms; both must return the same rows."""
+    n = 200_000
+    data = rng.standard_normal((n, D), dtype=np.float32) * rng.uniform(0.8, 1.2, (n, 1))
+    qr = quantized.quantize(data.astype(np.float32))
+    queries = rng.standard_normal((16, D), dtype=np.float32)
+    float32 = quantized._euclid_error32
+
+    def with_values(chosen: Callable, nq: int) -> Callable[[], list]:
+        def run() -> list:
+            quantized._euclid_error32 = chosen
+            try:
+                return quantized.search_batch(qr, queries[:nq], K, "euclidean")
+            finally:
+                quantized._euclid_error32 = float32
+
+        return run
+
+    rows = []
+    for nq in (8, 16):
+        fns = {"f64": with_values(lambda *_: None, nq), "f32": with_values(float32, nq)}
+        same = all(
+            np.array_equal(a.indices, b.indices)
+            for a, b in zip(fns["f64"](), fns["f32"](), strict=True)
+        )
+        best = interleaved(fns, rounds=5, min_time=0.3)
+        ratio = best["f32"] / best["f64"]
+        rows.append(
+            [
+                f"{n:,} x {D}",
+                str(nq),
+                fmt_time(best["f64"]),
+                fmt_time(best["f32"]),
+                f"{ratio:.2f}x",
+                "yes" if same else "NO",
+            ]
+        )
+    return rows
+
+
 def adversarial(rng: np.random.Generator) -> str:
     """Exact answers on a set built to break integer kernels that saturate: 25,000 rows
     at d=384 whose codes sit at the ends of their range in runs, 16 queries whose 8-bit
@@ -355,6 +398,7 @@ def compressed_tables(path: str) -> None:
     with threadpool_limits(THREADS, user_api="blas"), tempfile.TemporaryDirectory() as tmp:
         rows = [compressed_row(n, rng, Path(tmp)) for n in SIZES]
         small = crossover(rng)
+        euclid = euclidean_values(rng)
         exact = adversarial(rng)
     print(
         f"\nCPU path {path}: the libraries see {flags_seen()}; integer engines: one query "
@@ -384,6 +428,13 @@ def compressed_tables(path: str) -> None:
             "Where compression starts to pay (cosine, one query, 1 BLAS thread)",
             ["rows", "float32", "int8", "int8/float32"],
             small,
+        )
+    )
+    print(
+        table(
+            "A euclidean batch's values (recon_sq - 2 alpha dot): float64 vs float32",
+            ["rows", "queries", "float64", "float32", "float32/float64", "same rows"],
+            euclid,
         )
     )
 

@@ -24,7 +24,9 @@ near-duplicates included.
 Most rows are ruled out without computing their interval: a per-query threshold on the
 integer dot (from a valid ``L`` of a sample of rows and the largest per-row error)
 keeps only rows that may pass. A cosine batch compares each dot times its row's inverse
-norm instead (``_block_values``), so the spread of the rows' norms does not widen it.
+norm instead (``_block_values``), so the spread of the rows' norms does not widen it; a
+euclidean batch compares ``recon_sq - 2 * alpha * dot`` in float32 where it fits, its
+rounding bounded in the threshold (``_euclid_error32``).
 
 A ``mask`` (a metadata filter's matching rows) narrows the answer to those rows: ``L``
 is then taken over matching rows only (the bound holds for the top k of the rows that
@@ -244,6 +246,9 @@ class _Queries:
     qsq: np.ndarray  # |qv|^2 (euclidean)
     ad_max: np.ndarray  # >= alpha * |u . c| for every row
     zero: np.ndarray  # dot/cosine with a zero query: every score is exactly 0
+    #: euclidean: >= |v - w| for a row's float32 value ``v`` (``_block_values``) and its
+    #: exact ``w = recon_sq - 2 * alpha * (u . c)``; None: the values are float64.
+    err32: np.ndarray | None = None
 
 
 def _prepare_queries(
@@ -270,6 +275,7 @@ def _prepare_queries(
     qsq = np.einsum("ij,ij->i", qv, qv)
     unorm = np.sqrt(np.einsum("ij,ij->i", uf, uf))
     zero = ~q64.any(axis=1) if metric != "euclidean" else np.zeros(len(q64), bool)
+    ad_max = alpha * unorm * qr.stats["max_code_norm"] * (1 + g)
     return _Queries(
         metric,
         queries,
@@ -279,9 +285,35 @@ def _prepare_queries(
         np.sqrt(qsq) * (1 + g),
         qv @ qr.offset if metric != "euclidean" else np.zeros(len(q64)),
         qsq,
-        alpha * unorm * qr.stats["max_code_norm"] * (1 + g),
+        ad_max,
         zero,
+        _euclid_error32(qr, alpha, ad_max) if metric == "euclidean" else None,
     )
+
+
+#: Euclidean values are float32 while every magnitude in them lies within
+#: [1 / _F32_RANGE, _F32_RANGE]: far from overflow, and far enough from the subnormals
+#: that their rounding (``_TINY32`` at most, each) does not swamp the values.
+_F32_RANGE = 2.0**100
+
+
+def _euclid_error32(qr: QuantizedRows, alpha: np.ndarray, ad_max: np.ndarray) -> np.ndarray | None:
+    """Per query, a bound on ``|v - w|`` for the float32 value
+    ``v = f32(f32(f32(u . c) * f32(-2 * alpha)) + f32(recon_sq))`` of any row and its exact
+    ``w = recon_sq - 2 * alpha * (u . c)``; None if some magnitude leaves the range.
+
+    Five roundings to nearest, each at most ``_U32`` relative or, in the subnormals,
+    ``_TINY32 / 2``: ``|v - w| <= 4.01 * _U32 * 2 * alpha * |u . c| + 2.01 * _U32 *
+    recon_sq + 1.01 * _TINY32``. The bound doubles each term (``ad_max`` bounds
+    ``alpha * |u . c|``)."""
+    recon = qr.stats["max_recon_sq"]
+    top = np.maximum(2 * ad_max, recon)
+    live = alpha > 0
+    ok = recon > 1 / _F32_RANGE and np.all(np.isfinite(top) & (top < _F32_RANGE))
+    ok = ok and np.all(~live | (2 * alpha > 1 / _F32_RANGE))
+    if not ok:
+        return None
+    return 8 * _U32 * (2 * ad_max + recon) + 8 * _TINY32
 
 
 def _intervals(
@@ -534,6 +566,8 @@ def _best_bound(qr: QuantizedRows, p: _Queries, v: np.ndarray) -> np.ndarray:
     g = _gamma(qr.dim)
     st = qr.stats
     if p.metric == "euclidean":
+        if p.err32 is not None:  # the row's exact value is at most v + err32
+            v = v + p.err32
         e2 = v + p.qsq
         # twice the rounding term of ``_intervals``: ``v`` itself was rounded once more
         eps = 2 * p.dn * st["max_code_norm"]
@@ -575,7 +609,14 @@ def _block_entries(
     if larger:
         thr = np.clip(_thresholds(qr, p, band.floor), -(2.0**31), 2.0**31 - 1)
         return core._nonzero(values >= thr.astype(values.dtype)[None, :])
-    return core._nonzero(values <= _euclid_limit(qr, p, band.floor)[None, :])
+    return core._nonzero(values <= _euclid_values_limit(qr, p, band.floor)[None, :])
+
+
+def _euclid_values_limit(qr: QuantizedRows, p: _Queries, floor: np.ndarray) -> np.ndarray:
+    """``_euclid_limit`` for the batch's values: float32 values get it raised by their
+    own error and rounded up to float32 (a comparison then stays in float32)."""
+    limit = _euclid_limit(qr, p, floor)
+    return limit if p.err32 is None else _up32(limit + p.err32)
 
 
 def _block_values(
@@ -589,14 +630,19 @@ def _block_values(
     the dots themselves (dot); each dot times its row's ``inv32`` in float32 (cosine: a
     row's norm then narrows its own threshold, where one threshold for every norm lets
     in ~6x the entries on rows of varied norms); ``recon_sq - 2 * alpha * dot``
-    (euclidean, smaller is better)."""
+    (euclidean, smaller is better: float32 where ``p.err32`` bounds its rounding)."""
     code_sum = qr.code_sum[rows]
     if p.metric == "cosine":
         return int8_scan.scaled_dots(engine, codes, code_sum, p.u, qr.stats["inv32"][rows])
     dots = engine.dots(codes, code_sum, p.u)
-    if p.metric == "euclidean":
+    if p.metric == "euclidean" and p.err32 is None:
         values = dots * (-2 * p.alpha)[None, :]
         values += qr.recon_sq[rows, None]
+        return dots, values
+    if p.metric == "euclidean":  # float32: half the bytes of every pass that follows
+        scale = (-2 * p.alpha).astype(np.float32)
+        values = np.multiply(dots, scale[None, :], dtype=np.float32)
+        values += qr.recon_sq[rows].astype(np.float32)[:, None]
         return dots, values
     return dots, dots
 

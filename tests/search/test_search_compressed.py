@@ -14,6 +14,10 @@ import pytest
 from shared.search import int8_scan, quantized
 from tests.search.reference import METRICS, reference, reference_keys
 
+#: Magnitudes of rows and queries: 1e-9 and 1e12 keep a euclidean batch's values in
+#: float32, 1e-20, 1e15, 1e-36 and 1e30 take them out of its range (float64 values).
+SCALES = [1.0, 1e-9, 1e12, 1e-20, 1e15, 1e-36, 1e30]
+
 
 def _varied_norms(
     rng: np.random.Generator, scale: float
@@ -109,7 +113,11 @@ def test_many_single_queries_in_a_row_do_not_wear_out_the_interpreter(
 def _query_per_row(p: quantized._Queries, i: int, n: int) -> quantized._Queries:
     """Query ``i`` of ``p`` repeated ``n`` times: the per-query bounds, one per row."""
     same = np.full(n, i)
-    fields = {f.name: getattr(p, f.name)[same] for f in dataclasses.fields(p) if f.name != "metric"}
+    fields = {
+        f.name: getattr(p, f.name)[same]
+        for f in dataclasses.fields(p)
+        if f.name != "metric" and getattr(p, f.name) is not None
+    }
     return dataclasses.replace(p, **fields)
 
 
@@ -126,7 +134,7 @@ def _sign_flips(
 
 
 @pytest.mark.parametrize("metric", METRICS)
-@pytest.mark.parametrize("scale", [1.0, 1e-20, 1e15, 1e-36, 1e30])
+@pytest.mark.parametrize("scale", SCALES)
 @pytest.mark.parametrize("data", [_varied_norms, _sign_flips])
 def test_the_batch_bounds_hold_for_every_rows_own_interval(
     rng: np.random.Generator, metric: str, scale: float, data: Callable
@@ -150,11 +158,11 @@ def test_the_batch_bounds_hold_for_every_rows_own_interval(
         elif metric == "dot":
             assert np.all(dots[:, i] >= quantized._thresholds(qr, each, hi))
         else:
-            assert np.all(values[:, i] <= quantized._euclid_limit(qr, each, hi))
+            assert np.all(values[:, i] <= quantized._euclid_values_limit(qr, each, hi))
 
 
 @pytest.mark.parametrize("metric", METRICS)
-@pytest.mark.parametrize("scale", [1.0, 1e-20, 1e15, 1e-36, 1e30])
+@pytest.mark.parametrize("scale", SCALES)
 @pytest.mark.parametrize("k", [1, 7, 40])
 @pytest.mark.parametrize("groups", [128, 3000])
 def test_a_block_floor_never_passes_the_kth_float64_score(
@@ -180,6 +188,22 @@ def test_a_block_floor_never_passes_the_kth_float64_score(
         score = -reference_keys(m, q, metric)
         assert band.floor[i] <= np.sort(score)[::-1][k - 1]
         assert set(reference(m, q, k, metric).tolist()) <= set(ri[qi == i].tolist())
+
+
+@pytest.mark.parametrize(
+    ("scale", "float32"),
+    [(1.0, True), (1e-9, True), (1e12, True), (1e-20, False), (1e15, False)],
+)
+def test_a_euclidean_batch_keeps_its_values_in_float32_while_they_fit(
+    rng: np.random.Generator, scale: float, float32: bool
+) -> None:
+    m, qr, queries = _varied_norms(rng, scale)
+    p = quantized._prepare_queries(qr, queries, "euclidean")
+    assert (p.err32 is not None) == float32
+    _, values = quantized._block_values(qr, p, int8_scan.NUMPY_F32, qr.codes, slice(None))
+    assert values.dtype == (np.float32 if float32 else np.float64)
+    for got, q in zip(quantized.search_batch(qr, queries, 9, "euclidean"), queries, strict=True):
+        assert got.indices.tolist() == reference(m, q, 9, "euclidean").tolist()
 
 
 def test_a_cosine_batch_over_zero_rows_ranks_them_at_cosine_zero(rng: np.random.Generator) -> None:
