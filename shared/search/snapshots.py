@@ -72,7 +72,7 @@ class RemoteRows:
     row plus at most the residual norm, and the stored norm), so a damaged row is
     caught before it is used; ``array`` is the mapped file once complete and CRC-checked.
 
-    Every read carries ``conditions`` (the etag the header was read with): rows of a
+    Every read carries ``pinned`` (the etag the header was read with): rows of a
     snapshot rewritten since are refused by storage, never mixed with this one's codes.
     A read that fails, refused or not answered, is a ``SnapshotRowsError``: the set then
     loads from SQL, as it does for a damaged row.
@@ -84,12 +84,12 @@ class RemoteRows:
         member: dict[str, Any],
         shape: tuple[int, int],
         rows_dir: Path,
-        conditions: dict[str, Any],
+        pinned: dict[str, Any],
     ) -> None:
         self.shape = shape
         self._client = client
         self._member = member
-        self._conditions = conditions
+        self._pinned = pinned
         self._done = threading.Event()
         self._array: np.ndarray | None = None
         self.failed: Exception | None = None
@@ -107,7 +107,7 @@ class RemoteRows:
                 offset=m["offset"],
                 length=m["nbytes"],
                 max_concurrency=CONCURRENCY,
-                **self._conditions,
+                **self._pinned,
             ).readinto(f)
 
         try:
@@ -146,7 +146,7 @@ class RemoteRows:
             data = self._client.download_blob(
                 offset=self._member["offset"] + int(idx[a]) * row_bytes,
                 length=(b - a) * row_bytes,
-                **self._conditions,
+                **self._pinned,
             ).readall()
             if len(data) != (b - a) * row_bytes:
                 raise SnapshotRowsError("snapshot rows shorter than their header says")
