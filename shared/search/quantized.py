@@ -635,14 +635,10 @@ def _block_values(
     if p.metric == "cosine":
         return int8_scan.scaled_dots(engine, codes, code_sum, p.u, qr.stats["inv32"][rows])
     dots = engine.dots(codes, code_sum, p.u)
-    if p.metric == "euclidean" and p.err32 is None:
-        values = dots * (-2 * p.alpha)[None, :]
-        values += qr.recon_sq[rows, None]
-        return dots, values
-    if p.metric == "euclidean":  # float32: half the bytes of every pass that follows
-        scale = (-2 * p.alpha).astype(np.float32)
-        values = np.multiply(dots, scale[None, :], dtype=np.float32)
-        values += qr.recon_sq[rows].astype(np.float32)[:, None]
+    if p.metric == "euclidean":  # float32 halves the bytes of every pass that follows
+        dt = np.float64 if p.err32 is None else np.float32
+        values = np.multiply(dots, (-2 * p.alpha).astype(dt)[None, :], dtype=dt)
+        values += qr.recon_sq[rows].astype(dt, copy=False)[:, None]
         return dots, values
     return dots, dots
 

@@ -71,7 +71,7 @@ class BufferPool:
         """A C-contiguous array of ``shape`` (contents undefined); give it back when done."""
         dims = (shape,) if isinstance(shape, int) else tuple(shape)
         count = prod(dims)
-        if count < 0 or any(s < 0 for s in dims):
+        if any(s < 0 for s in dims):
             raise ValueError(f"negative dimension in shape {dims}")
         dt = np.dtype(dtype)
         key = (dt, size_class(count))
